@@ -1,0 +1,54 @@
+# multiad — see README.md. Two commands do everything on a fresh machine:
+#   make demo   train a small model on ../shared magnetic tiles, score the test set on Prism, write reports
+#   make test   run the test suite
+SHELL := /bin/bash
+export GOEXPERIMENT := simd
+export GOMLX_NO_AUTO_INSTALL := 1
+export GOFLAGS := -buildvcs=false
+# Where the shared data lives (real datasets, reference decodes, teacher weights).
+export MULTIAD_SHARED ?= $(abspath ../shared)
+export MULTIAD_ORT_LIB := $(CURDIR)/.cache/onnxruntime/libonnxruntime.so.1
+
+BIN := bin/multiad
+GO_TEST_FLAGS ?= -timeout 45m
+
+.PHONY: setup build test test-short demo eval ablation bench fuzz template clean
+
+## setup: fetch and verify the ONNX Runtime 1.24.1 library into .cache/ (idempotent)
+setup: $(MULTIAD_ORT_LIB)
+$(MULTIAD_ORT_LIB):
+	./scripts/setup-ort.sh
+
+## build: build the multiad binary into bin/
+build: setup
+	go build -o $(BIN) ./cmd/multiad
+	cp -f $(MULTIAD_ORT_LIB) bin/
+
+## test: the whole test suite (what CI runs)
+test: setup
+	go vet ./...
+	go test $(GO_TEST_FLAGS) ./...
+
+## demo: train a small model on the magnetic tiles and score their test set on Prism
+demo: build
+	./scripts/demo.sh
+
+## eval: train and evaluate on magnetic_tile and lgg_flair, print the accuracy table
+eval: build
+	./scripts/eval.sh
+
+## ablation: the eval table without SE, without the discriminator, product vs sum fusion
+ablation: build
+	./scripts/eval.sh --ablation
+
+## bench: benchmarks, printing tables and bench.* lines
+bench: build
+	./scripts/bench.sh
+
+## fuzz: run each decoder fuzz target for FUZZTIME (default 60s)
+FUZZTIME ?= 60s
+fuzz: setup
+	./scripts/fuzz.sh $(FUZZTIME)
+
+clean:
+	rm -rf bin out demo-out
