@@ -72,8 +72,9 @@ type Meta struct {
 	// the distance between slices; zero when unknown.
 	Spacing      [2]float64 `json:"spacing,omitempty"`
 	SliceSpacing float64    `json:"slice_spacing,omitempty"`
-	// Orientation is the DICOM ImageOrientationPatient (row then column
-	// direction cosines), or the first two columns of a NIfTI affine.
+	// Orientation is the DICOM ImageOrientationPatient: the LPS direction
+	// cosines of increasing column, then of increasing row (NIfTI readers
+	// convert their affine to this convention).
 	Orientation [6]float64 `json:"orientation,omitempty"`
 	// WindowCenter and WindowWidth are the VOI LUT window for display, in
 	// rescaled units, when the file carries one.

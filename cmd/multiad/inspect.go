@@ -1,0 +1,99 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+
+	"github.com/multiad/multiad/io/decode"
+	"github.com/multiad/multiad/io/pixels"
+	"github.com/multiad/multiad/io/storage"
+)
+
+func init() {
+	register("inspect", "decode images and print one line per image, frame or slice", runInspect)
+}
+
+func runInspect(ctx context.Context, args []string) int {
+	fs := flag.NewFlagSet("inspect", flag.ContinueOnError)
+	asJSON := fs.Bool("json", false, "print one JSON object per line")
+	showPHI := fs.Bool("show-phi", false, "include patient names, IDs and birth dates (off by default)")
+	maxPixels := fs.Int64("max-pixels", pixels.DefaultLimits.MaxPixels, "largest image accepted, in values (rows*cols*channels)")
+	maxVoxels := fs.Int64("max-voxels", pixels.DefaultLimits.MaxVoxels, "largest file accepted, in values over all frames or slices")
+	fs.Usage = func() {
+		fmt.Fprintln(fs.Output(), "usage: multiad inspect [--json] [--show-phi] URI...\n\nURIs are local paths, file:// or gs:// objects; globs are expanded.")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if fs.NArg() == 0 {
+		fs.Usage()
+		return 2
+	}
+	lim := pixels.Limits{MaxPixels: *maxPixels, MaxVoxels: *maxVoxels}
+	enc := json.NewEncoder(os.Stdout)
+	failed := 0
+	fail := func(uri string, err error) {
+		failed++
+		if *asJSON {
+			enc.Encode(map[string]string{"uri": uri, "error": err.Error()})
+		} else {
+			fmt.Printf("%s\terror: %v\n", uri, err)
+		}
+	}
+	for _, arg := range fs.Args() {
+		uris := []string{arg}
+		if hasGlob(arg) {
+			m, err := storage.Glob(ctx, arg)
+			if err != nil {
+				fail(arg, err)
+				continue
+			}
+			if len(m) == 0 {
+				fail(arg, fmt.Errorf("no files match"))
+				continue
+			}
+			uris = m
+		}
+		for _, uri := range uris {
+			imgs, err := decode.URI(ctx, uri, lim)
+			if err != nil {
+				fail(uri, err)
+				continue
+			}
+			for _, img := range imgs {
+				s := decode.Summarize(uri, img, *showPHI)
+				if *asJSON {
+					enc.Encode(s)
+					continue
+				}
+				idx := ""
+				if s.Frame != nil {
+					idx = fmt.Sprintf("[frame %d]", *s.Frame)
+				} else if s.Slice != nil {
+					idx = fmt.Sprintf("[slice %d]", *s.Slice)
+				}
+				fmt.Printf("%s%s\t%dx%dx%d %s\tmin %g max %g mean %.4g\trescaled min %g max %g mean %.4g\t%s %s\n",
+					uri, idx, s.Rows, s.Cols, s.Channels, s.DType, s.Min, s.Max, s.Mean,
+					s.RescaledMin, s.RescaledMax, s.RescaledMean, s.Modality, s.TransferSyntax)
+			}
+		}
+	}
+	if failed > 0 {
+		fmt.Fprintf(os.Stderr, "multiad inspect: %d input(s) failed\n", failed)
+		return 1
+	}
+	return 0
+}
+
+func hasGlob(s string) bool {
+	for _, c := range s {
+		if c == '*' || c == '?' || c == '[' {
+			return true
+		}
+	}
+	return false
+}

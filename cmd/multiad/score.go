@@ -1,0 +1,314 @@
+package main
+
+import (
+	"context"
+	"debug/elf"
+	"errors"
+	"flag"
+	"fmt"
+	"log"
+	"os"
+	"strconv"
+	"strings"
+
+	"github.com/apache/beam/sdks/v2/go/pkg/beam"
+	"github.com/apache/beam/sdks/v2/go/pkg/beam/x/beamx"
+
+	"github.com/multiad/multiad/model/ort"
+	pscore "github.com/multiad/multiad/pipelines/score"
+)
+
+func init() {
+	register("score", "score images with a model bundle in a Beam pipeline (Prism locally, or Dataflow)", runScore)
+}
+
+// Batch sizes used when --batch-size is not given: ONNX Runtime on CPU
+// gains little from batching, a GPU needs batches to be busy.
+const (
+	cpuBatchSize  = 1
+	cudaBatchSize = 16
+)
+
+// workerImageEnv names the environment variable that supplies a default
+// --sdk_container_image for Dataflow. The Flex Template image sets it to
+// its own name, so that the launcher and the workers run the same image.
+const workerImageEnv = "MULTIAD_WORKER_IMAGE"
+
+// scoreFlags are the user-facing flags of `multiad score`: the pipeline's
+// (pipelines/score.RegisterFlags) and the ones the command adds.
+type scoreFlags struct {
+	opt *pscore.Options
+	// gpu is the Dataflow worker accelerator (--gpu).
+	gpu *string
+	// gpuMemLimit is --gpu-mem-limit; nil when pipelines/score registers
+	// that flag itself.
+	gpuMemLimit *string
+}
+
+// registerScoreFlags registers every user-facing score flag on fs. The
+// Beam runner flags are not among them: they live on flag.CommandLine.
+func registerScoreFlags(fs *flag.FlagSet) *scoreFlags {
+	f := &scoreFlags{opt: pscore.RegisterFlags(fs)}
+	f.gpu = fs.String("gpu", "", "Dataflow: GPUs for each worker, added to --dataflow_service_options as worker_accelerator: "+
+		"\"type:nvidia-tesla-t4;count:1;install-nvidia-driver\", or just a GPU type (count 1, driver installed); implies --device=cuda")
+	if fs.Lookup("gpu-mem-limit") == nil {
+		f.gpuMemLimit = fs.String("gpu-mem-limit", "", "bound on ONNX Runtime's CUDA memory arena per worker process: bytes or 512MiB, 4GiB, 8GB; empty: no bound")
+	}
+	return f
+}
+
+func scoreUsage(fs *flag.FlagSet) func() {
+	return func() {
+		fmt.Fprintln(fs.Output(), `usage: multiad score --model BUNDLE --input IN --output OUT [flags] [Beam flags]
+
+Scores every image, slice and frame of IN with the model bundle and writes
+scores.jsonl, failures.jsonl, heatmaps/, summary.json and report.html into OUT.
+Runs on Prism (in process) unless --runner says otherwise; for Dataflow:
+  --runner=dataflow --project P --region R --staging_location gs://B/staging
+  --temp_location gs://B/tmp --sdk_container_image IMAGE [--gpu ...] [--dry_run]
+Without --worker_binary, Dataflow workers run this binary (it must be linux/amd64).
+
+flags (score flags and Beam's):`)
+		fs.PrintDefaults()
+	}
+}
+
+func runScore(ctx context.Context, args []string) int {
+	// Beam's runner flags are registered on flag.CommandLine, so the score
+	// flags join them there and one Parse sees both.
+	fs := flag.CommandLine
+	fs.Init("multiad score", flag.ContinueOnError)
+	sf := registerScoreFlags(fs)
+	fs.Usage = scoreUsage(fs)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(os.Stderr, "multiad score: unexpected arguments %q (every input is given with --input)\n", fs.Args())
+		return 2
+	}
+	exe, _ := os.Executable()
+	plan, err := prepareScore(fs, sf, exe, os.Getenv(workerImageEnv))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "multiad score:", err)
+		return 2
+	}
+	for _, note := range plan.notes {
+		log.Print("multiad: ", note)
+	}
+	beam.Init()
+
+	if plan.submitOnly {
+		// The job is printed (--dry_run), saved (--template_location) or
+		// left running (--async): there is no finished run to summarize,
+		// so build the pipeline without Run's staging, summary and commit.
+		p, s := beam.NewPipelineWithRoot()
+		if err := pscore.Build(s, *sf.opt); err != nil {
+			fmt.Fprintln(os.Stderr, "multiad score:", err)
+			return 1
+		}
+		if err := beamx.Run(ctx, p); err != nil {
+			fmt.Fprintln(os.Stderr, "multiad score:", err)
+			return 1
+		}
+		log.Printf("multiad: %s: no results to summarize here", plan.submitReason)
+		return 0
+	}
+	if _, err := pscore.Run(ctx, *sf.opt); err != nil {
+		fmt.Fprintln(os.Stderr, "multiad score:", err)
+		return 1
+	}
+	return 0
+}
+
+// scorePlan is what prepareScore decided.
+type scorePlan struct {
+	// submitOnly is set when the runner only submits or prints the job.
+	submitOnly   bool
+	submitReason string
+	// notes are log lines about defaults that were filled in.
+	notes []string
+}
+
+// prepareScore validates the parsed flags on fs and fills in defaults:
+// the batch size for the device, the GPU service option, and for Dataflow
+// the worker binary (exe, the running binary) and container image (image,
+// from $MULTIAD_WORKER_IMAGE). Beam flags it changes are set on fs.
+func prepareScore(fs *flag.FlagSet, sf *scoreFlags, exe, image string) (*scorePlan, error) {
+	plan := &scorePlan{}
+	opt := sf.opt
+	dev, err := ort.ParseDevice(opt.Device)
+	if err != nil {
+		return nil, err
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	get := func(name string) string {
+		if f := fs.Lookup(name); f != nil {
+			return f.Value.String()
+		}
+		return ""
+	}
+	runner := strings.ToLower(get("runner"))
+	dataflow := runner == "dataflow" || runner == "dataflowrunner"
+
+	if sf.gpuMemLimit != nil && *sf.gpuMemLimit != "" {
+		n, err := parseBytes(*sf.gpuMemLimit)
+		if err != nil {
+			return nil, fmt.Errorf("--gpu-mem-limit: %w", err)
+		}
+		if n > 0 {
+			// TODO: pass through once pipelines/score.Options carries
+			// ort.Options.GPUMemLimit (and registers --gpu-mem-limit).
+			return nil, fmt.Errorf("--gpu-mem-limit is not supported by this build's scoring pipeline yet")
+		}
+	}
+
+	if *sf.gpu != "" {
+		if !dataflow {
+			return nil, fmt.Errorf("--gpu attaches GPUs to Dataflow workers (--runner=dataflow); to use a local GPU, pass --device=cuda")
+		}
+		acc, err := parseAccelerator(*sf.gpu)
+		if err != nil {
+			return nil, err
+		}
+		opts := get("dataflow_service_options")
+		if strings.Contains(opts, "worker_accelerator=") {
+			return nil, fmt.Errorf("--gpu and a worker_accelerator in --dataflow_service_options: give one")
+		}
+		if opts != "" {
+			opts += ","
+		}
+		if err := fs.Set("dataflow_service_options", opts+"worker_accelerator="+acc); err != nil {
+			return nil, err
+		}
+		if !set["device"] {
+			dev = ort.DeviceCUDA
+			opt.Device = string(dev)
+			plan.notes = append(plan.notes, "--gpu given: scoring with --device=cuda (fails instead of falling back to CPU when CUDA does not load)")
+		}
+	}
+
+	if !set["batch-size"] {
+		opt.BatchSize = cpuBatchSize
+		if dev == ort.DeviceCUDA {
+			opt.BatchSize = cudaBatchSize
+		}
+	}
+
+	if dataflow {
+		if get("worker_binary") == "" {
+			if err := checkWorkerBinary(exe); err != nil {
+				return nil, fmt.Errorf("Dataflow workers need a linux/amd64 multiad built with cgo "+
+					"(Beam's own cross-compile uses CGO_ENABLED=0, which cannot build ONNX Runtime bindings): %w; "+
+					"build one with GOOS=linux GOARCH=amd64 CGO_ENABLED=1 go build ./cmd/multiad and pass --worker_binary", err)
+			}
+			if err := fs.Set("worker_binary", exe); err != nil {
+				return nil, err
+			}
+			plan.notes = append(plan.notes, fmt.Sprintf("--worker_binary not given: Dataflow workers will run this binary, %s", exe))
+		}
+		if get("sdk_container_image") == "" && get("worker_harness_container_image") == "" && get("environment_config") == "" {
+			if image == "" {
+				plan.notes = append(plan.notes, "warning: no --sdk_container_image: Beam's default worker image has neither libstdc++ nor ONNX Runtime, "+
+					"so scoring will fail on the workers; build templates/Dockerfile and pass its image")
+			} else {
+				if err := fs.Set("sdk_container_image", image); err != nil {
+					return nil, err
+				}
+				plan.notes = append(plan.notes, fmt.Sprintf("--sdk_container_image not given: workers use %s (from $%s)", image, workerImageEnv))
+			}
+		}
+		switch {
+		case get("dry_run") == "true":
+			plan.submitOnly, plan.submitReason = true, "--dry_run: the job was printed, not submitted"
+		case get("template_location") != "":
+			plan.submitOnly, plan.submitReason = true, "--template_location: the job was saved, not run"
+		case get("async") == "true" || get("execute_async") == "true":
+			plan.submitOnly, plan.submitReason = true,
+				"--async: the job was submitted; its outputs go straight to --output, without summary.json, report.html or an atomic commit"
+		}
+	}
+	return plan, nil
+}
+
+// parseAccelerator checks a --gpu value and returns it in Dataflow's
+// worker_accelerator form "type:T;count:N[;install-nvidia-driver...]". A
+// bare GPU type means one GPU with the driver installed.
+func parseAccelerator(s string) (string, error) {
+	s = strings.TrimSpace(s)
+	if strings.ContainsAny(s, ", \t") {
+		return "", fmt.Errorf("--gpu %q: no commas or spaces (want type:nvidia-tesla-t4;count:1;install-nvidia-driver)", s)
+	}
+	if !strings.Contains(s, ":") && !strings.Contains(s, ";") {
+		s = "type:" + s + ";count:1;install-nvidia-driver"
+	}
+	var typ, count string
+	for _, part := range strings.Split(s, ";") {
+		k, v, _ := strings.Cut(part, ":")
+		switch k {
+		case "type":
+			typ = v
+		case "count":
+			count = v
+		case "":
+			return "", fmt.Errorf("--gpu %q: empty item", s)
+		}
+	}
+	if typ == "" {
+		return "", fmt.Errorf("--gpu %q: no GPU type (e.g. type:nvidia-tesla-t4 or type:nvidia-l4)", s)
+	}
+	n, err := strconv.Atoi(count)
+	if err != nil || n < 1 {
+		return "", fmt.Errorf("--gpu %q: count must be a positive number (e.g. count:1)", s)
+	}
+	return s, nil
+}
+
+// parseBytes parses a byte count: a number, optionally with a unit KB, MB,
+// GB (powers of 1000) or KiB, MiB, GiB (powers of 1024).
+func parseBytes(s string) (int64, error) {
+	s = strings.TrimSpace(s)
+	units := []struct {
+		suffix string
+		mult   int64
+	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9}, {"B", 1}}
+	mult := int64(1)
+	for _, u := range units {
+		if strings.HasSuffix(s, u.suffix) {
+			s, mult = strings.TrimSpace(strings.TrimSuffix(s, u.suffix)), u.mult
+			break
+		}
+	}
+	f, err := strconv.ParseFloat(s, 64)
+	if err != nil || f < 0 || f*float64(mult) > 1<<62 {
+		return 0, fmt.Errorf("%q: want a byte count such as 4294967296, 512MiB or 4GiB", s)
+	}
+	return int64(f * float64(mult)), nil
+}
+
+// checkWorkerBinary reports whether path is a linux/amd64 ELF executable,
+// the only kind a Dataflow worker can run.
+func checkWorkerBinary(path string) error {
+	if path == "" {
+		return fmt.Errorf("cannot find the running binary")
+	}
+	f, err := elf.Open(path)
+	if err != nil {
+		return fmt.Errorf("%s is not a linux/amd64 executable: %w", path, err)
+	}
+	defer f.Close()
+	if f.Class != elf.ELFCLASS64 || f.Machine != elf.EM_X86_64 {
+		return fmt.Errorf("%s is a %v %v binary, not linux/amd64", path, f.Class, f.Machine)
+	}
+	if f.OSABI != elf.ELFOSABI_NONE && f.OSABI != elf.ELFOSABI_LINUX {
+		return fmt.Errorf("%s is a %v binary, not linux/amd64", path, f.OSABI)
+	}
+	if f.Type != elf.ET_EXEC && f.Type != elf.ET_DYN {
+		return fmt.Errorf("%s is not an executable (%v)", path, f.Type)
+	}
+	return nil
+}

@@ -1,0 +1,94 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/multiad/multiad/model/preprocess"
+	"github.com/multiad/multiad/model/student"
+	"github.com/multiad/multiad/model/train"
+	"github.com/multiad/multiad/pipelines/training"
+)
+
+func init() {
+	register("train", "train a model bundle on normal images", runTrain)
+}
+
+func runTrain(ctx context.Context, args []string) int {
+	fs := flag.NewFlagSet("train", flag.ContinueOnError)
+	def := train.DefaultConfig(128)
+	data := fs.String("data", "", "normal images: a folder, an MVTec root (uses train/good), or a manifest CSV (uri[,slice])")
+	out := fs.String("out", "", "bundle to write: a directory or a .tar, local or gs://")
+	size := fs.Int("size", def.Size, "model input size (multiple of 32)")
+	epochs := fs.Int("epochs", def.Epochs, "training epochs")
+	maxSteps := fs.Int("max-steps", 0, "stop after this many steps (0: no limit)")
+	batch := fs.Int("batch", def.BatchSize, "images per step")
+	lr := fs.Float64("lr", def.LR, "student learning rate (Adam, peak)")
+	discLR := fs.Float64("disc-lr", def.DiscLR, "discriminator learning rate")
+	schedule := fs.String("schedule", def.Schedule, "learning-rate schedule: cosine, step or constant")
+	seed := fs.Uint64("seed", def.Seed, "random seed (initialisation, split, shuffling, augmentation)")
+	valFrac := fs.Float64("val-fraction", 0.1, "fraction of normals held out to calibrate the threshold")
+	quantile := fs.Float64("quantile", def.Quantile, "threshold = this quantile of held-out normal scores")
+	width := fs.Int("width", def.Student.Width, "student width (channels at stride 4)")
+	depth := fs.Int("depth", def.Student.Depth, "student residual blocks per stage")
+	seRed := fs.Int("se-reduction", def.Student.SEReduction, "squeeze-and-excitation reduction ratio (0 disables SE)")
+	adv := fs.Float64("adv-weight", def.AdvWeight, "weight of the adversarial term (0 disables the discriminator)")
+	fusion := fs.String("fusion", string(def.Map.Fuse), "per-scale map fusion: sum or product")
+	sigma := fs.Float64("sigma", 0, "Gaussian blur sigma in pixels (0: 4 px at 256, scaled)")
+	augment := fs.String("augment", "auto", "flip augmentation: auto (off for DICOM/NIfTI), on, off")
+	mode := fs.String("norm", preprocess.ModeAuto, "intensity normalisation: auto, range, percentile, window")
+	window := fs.String("window", "", "CT window center,width in HU (e.g. 40,400)")
+	teacherPath := fs.String("teacher", "", "teacher: a .tflite (imported) or .onnx backbone (default: MobileNetV2 from the shared folder)")
+	teacherFeats := fs.String("teacher-features", "", "comma-separated names of the teacher's stride-4,8,16 feature tensors/outputs")
+	maxImages := fs.Int("max-images", 0, "use at most this many images (0: all)")
+	ckpt := fs.String("checkpoint", "", "checkpoint file: saved every epoch, resumed from if it exists")
+	threads := fs.Int("threads", 0, "ONNX Runtime intra-op threads (0: default)")
+	fs.Usage = func() {
+		fmt.Fprintln(fs.Output(), "usage: multiad train --data D --out BUNDLE [flags]")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if *data == "" || *out == "" {
+		fs.Usage()
+		return 2
+	}
+	cfg := train.DefaultConfig(*size)
+	cfg.Epochs, cfg.MaxSteps, cfg.BatchSize, cfg.LR, cfg.DiscLR, cfg.Schedule = *epochs, *maxSteps, *batch, *lr, *discLR, *schedule
+	cfg.Seed, cfg.Quantile, cfg.AdvWeight, cfg.Checkpoint = *seed, *quantile, *adv, *ckpt
+	cfg.Student.Width, cfg.Student.Depth, cfg.Student.SEReduction = *width, *depth, *seRed
+	cfg.Map.Fuse = student.Fusion(*fusion)
+	if *sigma > 0 {
+		cfg.Map.Sigma = *sigma
+	}
+	pcfg := preprocess.Default(*size)
+	pcfg.Mode = *mode
+	if *window != "" {
+		c, w, err := preprocess.ParseWindow(*window)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "multiad train:", err)
+			return 2
+		}
+		pcfg.WindowCenter, pcfg.WindowWidth = c, w
+	}
+	var feats []string
+	if *teacherFeats != "" {
+		feats = strings.Split(*teacherFeats, ",")
+	}
+	res, err := training.Run(ctx, training.Options{
+		Data: *data, Out: *out, Teacher: *teacherPath, TeacherFeatures: feats, Train: cfg, Preprocess: pcfg,
+		Augment: *augment, ValFraction: *valFrac, MaxImages: *maxImages, Threads: *threads,
+	})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "multiad train:", err)
+		return 1
+	}
+	s := res.Bundle.Manifest.Scores
+	fmt.Printf("bundle %s: %d images, threshold %.6f, score range [%.4f, %.4f], %.0fs\n",
+		*out, res.Images, s.Threshold, s.Min, s.Max, res.Elapsed.Seconds())
+	return 0
+}

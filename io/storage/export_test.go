@@ -1,0 +1,4 @@
+package storage
+
+// ResetClient exposes resetClient to the tests.
+var ResetClient = resetClient

@@ -1,0 +1,218 @@
+// Package bundle reads and writes multiad model bundles: a directory (or a
+// .tar of one) holding model.onnx, the single scoring graph, and model.json,
+// its manifest. Loading checks the format version and the graph's sha256.
+package bundle
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"path"
+	"strings"
+	"time"
+
+	"github.com/multiad/multiad/io/storage"
+	"github.com/multiad/multiad/model/preprocess"
+)
+
+// FormatVersion is the bundle format this build reads and writes.
+const FormatVersion = 1
+
+// File names inside a bundle.
+const (
+	ModelFile    = "model.onnx"
+	ManifestFile = "model.json"
+)
+
+// maxModelBytes bounds the size of a model graph read from a bundle.
+const maxModelBytes = 2 << 30
+
+// Teacher identifies the frozen teacher network.
+type Teacher struct {
+	Name     string   `json:"name"`
+	Source   string   `json:"source,omitempty"`
+	SHA256   string   `json:"sha256"`
+	Features []string `json:"features"`
+}
+
+// Scores holds calibration results from held-out normal images.
+type Scores struct {
+	// Threshold is the image-score threshold (the Quantile of validation scores).
+	Threshold float64 `json:"threshold"`
+	Quantile  float64 `json:"quantile"`
+	// PixelThreshold is the same quantile over validation map pixels.
+	PixelThreshold float64 `json:"pixel_threshold"`
+	// Min and Max of validation image scores, and of map pixels, for normalised scores in [0, 1].
+	Min      float64 `json:"min"`
+	Max      float64 `json:"max"`
+	PixelMin float64 `json:"pixel_min"`
+	PixelMax float64 `json:"pixel_max"`
+	// Validation is the number of held-out images.
+	Validation int `json:"validation"`
+}
+
+// Data summarises the training data.
+type Data struct {
+	Count   int    `json:"count"`
+	URIHash string `json:"uri_sha256"`
+	Source  string `json:"source,omitempty"`
+}
+
+// Manifest is model.json.
+type Manifest struct {
+	Format      int               `json:"format_version"`
+	Version     string            `json:"multiad_version"`
+	Channels    int               `json:"channels"`
+	Preprocess  preprocess.Config `json:"preprocess"`
+	Teacher     Teacher           `json:"teacher"`
+	ModelSHA256 string            `json:"model_sha256"`
+	Input       string            `json:"input"`
+	Outputs     []string          `json:"outputs"`
+	Scores      Scores            `json:"scores"`
+	Data        Data              `json:"training_data"`
+	Training    map[string]any    `json:"training,omitempty"`
+	Trained     time.Time         `json:"trained_at"`
+	TrainSecs   float64           `json:"training_seconds"`
+}
+
+// Bundle is a loaded model bundle.
+type Bundle struct {
+	Manifest Manifest
+	Model    []byte
+}
+
+// Validate checks the manifest's invariants.
+func (m *Manifest) Validate() error {
+	if m.Format != FormatVersion {
+		return fmt.Errorf("bundle: format version %d, this multiad reads %d", m.Format, FormatVersion)
+	}
+	if err := m.Preprocess.Validate(); err != nil {
+		return fmt.Errorf("bundle: %w", err)
+	}
+	if m.Channels != 3 {
+		return fmt.Errorf("bundle: %d input channels, want 3", m.Channels)
+	}
+	if m.Input == "" || len(m.Outputs) != 2 {
+		return fmt.Errorf("bundle: manifest must name one input and two outputs (anomaly_map, score)")
+	}
+	return nil
+}
+
+// SHA256 returns the hex sha256 of b.
+func SHA256(b []byte) string {
+	h := sha256.Sum256(b)
+	return hex.EncodeToString(h[:])
+}
+
+// Load reads a bundle from a directory or a .tar file, local or gs://.
+func Load(ctx context.Context, uri string) (*Bundle, error) {
+	var files map[string][]byte
+	if strings.HasSuffix(uri, ".tar") {
+		data, err := storage.ReadFile(ctx, uri, maxModelBytes)
+		if err != nil {
+			return nil, fmt.Errorf("bundle: %w", err)
+		}
+		if files, err = untar(data); err != nil {
+			return nil, fmt.Errorf("bundle %s: %w", uri, err)
+		}
+	} else {
+		files = map[string][]byte{}
+		for _, name := range []string{ManifestFile, ModelFile} {
+			b, err := storage.ReadFile(ctx, storage.Join(uri, name), maxModelBytes)
+			if err != nil {
+				return nil, fmt.Errorf("bundle %s: missing %s: %w", uri, name, err)
+			}
+			files[name] = b
+		}
+	}
+	return parse(uri, files)
+}
+
+func parse(uri string, files map[string][]byte) (*Bundle, error) {
+	mj, ok := files[ManifestFile]
+	if !ok {
+		return nil, fmt.Errorf("bundle %s: no %s", uri, ManifestFile)
+	}
+	model, ok := files[ModelFile]
+	if !ok {
+		return nil, fmt.Errorf("bundle %s: no %s", uri, ModelFile)
+	}
+	var m Manifest
+	if err := json.Unmarshal(mj, &m); err != nil {
+		return nil, fmt.Errorf("bundle %s: %s: %w", uri, ManifestFile, err)
+	}
+	if err := m.Validate(); err != nil {
+		return nil, fmt.Errorf("%w (in %s)", err, uri)
+	}
+	if got := SHA256(model); got != m.ModelSHA256 {
+		return nil, fmt.Errorf("bundle %s: %s sha256 %s does not match the manifest's %s", uri, ModelFile, got, m.ModelSHA256)
+	}
+	return &Bundle{Manifest: m, Model: model}, nil
+}
+
+func untar(data []byte) (map[string][]byte, error) {
+	tr := tar.NewReader(bytes.NewReader(data))
+	files := map[string][]byte{}
+	for {
+		h, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("reading tar: %w", err)
+		}
+		name := path.Base(h.Name)
+		if name != ModelFile && name != ManifestFile {
+			continue
+		}
+		b, err := io.ReadAll(io.LimitReader(tr, maxModelBytes))
+		if err != nil {
+			return nil, fmt.Errorf("reading %s from tar: %w", h.Name, err)
+		}
+		files[name] = b
+	}
+	return files, nil
+}
+
+// Save writes the bundle to uri: a directory, or a .tar file when uri ends
+// in ".tar". It fills in ModelSHA256 and the format version.
+func Save(ctx context.Context, uri string, b *Bundle) error {
+	b.Manifest.Format = FormatVersion
+	b.Manifest.ModelSHA256 = SHA256(b.Model)
+	if err := b.Manifest.Validate(); err != nil {
+		return err
+	}
+	mj, err := json.MarshalIndent(b.Manifest, "", "  ")
+	if err != nil {
+		return err
+	}
+	if strings.HasSuffix(uri, ".tar") {
+		var buf bytes.Buffer
+		tw := tar.NewWriter(&buf)
+		for _, f := range []struct {
+			name string
+			data []byte
+		}{{ManifestFile, mj}, {ModelFile, b.Model}} {
+			if err := tw.WriteHeader(&tar.Header{Name: f.name, Mode: 0o644, Size: int64(len(f.data)), ModTime: b.Manifest.Trained}); err != nil {
+				return err
+			}
+			if _, err := tw.Write(f.data); err != nil {
+				return err
+			}
+		}
+		if err := tw.Close(); err != nil {
+			return err
+		}
+		return storage.WriteFileAtomic(ctx, uri, buf.Bytes())
+	}
+	if err := storage.WriteFileAtomic(ctx, storage.Join(uri, ModelFile), b.Model); err != nil {
+		return err
+	}
+	return storage.WriteFileAtomic(ctx, storage.Join(uri, ManifestFile), mj)
+}

@@ -1,0 +1,220 @@
+package export
+
+import (
+	"math"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/advancedclimatesystems/gonnx/onnx"
+	"github.com/multiad/multiad/internal/shared"
+	"github.com/multiad/multiad/model/onnxb"
+	"github.com/multiad/multiad/model/ort"
+	"github.com/multiad/multiad/model/student"
+	"github.com/multiad/multiad/model/teacher"
+	"github.com/multiad/multiad/model/train"
+)
+
+// standInTeacher is an ONNX graph with the teacher's interface (image
+// [N,3,S,S] → feat_s4 [N,24,S/4,S/4], feat_s8 [N,32,…], feat_s16 [N,96,…])
+// made of random strided convolutions.
+func standInTeacher(t *testing.T, S int) []byte {
+	t.Helper()
+	r := rand.New(rand.NewPCG(7, 7))
+	b := onnxb.New()
+	x := b.Input("image", onnx.TensorProto_FLOAT, "N", 3, S, S)
+	cins := []int{3, 24, 32}
+	couts := []int{24, 32, 96}
+	ks := []int{4, 2, 2}
+	for i := range couts {
+		w := make([]float32, couts[i]*cins[i]*ks[i]*ks[i])
+		for j := range w {
+			w[j] = float32(r.NormFloat64() / math.Sqrt(float64(cins[i]*ks[i]*ks[i])))
+		}
+		bias := make([]float32, couts[i])
+		for j := range bias {
+			bias[j] = float32(r.NormFloat64() * 0.1)
+		}
+		wt := b.Const("w", []int64{int64(couts[i]), int64(cins[i]), int64(ks[i]), int64(ks[i])}, w)
+		bt := b.Const("b", []int64{int64(couts[i])}, bias)
+		x = b.Op("Relu", []string{b.Op("Conv", []string{x, wt, bt}, onnxb.Attrs{
+			"kernel_shape": []int64{int64(ks[i]), int64(ks[i])}, "strides": []int64{int64(ks[i]), int64(ks[i])}})}, nil)
+		h := S / student.Strides[i]
+		b.Output(b.Identity(x, TeacherOutputs[i]), onnx.TensorProto_FLOAT, "N", couts[i], h, h)
+	}
+	m, err := b.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func randomImages(n, S int, seed uint64) []float32 {
+	r := rand.New(rand.NewPCG(seed, 1))
+	out := make([]float32, n*3*S*S)
+	for i := range out {
+		out[i] = r.Float32()
+	}
+	return out
+}
+
+// teacherSamples runs the stand-in teacher in ONNX Runtime.
+func teacherSamples(t *testing.T, teacher []byte, images []float32, n, S int) []train.Sample {
+	t.Helper()
+	sess, err := ort.NewSession(teacher, nil, TeacherOutputs[:], ort.Options{IntraOpThreads: 1, Device: ort.DeviceCPU})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sess.Close()
+	outs, err := sess.Run(ort.Tensor{Shape: []int64{int64(n), 3, int64(S), int64(S)}, Data: images})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ss := make([]train.Sample, n)
+	for i := range ss {
+		ss[i].Image = images[i*3*S*S : (i+1)*3*S*S]
+		for k, o := range outs {
+			per := len(o.Data) / n
+			ss[i].Feats[k] = o.Data[i*per : (i+1)*per]
+		}
+	}
+	return ss
+}
+
+func TestParity(t *testing.T) {
+	const S, N = 64, 8
+	teacher := standInTeacher(t, S)
+	images := randomImages(N, S, 3)
+	samples := teacherSamples(t, teacher, images, N, S)
+	for _, fuse := range []student.Fusion{student.FuseSum, student.FuseProduct} {
+		t.Run(string(fuse), func(t *testing.T) {
+			checkParity(t, S, N, images, samples, fuse, func(o Options) ([]byte, error) { return Build(teacher, o) })
+		})
+	}
+}
+
+// TestParityMobileNetV2 exports with the real teacher imported from TFLite,
+// both embedded from its ONNX bytes and built (pruned) by BuildFeatures.
+func TestParityMobileNetV2(t *testing.T) {
+	const S, N = 64, 8
+	tt, err := teacher.Import(shared.MustPath(t, "weights", "mobilenet_v2", "mobilenet_v2_1.0_224.uint8.tflite"), teacher.ImportOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tonnx, err := tt.ONNX()
+	if err != nil {
+		t.Fatal(err)
+	}
+	images := randomImages(N, S, 4)
+	samples := teacherSamples(t, tonnx, images, N, S)
+	t.Run("embedded", func(t *testing.T) {
+		checkParity(t, S, N, images, samples, student.FuseSum, func(o Options) ([]byte, error) { return Build(tonnx, o) })
+	})
+	t.Run("pruned", func(t *testing.T) {
+		checkParity(t, S, N, images, samples, student.FuseSum, func(o Options) ([]byte, error) {
+			return BuildWith(onnxb.DefaultOpset, func(b *onnxb.Builder, img string) ([3]string, error) {
+				return tt.BuildFeatures(b, img, "teacher/")
+			}, o)
+		})
+	})
+}
+
+// checkParity trains a tiny student for a few steps on samples, exports it
+// with build and compares ONNX Runtime's maps and scores with GoMLX's.
+func checkParity(t *testing.T, S, N int, images []float32, samples []train.Sample, fuse student.Fusion, build func(Options) ([]byte, error)) {
+	cfg := train.DefaultConfig(S)
+	cfg.Student.Width = 8
+	cfg.Student.Depth = 1
+	cfg.Student.SEReduction = 2
+	cfg.Map.Fuse = fuse
+	cfg.Epochs = 0
+	cfg.MaxSteps = 3
+	cfg.BatchSize = 4
+	cfg.WarmupSteps = 0
+	cfg.LR = 1e-2
+	res, err := train.Train(cfg, train.Dataset{Train: samples}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	model, err := build(FromResult(res))
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantMaps, wantScores, err := train.Score(cfg, res.Student, samples)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sess, err := ort.NewSession(model, []string{InputName}, []string{MapName, ScoreName}, ort.Options{IntraOpThreads: 1, Device: ort.DeviceCPU})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sess.Close()
+	out, err := sess.Run(ort.Tensor{Shape: []int64{int64(N), 3, int64(S), int64(S)}, Data: images})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := out[0].Shape; len(got) != 4 || got[0] != int64(N) || got[1] != 1 || got[2] != int64(S) || got[3] != int64(S) {
+		t.Fatalf("anomaly_map shape %v", got)
+	}
+	if got := out[1].Shape; len(got) != 1 || got[0] != int64(N) {
+		t.Fatalf("score shape %v", got)
+	}
+	lo, hi := math.Inf(1), math.Inf(-1)
+	for _, m := range wantMaps {
+		for _, v := range m {
+			lo, hi = math.Min(lo, float64(v)), math.Max(hi, float64(v))
+		}
+	}
+	tol := 1e-4 * (hi - lo)
+	var maxDiff float64
+	for i := range wantMaps {
+		for j, v := range wantMaps[i] {
+			maxDiff = math.Max(maxDiff, math.Abs(float64(v)-float64(out[0].Data[i*S*S+j])))
+		}
+		if d := math.Abs(wantScores[i] - float64(out[1].Data[i])); d > tol {
+			t.Errorf("image %d: score %g (ONNX) vs %g (GoMLX)", i, out[1].Data[i], wantScores[i])
+		}
+	}
+	t.Logf("map range [%g, %g], max |ONNX − GoMLX| = %g (tolerance %g)", lo, hi, maxDiff, tol)
+	if maxDiff > tol || hi-lo <= 0 {
+		t.Errorf("maps differ by %g > %g (range %g)", maxDiff, tol, hi-lo)
+	}
+	// Batch 1 agrees with batch 8.
+	for i := 0; i < 2; i++ {
+		one, err := sess.Run(ort.Tensor{Shape: []int64{1, 3, int64(S), int64(S)}, Data: images[i*3*S*S : (i+1)*3*S*S]})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var d float64
+		for j, v := range one[0].Data {
+			d = math.Max(d, math.Abs(float64(v)-float64(out[0].Data[i*S*S+j])))
+		}
+		if d > tol {
+			t.Errorf("image %d: batch 1 and batch 8 maps differ by %g", i, d)
+		}
+	}
+}
+
+func TestBuildErrors(t *testing.T) {
+	const S = 64
+	stand := standInTeacher(t, S)
+	cfg := student.Config{Width: 8, Depth: 1, SEReduction: 2, Channels: [3]int{24, 32, 96}}
+	mc := student.MapConfig{Fuse: student.FuseSum, Sigma: 1}
+	for _, tc := range []struct {
+		name    string
+		teacher []byte
+		opt     Options
+	}{
+		{"garbage teacher", []byte("not onnx"), Options{Size: S, Student: cfg, Map: mc}},
+		{"missing weights", stand, Options{Size: S, Student: cfg, Map: mc}},
+		{"bad size", stand, Options{Size: 50, Student: cfg, Map: mc}},
+		{"bad fusion", stand, Options{Size: S, Student: cfg, Map: student.MapConfig{Fuse: "max"}}},
+		{"wrong weight shape", stand, Options{Size: S, Student: cfg, Map: mc,
+			Weights: map[string]train.Tensor{"/stem/kernel": {Dims: []int{1}, Data: []float32{1}}}}},
+	} {
+		if _, err := Build(tc.teacher, tc.opt); err == nil {
+			t.Errorf("%s: no error", tc.name)
+		} else {
+			t.Logf("%s: %v", tc.name, err)
+		}
+	}
+}

@@ -1,0 +1,190 @@
+// Package nn holds the GoMLX building blocks of the Multi-AD student,
+// discriminator and anomaly map: im2col convolutions (which train fast on
+// GoMLX's pure-Go backend and have gradients there), squeeze-and-excitation,
+// bilinear upsampling and Gaussian blur as products with constant matrices,
+// L2 normalisation and cosine distance maps.
+//
+// Feature maps are NHWC: [batch, height, width, channels]. Convolution
+// kernels are [k, k, Cin, Cout]; depthwise kernels are [k, k, C].
+package nn
+
+import (
+	"fmt"
+
+	"github.com/gomlx/compute/shapes"
+	. "github.com/gomlx/gomlx/core/graph"
+)
+
+// Padding is the number of zero rows/columns added on each side of a map.
+type Padding struct{ Top, Bottom, Left, Right int }
+
+// Symmetric pads p on every side.
+func Symmetric(p int) Padding { return Padding{p, p, p, p} }
+
+// SamePadding returns TensorFlow's SAME padding for one axis: the output
+// has ceil(in/stride) positions and the odd extra pixel goes after (bottom
+// or right).
+func SamePadding(in, k, stride int) (before, after int) {
+	out := (in + stride - 1) / stride
+	total := (out-1)*stride + k - in
+	if total < 0 {
+		total = 0
+	}
+	return total / 2, total - total/2
+}
+
+// SamePadding2D is SamePadding for both spatial axes of an h×w map.
+func SamePadding2D(h, w, k, stride int) Padding {
+	t, b := SamePadding(h, k, stride)
+	l, r := SamePadding(w, k, stride)
+	return Padding{t, b, l, r}
+}
+
+// OutSize is the output length of a k-wide window with the given stride over
+// in positions padded by before and after.
+func OutSize(in, k, stride, before, after int) int {
+	return (in+before+after-k)/stride + 1
+}
+
+// ZeroPad pads an NHWC map with zeros by concatenation (the backend's Pad op
+// has no gradient).
+func ZeroPad(x *Node, p Padding) *Node {
+	if p == (Padding{}) {
+		return x
+	}
+	g := x.Graph()
+	d := x.Shape().Dimensions
+	n, h, w, c := d[0], d[1], d[2], d[3]
+	zeros := func(dims ...int) *Node {
+		return Zeros(g, shapes.Make(x.DType(), dims...))
+	}
+	if p.Top > 0 || p.Bottom > 0 {
+		parts := []*Node{}
+		if p.Top > 0 {
+			parts = append(parts, zeros(n, p.Top, w, c))
+		}
+		parts = append(parts, x)
+		if p.Bottom > 0 {
+			parts = append(parts, zeros(n, p.Bottom, w, c))
+		}
+		x = Concatenate(parts, 1)
+		h += p.Top + p.Bottom
+	}
+	if p.Left > 0 || p.Right > 0 {
+		parts := []*Node{}
+		if p.Left > 0 {
+			parts = append(parts, zeros(n, h, p.Left, c))
+		}
+		parts = append(parts, x)
+		if p.Right > 0 {
+			parts = append(parts, zeros(n, h, p.Right, c))
+		}
+		x = Concatenate(parts, 2)
+	}
+	return x
+}
+
+// patches returns the k² strided windows of the padded map, each
+// [N, Ho, Wo, C], in (dy, dx) row-major order.
+func patches(x *Node, k, stride int, p Padding) ([]*Node, int, int) {
+	d := x.Shape().Dimensions
+	if len(d) != 4 {
+		panic(fmt.Sprintf("nn: convolution input must be NHWC, got shape %s", x.Shape()))
+	}
+	ho := OutSize(d[1], k, stride, p.Top, p.Bottom)
+	wo := OutSize(d[2], k, stride, p.Left, p.Right)
+	if ho <= 0 || wo <= 0 {
+		panic(fmt.Sprintf("nn: %dx%d kernel with stride %d does not fit a %dx%d map", k, k, stride, d[1], d[2]))
+	}
+	x = ZeroPad(x, p)
+	out := make([]*Node, 0, k*k)
+	for dy := 0; dy < k; dy++ {
+		for dx := 0; dx < k; dx++ {
+			out = append(out, Slice(x, AxisRange(),
+				AxisRange(dy, dy+stride*(ho-1)+1).Stride(stride),
+				AxisRange(dx, dx+stride*(wo-1)+1).Stride(stride),
+				AxisRange()))
+		}
+	}
+	return out, ho, wo
+}
+
+// Conv2D convolves an NHWC map with a [k, k, Cin, Cout] kernel as im2col:
+// the k² strided slices are concatenated along channels and multiplied by
+// the kernel reshaped to [k·k·Cin, Cout]. It is a cross-correlation, like
+// ONNX Conv (whose weight is this kernel transposed to [Cout, Cin, k, k]).
+func Conv2D(x, kernel *Node, stride int, p Padding) *Node {
+	kd := kernel.Shape().Dimensions
+	if len(kd) != 4 || kd[0] != kd[1] {
+		panic(fmt.Sprintf("nn: Conv2D kernel must be [k,k,Cin,Cout], got %s", kernel.Shape()))
+	}
+	k, cin, cout := kd[0], kd[2], kd[3]
+	if c := x.Shape().Dimensions[3]; c != cin {
+		panic(fmt.Sprintf("nn: Conv2D kernel takes %d channels, input has %d", cin, c))
+	}
+	n := x.Shape().Dimensions[0]
+	var cols *Node
+	ho, wo := 0, 0
+	if k == 1 && stride == 1 && p == (Padding{}) {
+		cols, ho, wo = x, x.Shape().Dimensions[1], x.Shape().Dimensions[2]
+	} else {
+		var ps []*Node
+		ps, ho, wo = patches(x, k, stride, p)
+		if len(ps) == 1 {
+			cols = ps[0]
+		} else {
+			cols = Concatenate(ps, 3)
+		}
+	}
+	y := MatMul(Reshape(cols, n*ho*wo, k*k*cin), Reshape(kernel, k*k*cin, cout))
+	return Reshape(y, n, ho, wo, cout)
+}
+
+// DepthwiseConv2D convolves each channel of an NHWC map with its own k×k
+// filter (kernel [k, k, C]): the sum over the k² strided slices of the slice
+// times its per-channel weights. ONNX: Conv with group = C and weight
+// [C, 1, k, k].
+func DepthwiseConv2D(x, kernel *Node, stride int, p Padding) *Node {
+	kd := kernel.Shape().Dimensions
+	if len(kd) != 3 || kd[0] != kd[1] {
+		panic(fmt.Sprintf("nn: DepthwiseConv2D kernel must be [k,k,C], got %s", kernel.Shape()))
+	}
+	k, c := kd[0], kd[2]
+	if xc := x.Shape().Dimensions[3]; xc != c {
+		panic(fmt.Sprintf("nn: DepthwiseConv2D kernel has %d channels, input has %d", c, xc))
+	}
+	ps, _, _ := patches(x, k, stride, p)
+	var sum *Node
+	for i, s := range ps {
+		w := Reshape(Slice(kernel, AxisElem(i/k), AxisElem(i%k), AxisRange()), 1, 1, 1, c)
+		t := Mul(s, w)
+		if sum == nil {
+			sum = t
+		} else {
+			sum = Add(sum, t)
+		}
+	}
+	return sum
+}
+
+// AddBias adds a per-channel bias [C] to an NHWC (or [N, C]) tensor.
+func AddBias(x, bias *Node) *Node {
+	r := x.Rank()
+	dims := make([]int, r)
+	for i := range dims {
+		dims[i] = 1
+	}
+	dims[r-1] = bias.Shape().Dimensions[0]
+	return Add(x, Reshape(bias, dims...))
+}
+
+// Relu is max(x, 0).
+func Relu(x *Node) *Node { return MaxScalar(x, 0) }
+
+// LeakyRelu is x for x > 0, else alpha·x.
+func LeakyRelu(x *Node, alpha float64) *Node {
+	return Max(x, MulScalar(x, alpha))
+}
+
+// GlobalAvgPool averages an NHWC map over height and width: [N, C].
+func GlobalAvgPool(x *Node) *Node { return ReduceMean(x, 1, 2) }

@@ -1,0 +1,296 @@
+// Package preprocess turns a decoded pixels.Image into the model's input
+// tensor: intensity normalisation per modality, resize to the model size,
+// and grayscale replicated to three channels. Training and scoring both call
+// Tensor, so the two always see identical inputs.
+package preprocess
+
+import (
+	"fmt"
+	"math"
+	"sort"
+	"strings"
+
+	"github.com/multiad/multiad/io/pixels"
+)
+
+// Normalisation modes.
+const (
+	// ModeAuto picks per image: Window for CT when a window is configured,
+	// Percentile for other DICOM and NIfTI data, Range for plain pictures.
+	ModeAuto = "auto"
+	// ModeRange divides stored values by the type's maximum (8-bit as is:
+	// v/255; 16-bit v/65535).
+	ModeRange = "range"
+	// ModePercentile maps the [Low, High] percentiles of the rescaled values
+	// to [0, 1] and clips. It is invariant to a scaling of the values, so a
+	// DICOM series stored as 16× a NIfTI volume normalises identically.
+	ModePercentile = "percentile"
+	// ModeWindow maps the window Center±Width/2 (rescaled units, e.g. HU) to [0, 1].
+	ModeWindow = "window"
+)
+
+// Config describes preprocessing. It is stored in the model bundle.
+type Config struct {
+	// Size is the square model input size in pixels.
+	Size int `json:"size"`
+	// Mode is one of auto, range, percentile, window.
+	Mode string `json:"mode"`
+	// Low and High are the percentiles (0–100) used by ModePercentile.
+	Low  float64 `json:"low_percentile"`
+	High float64 `json:"high_percentile"`
+	// WindowCenter and WindowWidth are used by ModeWindow (and by ModeAuto for CT when WindowWidth > 0).
+	WindowCenter float64 `json:"window_center,omitempty"`
+	WindowWidth  float64 `json:"window_width,omitempty"`
+}
+
+// Default returns the default configuration at the given size.
+func Default(size int) Config {
+	return Config{Size: size, Mode: ModeAuto, Low: 0.5, High: 99.5}
+}
+
+// ParseWindow parses a "center,width" window such as "40,400".
+func ParseWindow(s string) (center, width float64, err error) {
+	parts := strings.Split(s, ",")
+	if len(parts) != 2 {
+		return 0, 0, fmt.Errorf("preprocess: window %q: want center,width", s)
+	}
+	if _, err := fmt.Sscan(strings.TrimSpace(parts[0]), &center); err != nil {
+		return 0, 0, fmt.Errorf("preprocess: window center %q: %v", parts[0], err)
+	}
+	if _, err := fmt.Sscan(strings.TrimSpace(parts[1]), &width); err != nil {
+		return 0, 0, fmt.Errorf("preprocess: window width %q: %v", parts[1], err)
+	}
+	if width <= 0 {
+		return 0, 0, fmt.Errorf("preprocess: window width %g must be positive", width)
+	}
+	return center, width, nil
+}
+
+// Validate checks the configuration.
+func (c Config) Validate() error {
+	if c.Size < 32 || c.Size%32 != 0 || c.Size > 4096 {
+		return fmt.Errorf("preprocess: size %d must be a multiple of 32 in [32, 4096]", c.Size)
+	}
+	switch c.Mode {
+	case ModeAuto, ModeRange:
+	case ModePercentile:
+		if !(c.Low >= 0 && c.Low < c.High && c.High <= 100) {
+			return fmt.Errorf("preprocess: percentiles %g..%g must satisfy 0 <= low < high <= 100", c.Low, c.High)
+		}
+	case ModeWindow:
+		if c.WindowWidth <= 0 {
+			return fmt.Errorf("preprocess: window mode needs a positive window width")
+		}
+	default:
+		return fmt.Errorf("preprocess: unknown mode %q", c.Mode)
+	}
+	return nil
+}
+
+// modeFor resolves ModeAuto for one image.
+func (c Config) modeFor(img *pixels.Image) string {
+	if c.Mode != ModeAuto && c.Mode != "" {
+		return c.Mode
+	}
+	switch img.Meta.Format {
+	case "dicom", "nifti":
+		if img.Meta.Modality == "CT" && c.WindowWidth > 0 {
+			return ModeWindow
+		}
+		return ModePercentile
+	}
+	if img.DType == pixels.Float32 || img.DType == pixels.Float64 {
+		return ModePercentile
+	}
+	return ModeRange
+}
+
+// Normalize returns the image's values mapped to [0, 1], one float32 per
+// stored element (channels interleaved), and the mode used. MONOCHROME1
+// images are inverted so that bright means dense in every image.
+func Normalize(img *pixels.Image, c Config) ([]float32, string, error) {
+	if err := img.Validate(); err != nil {
+		return nil, "", err
+	}
+	mode := c.modeFor(img)
+	n := img.Len()
+	out := make([]float32, n)
+	switch mode {
+	case ModeRange:
+		var max float64
+		switch img.DType {
+		case pixels.Uint8:
+			max = 255
+		case pixels.Uint16:
+			max = 65535
+			if b := img.Meta.BitsStored; b > 0 && b < 16 {
+				max = float64(int(1)<<b - 1)
+			}
+		default:
+			return nil, "", fmt.Errorf("preprocess: range mode needs uint8 or uint16 pixels, got %v", img.DType)
+		}
+		for i := range out {
+			out[i] = float32(clamp01(img.At(i) / max))
+		}
+	case ModePercentile:
+		vals := img.Rescaled()
+		lo, hi := percentiles(vals, c.Low, c.High)
+		scale := hi - lo
+		for i, v := range vals {
+			if scale <= 0 || math.IsNaN(v) {
+				out[i] = 0
+				continue
+			}
+			out[i] = float32(clamp01((v - lo) / scale))
+		}
+	case ModeWindow:
+		vals := img.Rescaled()
+		lo := c.WindowCenter - c.WindowWidth/2
+		for i, v := range vals {
+			out[i] = float32(clamp01((v - lo) / c.WindowWidth))
+		}
+	default:
+		return nil, "", fmt.Errorf("preprocess: unknown mode %q", mode)
+	}
+	if img.Meta.Photometric == "MONOCHROME1" {
+		for i := range out {
+			out[i] = 1 - out[i]
+		}
+	}
+	return out, mode, nil
+}
+
+// Tensor returns the model input for img: a [3, Size, Size] float32 tensor
+// in [0, 1], channel-major (CHW). Gray images are replicated to 3 channels;
+// images with 3 or 4 channels use the first three.
+func Tensor(img *pixels.Image, c Config) ([]float32, error) {
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	norm, _, err := Normalize(img, c)
+	if err != nil {
+		return nil, err
+	}
+	ch := img.Channels
+	if ch != 1 && ch != 3 && ch != 4 {
+		return nil, fmt.Errorf("preprocess: %d channels not supported (want 1, 3 or 4)", ch)
+	}
+	s := c.Size
+	out := make([]float32, 3*s*s)
+	plane := make([]float32, img.Rows*img.Cols)
+	for k := 0; k < 3; k++ {
+		src := k
+		if ch == 1 {
+			src = 0
+		}
+		if ch == 1 && k > 0 {
+			copy(out[k*s*s:(k+1)*s*s], out[:s*s])
+			continue
+		}
+		for i := range plane {
+			plane[i] = norm[i*ch+src]
+		}
+		Resize(plane, img.Rows, img.Cols, out[k*s*s:(k+1)*s*s], s, s)
+	}
+	return out, nil
+}
+
+// Resize resamples a row-major plane of h×w to oh×ow bilinearly with
+// half-pixel centres (align_corners=False), averaging over the source
+// footprint when shrinking by more than 2× (area pre-filter), and writes
+// into dst.
+func Resize(src []float32, h, w int, dst []float32, oh, ow int) {
+	// Box pre-filter for large reductions so that thin defects are not
+	// aliased away: reduce by an integer factor first.
+	fy, fx := h/(2*oh), w/(2*ow)
+	if fy > 1 || fx > 1 {
+		fy, fx = max(fy, 1), max(fx, 1)
+		nh, nw := h/fy, w/fx
+		red := make([]float32, nh*nw)
+		inv := 1 / float32(fy*fx)
+		for y := 0; y < nh; y++ {
+			for x := 0; x < nw; x++ {
+				var sum float32
+				for dy := 0; dy < fy; dy++ {
+					row := src[(y*fy+dy)*w+x*fx:]
+					for dx := 0; dx < fx; dx++ {
+						sum += row[dx]
+					}
+				}
+				red[y*nw+x] = sum * inv
+			}
+		}
+		src, h, w = red, nh, nw
+	}
+	ys := axis(h, oh)
+	xs := axis(w, ow)
+	for oy, ay := range ys {
+		r0 := src[ay.i0*w:]
+		r1 := src[ay.i1*w:]
+		d := dst[oy*ow:]
+		for ox, ax := range xs {
+			top := r0[ax.i0]*(1-ax.f) + r0[ax.i1]*ax.f
+			bot := r1[ax.i0]*(1-ax.f) + r1[ax.i1]*ax.f
+			d[ox] = top*(1-ay.f) + bot*ay.f
+		}
+	}
+}
+
+type tap struct {
+	i0, i1 int
+	f      float32
+}
+
+// axis computes half-pixel bilinear taps from n source to m target samples.
+func axis(n, m int) []tap {
+	t := make([]tap, m)
+	scale := float64(n) / float64(m)
+	for i := range t {
+		x := (float64(i)+0.5)*scale - 0.5
+		if x < 0 {
+			x = 0
+		}
+		i0 := int(math.Floor(x))
+		if i0 > n-1 {
+			i0 = n - 1
+		}
+		i1 := min(i0+1, n-1)
+		t[i] = tap{i0, i1, float32(x - float64(i0))}
+	}
+	return t
+}
+
+// percentiles returns the lo-th and hi-th percentiles (0–100) of vs with
+// linear interpolation between order statistics (NumPy's default), ignoring NaNs.
+func percentiles(vs []float64, lo, hi float64) (float64, float64) {
+	s := make([]float64, 0, len(vs))
+	for _, v := range vs {
+		if !math.IsNaN(v) {
+			s = append(s, v)
+		}
+	}
+	if len(s) == 0 {
+		return 0, 0
+	}
+	sort.Float64s(s)
+	q := func(p float64) float64 {
+		pos := p / 100 * float64(len(s)-1)
+		i := int(math.Floor(pos))
+		if i >= len(s)-1 {
+			return s[len(s)-1]
+		}
+		f := pos - float64(i)
+		return s[i] + (s[i+1]-s[i])*f
+	}
+	return q(lo), q(hi)
+}
+
+func clamp01(v float64) float64 {
+	if v < 0 {
+		return 0
+	}
+	if v > 1 {
+		return 1
+	}
+	return v
+}

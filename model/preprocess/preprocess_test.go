@@ -1,0 +1,145 @@
+package preprocess
+
+import (
+	"math"
+	"testing"
+
+	"github.com/multiad/multiad/io/pixels"
+)
+
+func gray16(rows, cols int, f func(r, c int) float64) *pixels.Image {
+	m := pixels.New(rows, cols, 1, pixels.Uint16)
+	for r := 0; r < rows; r++ {
+		for c := 0; c < cols; c++ {
+			m.Set(r*cols+c, f(r, c))
+		}
+	}
+	m.Meta.Format = "dicom"
+	m.Meta.Modality = "MR"
+	return m
+}
+
+func TestPercentileScaleInvariant(t *testing.T) {
+	// A DICOM series stored as 16× its NIfTI volume must give identical tensors.
+	f := func(r, c int) float64 { return float64((r*37 + c*11) % 251) }
+	a := gray16(70, 90, f)
+	b := gray16(70, 90, func(r, c int) float64 { return 16 * f(r, c) })
+	b.Meta.Format = "nifti"
+	ta, err := Tensor(a, Default(64))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tb, err := Tensor(b, Default(64))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range ta {
+		if ta[i] != tb[i] {
+			t.Fatalf("element %d: %v vs %v", i, ta[i], tb[i])
+		}
+	}
+}
+
+func TestModes(t *testing.T) {
+	u8 := pixels.New(1, 4, 1, pixels.Uint8)
+	for i, v := range []float64{0, 51, 204, 255} {
+		u8.Set(i, v)
+	}
+	ct := pixels.New(1, 4, 1, pixels.Int16)
+	for i, v := range []float64{-1000, -160, 40, 240} {
+		ct.Set(i, v+1024)
+	}
+	ct.Intercept = -1024
+	ct.Slope = 1
+	ct.Meta = pixels.Meta{Format: "dicom", Modality: "CT"}
+	mono1 := pixels.New(1, 2, 1, pixels.Uint8)
+	mono1.Set(1, 255)
+	mono1.Meta.Photometric = "MONOCHROME1"
+	cases := []struct {
+		name string
+		img  *pixels.Image
+		cfg  Config
+		mode string
+		want []float32
+	}{
+		{"uint8 range", u8, Default(32), ModeRange, []float32{0, 0.2, 0.8, 1}},
+		{"ct window", ct, Config{Size: 32, Mode: ModeAuto, WindowCenter: 40, WindowWidth: 400}, ModeWindow, []float32{0, 0, 0.5, 1}},
+		{"ct percentile", ct, Config{Size: 32, Mode: ModePercentile, Low: 0, High: 100}, ModePercentile, []float32{0, 840.0 / 1240, 1040.0 / 1240, 1}},
+		{"monochrome1", mono1, Default(32), ModeRange, []float32{1, 0}},
+	}
+	for _, c := range cases {
+		got, mode, err := Normalize(c.img, c.cfg)
+		if err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		if mode != c.mode {
+			t.Errorf("%s: mode %s, want %s", c.name, mode, c.mode)
+		}
+		for i := range c.want {
+			if math.Abs(float64(got[i]-c.want[i])) > 1e-6 {
+				t.Errorf("%s: [%d] = %v, want %v", c.name, i, got[i], c.want[i])
+			}
+		}
+	}
+}
+
+// Bilinear half-pixel resampling reproduces a linear ramp exactly away from
+// the clamped border: out(y) = ramp(src coordinate of y).
+func TestResizeRamp(t *testing.T) {
+	for _, tc := range []struct{ h, oh int }{{10, 32}, {40, 64}, {64, 32}, {37, 64}} {
+		src := make([]float32, tc.h*tc.h)
+		for y := 0; y < tc.h; y++ {
+			for x := 0; x < tc.h; x++ {
+				src[y*tc.h+x] = float32(3*x + 7*y)
+			}
+		}
+		dst := make([]float32, tc.oh*tc.oh)
+		Resize(src, tc.h, tc.h, dst, tc.oh, tc.oh)
+		scale := float64(tc.h) / float64(tc.oh)
+		for y := 0; y < tc.oh; y++ {
+			for x := 0; x < tc.oh; x++ {
+				sx := (float64(x)+0.5)*scale - 0.5
+				sy := (float64(y)+0.5)*scale - 0.5
+				if sx < 0 || sy < 0 || sx > float64(tc.h-1) || sy > float64(tc.h-1) {
+					continue
+				}
+				want := 3*sx + 7*sy
+				if got := float64(dst[y*tc.oh+x]); math.Abs(got-want) > 1e-3 {
+					t.Fatalf("%d->%d at (%d,%d): %v want %v", tc.h, tc.oh, y, x, got, want)
+				}
+			}
+		}
+	}
+}
+
+func TestTensorGrayToRGB(t *testing.T) {
+	img := gray16(40, 50, func(r, c int) float64 { return float64(r + c) })
+	ten, err := Tensor(img, Default(32))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ten) != 3*32*32 {
+		t.Fatalf("len %d", len(ten))
+	}
+	for i := 0; i < 32*32; i++ {
+		if ten[i] != ten[32*32+i] || ten[i] != ten[2*32*32+i] {
+			t.Fatalf("channels differ at %d", i)
+		}
+	}
+}
+
+func TestBadInput(t *testing.T) {
+	img := gray16(4, 4, func(r, c int) float64 { return 1 })
+	for _, cfg := range []Config{{Size: 30, Mode: ModeAuto}, {Size: 32, Mode: "nope"}, {Size: 32, Mode: ModeWindow}} {
+		if _, err := Tensor(img, cfg); err == nil {
+			t.Errorf("config %+v: no error", cfg)
+		}
+	}
+	bad := &pixels.Image{Rows: 2, Cols: 2, Channels: 1, DType: pixels.Uint8, Data: []byte{1}}
+	if _, err := Tensor(bad, Default(32)); err == nil {
+		t.Error("short data: no error")
+	}
+	if _, _, err := ParseWindow("40"); err == nil {
+		t.Error("ParseWindow(40): no error")
+	}
+}

@@ -1,0 +1,88 @@
+package student
+
+import (
+	"fmt"
+
+	. "github.com/gomlx/gomlx/core/graph"
+	"github.com/multiad/multiad/model/nn"
+)
+
+// Fusion combines the three upsampled distance maps.
+type Fusion string
+
+// Fusions.
+const (
+	FuseSum     Fusion = "sum"     // d4 + d8 + d16
+	FuseProduct Fusion = "product" // d4 · d8 · d16
+)
+
+// MapConfig configures the anomaly map.
+type MapConfig struct {
+	// Fuse is how per-scale maps are combined ("sum" by default).
+	Fuse Fusion
+	// Sigma is the Gaussian blur's standard deviation in pixels of the
+	// S×S map (0: no blur).
+	Sigma float64
+}
+
+// DefaultSigma is the blur σ at image size S: 4 px at 256, scaled linearly.
+func DefaultSigma(S int) float64 { return 4 * float64(S) / 256 }
+
+// Validate checks the map configuration.
+func (m MapConfig) Validate() error {
+	switch m.Fuse {
+	case FuseSum, FuseProduct:
+	default:
+		return fmt.Errorf("student: unknown fusion %q (want sum or product)", m.Fuse)
+	}
+	if m.Sigma < 0 || m.Sigma > 64 {
+		return fmt.Errorf("student: blur sigma %g out of range [0, 64]", m.Sigma)
+	}
+	return nil
+}
+
+// AnomalyMap computes the anomaly map [N, S, S] and image scores [N] (max of
+// the map) from student and teacher features (NHWC, any scale): per scale
+// 1 − cos over channels, bilinear upsampling to S×S (half-pixel), fusion,
+// Gaussian blur.
+func AnomalyMap(s, t [3]*Node, S int, mc MapConfig) (amap, score *Node) {
+	var fused *Node
+	for i := range s {
+		d := nn.Upsample(nn.CosineDistance(s[i], t[i]), S, S)
+		switch {
+		case fused == nil:
+			fused = d
+		case mc.Fuse == FuseProduct:
+			fused = Mul(fused, d)
+		default:
+			fused = Add(fused, d)
+		}
+	}
+	amap = nn.Blur(fused, mc.Sigma)
+	return amap, ReduceMax(amap, 1, 2)
+}
+
+// KDLoss is Σ_scales 0.5·mean over pixels of ‖n(S) − n(T)‖², n = L2
+// normalisation over channels.
+func KDLoss(s, t [3]*Node) *Node {
+	var loss *Node
+	for i := range s {
+		diff := Sub(nn.NormalizeChannels(s[i]), nn.NormalizeChannels(t[i]))
+		l := MulScalar(ReduceAllMean(ReduceSum(Square(diff), -1)), 0.5)
+		if loss == nil {
+			loss = l
+		} else {
+			loss = Add(loss, l)
+		}
+	}
+	return loss
+}
+
+// BCEWithLogits is the mean binary cross-entropy of logits against a
+// constant label (1 real, 0 fake): softplus(−z) or softplus(z).
+func BCEWithLogits(logits *Node, real bool) *Node {
+	if real {
+		return ReduceAllMean(Softplus(Neg(logits)))
+	}
+	return ReduceAllMean(Softplus(logits))
+}

@@ -1,0 +1,131 @@
+package train
+
+import (
+	"bytes"
+	"encoding/gob"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"reflect"
+
+	"github.com/gomlx/compute/dtypes"
+	"github.com/gomlx/gomlx/core/tensors"
+)
+
+// checkpointMagic starts every checkpoint file.
+const checkpointMagic = "multiad-train-ckpt-v1\n"
+
+// maxCheckpointBytes bounds the size of a checkpoint file read back.
+const maxCheckpointBytes = 2 << 30
+
+type ckptVar struct {
+	Path      string
+	Trainable bool
+	Dims      []int
+	F32       []float32
+	I64       []int64
+}
+
+type ckptFile struct {
+	Config Config
+	Step   int
+	Vars   []ckptVar
+}
+
+// save writes every variable (student, discriminator, optimizer state) to
+// cfg.Checkpoint atomically.
+func (t *trainer) save(step int) error {
+	f := ckptFile{Config: t.cfg, Step: step}
+	f.Config.Checkpoint = ""
+	for v := range t.store.IterVariables() {
+		val := v.MustValue()
+		cv := ckptVar{Path: v.Path(), Trainable: v.Trainable, Dims: v.Shape().Dimensions}
+		switch v.DType() {
+		case dtypes.Float32:
+			cv.F32 = tensors.MustCopyFlatData[float32](val)
+		case dtypes.Int64:
+			cv.I64 = tensors.MustCopyFlatData[int64](val)
+		default:
+			return fmt.Errorf("train: checkpoint: variable %s has unsupported dtype %s", v.Path(), v.DType())
+		}
+		f.Vars = append(f.Vars, cv)
+	}
+	var buf bytes.Buffer
+	buf.WriteString(checkpointMagic)
+	if err := gob.NewEncoder(&buf).Encode(&f); err != nil {
+		return fmt.Errorf("train: checkpoint: %w", err)
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(t.cfg.Checkpoint), ".ckpt-*")
+	if err != nil {
+		return fmt.Errorf("train: checkpoint: %w", err)
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(buf.Bytes()); err != nil {
+		tmp.Close()
+		return fmt.Errorf("train: checkpoint %s: %w", t.cfg.Checkpoint, err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("train: checkpoint %s: %w", t.cfg.Checkpoint, err)
+	}
+	if err := os.Rename(tmp.Name(), t.cfg.Checkpoint); err != nil {
+		return fmt.Errorf("train: checkpoint %s: %w", t.cfg.Checkpoint, err)
+	}
+	return nil
+}
+
+// resume loads cfg.Checkpoint into the store if the file exists.
+func (t *trainer) resume() error {
+	if t.cfg.Checkpoint == "" {
+		return nil
+	}
+	st, err := os.Stat(t.cfg.Checkpoint)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("train: checkpoint: %w", err)
+	}
+	if st.Size() > maxCheckpointBytes {
+		return fmt.Errorf("train: checkpoint %s is %d bytes, limit %d", t.cfg.Checkpoint, st.Size(), maxCheckpointBytes)
+	}
+	b, err := os.ReadFile(t.cfg.Checkpoint)
+	if err != nil {
+		return fmt.Errorf("train: checkpoint: %w", err)
+	}
+	if !bytes.HasPrefix(b, []byte(checkpointMagic)) {
+		return fmt.Errorf("train: checkpoint %s: not a multiad training checkpoint", t.cfg.Checkpoint)
+	}
+	var f ckptFile
+	if err := gob.NewDecoder(bytes.NewReader(b[len(checkpointMagic):])).Decode(&f); err != nil {
+		return fmt.Errorf("train: checkpoint %s: %w", t.cfg.Checkpoint, err)
+	}
+	want := t.cfg
+	want.Checkpoint = ""
+	if !reflect.DeepEqual(f.Config, want) {
+		return fmt.Errorf("train: checkpoint %s was written with a different configuration (%+v)", t.cfg.Checkpoint, f.Config)
+	}
+	for _, v := range f.Vars {
+		n := 1
+		for _, d := range v.Dims {
+			n *= d
+		}
+		var val *tensors.Tensor
+		switch {
+		case v.F32 != nil && len(v.F32) == n:
+			val = tensors.FromFlatDataAndDimensions(v.F32, v.Dims...)
+		case v.I64 != nil && len(v.I64) == n:
+			val = tensors.FromFlatDataAndDimensions(v.I64, v.Dims...)
+		default:
+			return fmt.Errorf("train: checkpoint %s: variable %s has no data of shape %v", t.cfg.Checkpoint, v.Path, v.Dims)
+		}
+		nv, err := t.store.CreateVariable(v.Path, val)
+		if err != nil {
+			return fmt.Errorf("train: checkpoint %s: variable %s: %w", t.cfg.Checkpoint, v.Path, err)
+		}
+		nv.SetTrainable(v.Trainable)
+	}
+	t.startStep = f.Step
+	return nil
+}

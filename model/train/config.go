@@ -1,0 +1,137 @@
+// Package train trains the Multi-AD student (and its discriminator) in GoMLX
+// on images with cached teacher features, and calibrates thresholds on
+// held-out normal images.
+package train
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/multiad/multiad/model/student"
+)
+
+// Config configures a training run.
+type Config struct {
+	// Student sizes the student network.
+	Student student.Config
+	// Map configures the anomaly map used for validation (and export).
+	Map student.MapConfig
+	// Size is the image side S (a multiple of 16, at least 32).
+	Size int
+	// Epochs is the number of passes over the training images.
+	Epochs int
+	// MaxSteps stops training after this many steps (0: no limit).
+	MaxSteps int
+	// BatchSize is the number of images per step.
+	BatchSize int
+	// LR is the student's Adam learning rate (peak).
+	LR float64
+	// DiscLR is the discriminator's Adam learning rate.
+	DiscLR float64
+	// Schedule is the learning-rate schedule: "cosine" (to 1% of LR),
+	// "step" (×0.1 at 80% of the steps) or "constant".
+	Schedule string
+	// WarmupSteps ramps the learning rate up linearly over the first steps.
+	WarmupSteps int
+	// AdvWeight is λ_adv, the weight of the adversarial loss (0 disables
+	// the discriminator).
+	AdvWeight float64
+	// Augment configures data augmentation.
+	Augment Augment
+	// Seed makes initialisation, shuffling and augmentation reproducible.
+	Seed uint64
+	// Quantile is the quantile of validation image scores (and pixels) used
+	// as the anomaly threshold.
+	Quantile float64
+	// Checkpoint is a file to save the variables to after every epoch ("":
+	// no checkpoints). If it exists when training starts, training resumes
+	// from it (its configuration must match).
+	Checkpoint string
+	// Backend is the GoMLX backend configuration ("" uses $GOMLX_BACKEND,
+	// else the pure-Go backend "go").
+	Backend string
+	// ProgressEvery is the minimum time between progress callbacks
+	// (0: every step).
+	ProgressEvery time.Duration
+}
+
+// Augment configures augmentation. Flips are applied to the image and to its
+// cached teacher features together (the teacher is not exactly
+// flip-equivariant, so this is an approximation; keep it off for medical
+// images whose orientation matters).
+type Augment struct {
+	HFlip bool // random horizontal flips
+	VFlip bool // random vertical flips
+}
+
+// DefaultConfig returns the default training configuration for images of
+// side size.
+func DefaultConfig(size int) Config {
+	return Config{
+		Student:     student.DefaultConfig(),
+		Map:         student.MapConfig{Fuse: student.FuseSum, Sigma: student.DefaultSigma(size)},
+		Size:        size,
+		Epochs:      30,
+		BatchSize:   8,
+		LR:          1e-3,
+		DiscLR:      2e-4,
+		Schedule:    "cosine",
+		WarmupSteps: 20,
+		AdvWeight:   0.05,
+		Seed:        1,
+		Quantile:    0.99,
+	}
+}
+
+// Validate checks the configuration.
+func (c Config) Validate() error {
+	if err := c.Student.Validate(); err != nil {
+		return fmt.Errorf("train: %w", err)
+	}
+	if err := c.Map.Validate(); err != nil {
+		return fmt.Errorf("train: %w", err)
+	}
+	switch {
+	case c.Size < 32 || c.Size%16 != 0 || c.Size > 2048:
+		return fmt.Errorf("train: image size %d must be a multiple of 16 in [32, 2048]", c.Size)
+	case c.Epochs < 1 && c.MaxSteps < 1:
+		return fmt.Errorf("train: need Epochs ≥ 1 or MaxSteps ≥ 1")
+	case c.BatchSize < 1 || c.BatchSize > 1024:
+		return fmt.Errorf("train: batch size %d out of range [1, 1024]", c.BatchSize)
+	case !(c.LR > 0 && c.LR < 1):
+		return fmt.Errorf("train: learning rate %g out of range (0, 1)", c.LR)
+	case c.AdvWeight < 0:
+		return fmt.Errorf("train: adversarial weight %g < 0", c.AdvWeight)
+	case c.AdvWeight > 0 && !(c.DiscLR > 0 && c.DiscLR < 1):
+		return fmt.Errorf("train: discriminator learning rate %g out of range (0, 1)", c.DiscLR)
+	case !(c.Quantile > 0 && c.Quantile <= 1):
+		return fmt.Errorf("train: quantile %g out of range (0, 1]", c.Quantile)
+	}
+	switch c.Schedule {
+	case "", "cosine", "step", "constant":
+	default:
+		return fmt.Errorf("train: unknown schedule %q (want cosine, step or constant)", c.Schedule)
+	}
+	return nil
+}
+
+// LearningRate is the scheduled learning rate at step (0-based) of total.
+func (c Config) LearningRate(base float64, step, total int) float64 {
+	lr := base
+	if total < 1 {
+		total = 1
+	}
+	frac := float64(step) / float64(total)
+	switch c.Schedule {
+	case "", "cosine":
+		lr = base * (0.01 + 0.99*0.5*(1+cos(pi*frac)))
+	case "step":
+		if frac >= 0.8 {
+			lr = base * 0.1
+		}
+	}
+	if c.WarmupSteps > 0 && step < c.WarmupSteps {
+		lr *= float64(step+1) / float64(c.WarmupSteps)
+	}
+	return lr
+}

@@ -1,0 +1,176 @@
+package train
+
+import (
+	"image"
+	"image/png"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/multiad/multiad/internal/shared"
+	"github.com/multiad/multiad/io/pixels"
+	"github.com/multiad/multiad/io/raster"
+	"github.com/multiad/multiad/model/preprocess"
+	"github.com/multiad/multiad/model/student"
+)
+
+// auroc is the area under the ROC curve (ties count one half).
+func auroc(labels []bool, scores []float64) float64 {
+	idx := make([]int, len(scores))
+	for i := range idx {
+		idx[i] = i
+	}
+	sort.Slice(idx, func(a, b int) bool { return scores[idx[a]] < scores[idx[b]] })
+	// Rank-sum with average ranks for ties.
+	ranks := make([]float64, len(scores))
+	for i := 0; i < len(idx); {
+		j := i
+		for j < len(idx) && scores[idx[j]] == scores[idx[i]] {
+			j++
+		}
+		for k := i; k < j; k++ {
+			ranks[idx[k]] = float64(i+j+1) / 2
+		}
+		i = j
+	}
+	var pos, neg, sum float64
+	for i, l := range labels {
+		if l {
+			pos++
+			sum += ranks[i]
+		} else {
+			neg++
+		}
+	}
+	return (sum - pos*(pos+1)/2) / (pos * neg)
+}
+
+func loadDir(t testing.TB, dir string, S int, limit int) (names []string, imgs [][]float32) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range ents {
+		if strings.HasSuffix(e.Name(), ".jpg") {
+			names = append(names, e.Name())
+		}
+	}
+	sort.Strings(names)
+	if limit > 0 && len(names) > limit {
+		// Spread the subset over the sorted list.
+		var sub []string
+		for i := 0; i < limit; i++ {
+			sub = append(sub, names[i*len(names)/limit])
+		}
+		names = sub
+	}
+	cfg := preprocess.Default(S)
+	for _, n := range names {
+		data, err := os.ReadFile(filepath.Join(dir, n))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ims, err := raster.Decode(data, pixels.DefaultLimits)
+		if err != nil {
+			t.Fatal(err)
+		}
+		x, err := preprocess.Tensor(ims[0], cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		imgs = append(imgs, x)
+	}
+	return names, imgs
+}
+
+// maskAt reads a 0/255 mask and samples it at S×S (nearest).
+func maskAt(t testing.TB, path string, S int) []bool {
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	m, err := png.Decode(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := m.Bounds()
+	out := make([]bool, S*S)
+	for y := 0; y < S; y++ {
+		for x := 0; x < S; x++ {
+			r, _, _, _ := m.At(b.Min.X+(2*x+1)*b.Dx()/(2*S), b.Min.Y+(2*y+1)*b.Dy()/(2*S)).RGBA()
+			out[y*S+x] = r > 0x7fff
+		}
+	}
+	return out
+}
+
+var _ = image.Point{}
+
+// TestExperimentTiles trains on magnetic-tile normals and reports image and
+// pixel AUROC on the test set (MULTIAD_EXP=1; EXP_* variables as in
+// TestExperimentKD, EXP_EPOCHS, EXP_NTRAIN, EXP_NTEST per class).
+func TestExperimentTiles(t *testing.T) {
+	if os.Getenv("MULTIAD_EXP") == "" {
+		t.Skip("set MULTIAD_EXP=1")
+	}
+	S := int(envF("EXP_S", 128))
+	root := shared.MustPath(t, "data", "industrial", "magnetic_tile")
+	_, trainImgs := loadDir(t, filepath.Join(root, "train", "good"), S, int(envF("EXP_NTRAIN", 0)))
+	train := mobileNetSamples(t, trainImgs, S)
+	cfg := DefaultConfig(S)
+	cfg.Student.Width = int(envF("EXP_W", 32))
+	cfg.Student.Depth = int(envF("EXP_D", 2))
+	cfg.Student.SEReduction = int(envF("EXP_SE", 16))
+	cfg.Epochs = int(envF("EXP_EPOCHS", 5))
+	cfg.BatchSize = int(envF("EXP_B", 8))
+	cfg.LR = envF("EXP_LR", 1e-3)
+	cfg.AdvWeight = envF("EXP_ADV", 0.05)
+	cfg.Augment = Augment{HFlip: envF("EXP_FLIP", 0) > 0, VFlip: envF("EXP_FLIP", 0) > 0}
+	if s := os.Getenv("EXP_SCHED"); s != "" {
+		cfg.Schedule = s
+	}
+	cfg.ProgressEvery = 30 * time.Second
+	start := time.Now()
+	res, err := Train(cfg, Dataset{Train: train}, func(p Progress) { t.Log(Line(p, 0)) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("trained %d images in %v", len(train), time.Since(start))
+	ntest := int(envF("EXP_NTEST", 0))
+	var labels []bool
+	var pixLabels []bool
+	var samples []Sample
+	classes, _ := os.ReadDir(filepath.Join(root, "test"))
+	for _, c := range classes {
+		names, imgs := loadDir(t, filepath.Join(root, "test", c.Name()), S, ntest)
+		samples = append(samples, mobileNetSamples(t, imgs, S)...)
+		for _, n := range names {
+			labels = append(labels, c.Name() != "good")
+			if c.Name() == "good" {
+				pixLabels = append(pixLabels, make([]bool, S*S)...)
+			} else {
+				pixLabels = append(pixLabels, maskAt(t, filepath.Join(root, "ground_truth", c.Name(), strings.TrimSuffix(n, ".jpg")+"_mask.png"), S)...)
+			}
+		}
+	}
+	for _, fuse := range []string{"sum", "product"} {
+		c := cfg
+		c.Map.Fuse = student.Fusion(fuse)
+		maps, scores, err := Score(c, res.Student, samples)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var pix []float64
+		for _, m := range maps {
+			for _, v := range m {
+				pix = append(pix, float64(v))
+			}
+		}
+		t.Logf("%s fusion: image AUROC %.4f, pixel AUROC %.4f (%d test images, final KD %.4f)", fuse,
+			auroc(labels, scores), auroc(pixLabels, pix), len(scores), res.EpochKDLoss[len(res.EpochKDLoss)-1])
+	}
+}

@@ -1,0 +1,352 @@
+package train
+
+import (
+	"image"
+	"image/jpeg"
+	"math"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	. "github.com/gomlx/gomlx/core/graph"
+	"github.com/gomlx/gomlx/core/tensors"
+	"github.com/gomlx/gomlx/ml/model"
+	"github.com/multiad/multiad/internal/shared"
+	"github.com/multiad/multiad/model/nn"
+	"github.com/multiad/multiad/model/ort"
+	"github.com/multiad/multiad/model/student"
+	"github.com/multiad/multiad/model/teacher"
+)
+
+// loadTiles decodes n magnetic-tile training images, resized (box filter)
+// to S×S RGB in [0, 1], CHW.
+func loadTiles(t testing.TB, n, S int) [][]float32 {
+	t.Helper()
+	dir := shared.MustPath(t, "data", "industrial", "magnetic_tile", "train", "good")
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range ents {
+		if strings.HasSuffix(e.Name(), ".jpg") {
+			names = append(names, e.Name())
+		}
+	}
+	sort.Strings(names)
+	if len(names) < n {
+		t.Fatalf("only %d images in %s", len(names), dir)
+	}
+	var out [][]float32
+	for _, name := range names[:n] {
+		f, err := os.Open(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		img, err := jpeg.Decode(f)
+		f.Close()
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		out = append(out, resizeCHW(img, S))
+	}
+	return out
+}
+
+// resizeCHW samples img at S×S (nearest pixel centre) into CHW RGB in [0, 1].
+func resizeCHW(img image.Image, S int) []float32 {
+	b := img.Bounds()
+	out := make([]float32, 3*S*S)
+	for y := 0; y < S; y++ {
+		sy := b.Min.Y + (2*y+1)*b.Dy()/(2*S)
+		for x := 0; x < S; x++ {
+			sx := b.Min.X + (2*x+1)*b.Dx()/(2*S)
+			r, g, bb, _ := img.At(sx, sy).RGBA()
+			out[y*S+x] = float32(r) / 65535
+			out[S*S+y*S+x] = float32(g) / 65535
+			out[2*S*S+y*S+x] = float32(bb) / 65535
+		}
+	}
+	return out
+}
+
+// standInTeacher computes features of images with a frozen random network
+// (a differently seeded, wider student), in CHW per image: a learnable
+// target while the real teacher is not available.
+func standInTeacher(t testing.TB, images [][]float32, S int, channels [3]int) []Sample {
+	t.Helper()
+	backend, err := NewBackend("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := student.Config{Width: 16, Depth: 1, SEReduction: 4, Channels: channels}
+	store := model.NewStore()
+	store.SetParam(nn.SeedParam, 12345)
+	exec := model.MustNewExec(backend, store, func(scope *model.Scope, x *Node) []*Node {
+		f := student.Forward(scope.At("teacher"), cfg, x)
+		return f[:]
+	})
+	var out []Sample
+	for _, img := range images {
+		x := toNHWC([]Sample{{Image: img}}, nil, -1, 3, S)
+		res := exec.MustCall(tensors.FromFlatDataAndDimensions(x, 1, S, S, 3))
+		s := Sample{Image: img}
+		for k := range res {
+			d := res[k].Shape().Dimensions
+			hwc := tensors.MustCopyFlatData[float32](res[k])
+			h, c := d[1], d[3]
+			chw := make([]float32, len(hwc))
+			for i := 0; i < h*h; i++ {
+				for ch := 0; ch < c; ch++ {
+					chw[ch*h*h+i] = hwc[i*c+ch]
+				}
+			}
+			s.Feats[k] = chw
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+func tinyConfig(S int) Config {
+	cfg := DefaultConfig(S)
+	cfg.Student = student.Config{Width: 8, Depth: 1, SEReduction: 2, Channels: [3]int{24, 32, 96}}
+	cfg.BatchSize = 2
+	cfg.WarmupSteps = 0
+	return cfg
+}
+
+func TestBadInput(t *testing.T) {
+	const S = 32
+	imgs := loadTiles(t, 2, S)
+	data := standInTeacher(t, imgs, S, [3]int{24, 32, 96})
+	short := data[0]
+	short.Image = short.Image[:10]
+	badFeat := data[0]
+	badFeat.Feats[2] = badFeat.Feats[2][:5]
+	cfg := tinyConfig(S)
+	cfg.Epochs = 1
+	badCfg := cfg
+	badCfg.Size = 40
+	for _, tc := range []struct {
+		name string
+		cfg  Config
+		data Dataset
+		want string
+	}{
+		{"empty", cfg, Dataset{}, "empty training set"},
+		{"short image", cfg, Dataset{Train: []Sample{data[1], short}}, "training image 1 has 10 values"},
+		{"short features", cfg, Dataset{Train: data, Val: []Sample{badFeat}}, "validation image 0: teacher features at stride 16"},
+		{"bad size", badCfg, Dataset{Train: data}, "multiple of 16"},
+	} {
+		_, err := Train(tc.cfg, tc.data, nil)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: error %v, want %q", tc.name, err, tc.want)
+		}
+	}
+	if _, _, err := Score(cfg, nil, []Sample{short}); err == nil {
+		t.Error("Score accepted a short image")
+	}
+}
+
+func snapshot(store *model.Store, prefix string) map[string][]float32 {
+	out := map[string][]float32{}
+	for v := range store.IterVariables() {
+		if strings.HasPrefix(v.Path(), prefix) && v.Trainable {
+			out[v.Path()] = tensors.MustCopyFlatData[float32](v.MustValue())
+		}
+	}
+	return out
+}
+
+func changed(a, b map[string][]float32) (n int) {
+	for k, va := range a {
+		vb := b[k]
+		for i := range va {
+			if va[i] != vb[i] {
+				n++
+				break
+			}
+		}
+	}
+	return n
+}
+
+// TestOptimizersUpdateOwnVariables runs one student step and one
+// discriminator step and checks which variables each changed.
+func TestOptimizersUpdateOwnVariables(t *testing.T) {
+	const S = 64
+	imgs := loadTiles(t, 2, S)
+	data := standInTeacher(t, imgs, S, [3]int{24, 32, 96})
+	cfg := tinyConfig(S)
+	cfg.Epochs = 1
+	cfg.AdvWeight = 0.1
+	be, err := NewBackend("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := &trainer{cfg: cfg, backend: be, store: model.NewStore()}
+	tr.build()
+	in := tr.batchTensors(data, nil)
+	// The first calls create the variables; compare the second ones.
+	out := tr.studentExec.MustCall(in[0], in[1], in[2], in[3])
+	tr.discExec.MustCall(in[3], out[2])
+	st0, d0 := snapshot(tr.store, "/student/"), snapshot(tr.store, "/disc/")
+	if len(st0) == 0 || len(d0) == 0 {
+		t.Fatalf("%d student and %d discriminator variables", len(st0), len(d0))
+	}
+	out = tr.studentExec.MustCall(in[0], in[1], in[2], in[3])
+	st1, d1 := snapshot(tr.store, "/student/"), snapshot(tr.store, "/disc/")
+	if n := changed(d0, d1); n != 0 {
+		t.Errorf("student step changed %d discriminator variables", n)
+	}
+	if n := changed(st0, st1); n != len(st0) {
+		t.Errorf("student step changed %d of %d student variables", n, len(st0))
+	}
+	tr.discExec.MustCall(in[3], out[2])
+	st2, d2 := snapshot(tr.store, "/student/"), snapshot(tr.store, "/disc/")
+	if n := changed(st1, st2); n != 0 {
+		t.Errorf("discriminator step changed %d student variables", n)
+	}
+	if n := changed(d1, d2); n != len(d1) {
+		t.Errorf("discriminator step changed %d of %d discriminator variables", n, len(d1))
+	}
+}
+
+// TestResume interrupts a run after its second epoch's checkpoint,
+// resumes it, and compares with an uninterrupted run of the same seed.
+func TestResume(t *testing.T) {
+	const S = 32
+	imgs := loadTiles(t, 4, S)
+	data := Dataset{Train: standInTeacher(t, imgs, S, [3]int{24, 32, 96})}
+	cfg := tinyConfig(S)
+	cfg.Epochs = 4
+	cfg.Augment = Augment{HFlip: true, VFlip: true}
+	dir := t.TempDir()
+	cfg.Checkpoint = filepath.Join(dir, "a.ckpt")
+	_, err := Train(cfg, data, func(p Progress) {
+		if p.Step == 5 {
+			panic("interrupted")
+		}
+	})
+	if err == nil || !strings.Contains(err.Error(), "interrupted") {
+		t.Fatalf("interrupted run: %v", err)
+	}
+	resumed, err := Train(cfg, data, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Checkpoint = filepath.Join(dir, "b.ckpt")
+	full, err := Train(cfg, data, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resumed.Steps != 8 || full.Steps != 8 || len(resumed.EpochKDLoss) != 2 {
+		t.Fatalf("steps %d and %d, resumed epochs %d", resumed.Steps, full.Steps, len(resumed.EpochKDLoss))
+	}
+	for k, a := range full.Student {
+		b := resumed.Student[k]
+		if d := maxDiff(a.Data, b.Data); d > 1e-5 {
+			t.Errorf("%s differs by %g after resuming", k, d)
+		}
+	}
+	// A different configuration refuses the checkpoint.
+	cfg.Seed = 99
+	if _, err := Train(cfg, data, nil); err == nil || !strings.Contains(err.Error(), "different configuration") {
+		t.Errorf("mismatched checkpoint: %v", err)
+	}
+}
+
+func maxDiff(a, b []float32) float64 {
+	if len(a) != len(b) {
+		return math.Inf(1)
+	}
+	var d float64
+	for i := range a {
+		d = math.Max(d, math.Abs(float64(a[i])-float64(b[i])))
+	}
+	return d
+}
+
+// mobileNetSamples computes the real teacher's features (MobileNetV2
+// imported from TFLite, run in ONNX Runtime) for images.
+func mobileNetSamples(t testing.TB, images [][]float32, S int) []Sample {
+	t.Helper()
+	tt, err := teacher.Import(shared.MustPath(t, "weights", "mobilenet_v2", "mobilenet_v2_1.0_224.uint8.tflite"), teacher.ImportOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := tt.ONNX()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sess, err := ort.NewSession(m, nil, teacher.FeatureOutputs[:], ort.Options{IntraOpThreads: 1, Device: ort.DeviceCPU})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sess.Close()
+	var out []Sample
+	for _, img := range images {
+		f, err := sess.Run(ort.Tensor{Shape: []int64{1, 3, int64(S), int64(S)}, Data: img})
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, Sample{Image: img, Feats: [3][]float32{f[0].Data, f[1].Data, f[2].Data}})
+	}
+	return out
+}
+
+// TestLearning trains on real magnetic-tile images (64×64) against the
+// real MobileNetV2 teacher: the KD loss must fall at least 5× and the
+// discriminator's loss must move.
+func TestLearning(t *testing.T) {
+	const S = 64
+	imgs := loadTiles(t, 6, S)
+	data := mobileNetSamples(t, imgs, S)
+	cfg := DefaultConfig(S)
+	cfg.Student.Width = 16
+	cfg.Student.Depth = 1
+	cfg.Epochs = 0
+	cfg.MaxSteps = 150
+	cfg.BatchSize = 4
+	cfg.LR = 6e-3
+	cfg.Schedule = "constant"
+	cfg.AdvWeight = 0.05
+	cfg.ProgressEvery = 10 * time.Second
+	start := time.Now()
+	res, err := Train(cfg, Dataset{Train: data[:4], Val: data[4:]}, func(p Progress) { t.Log(Line(p, 0)) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := res.EpochKDLoss[len(res.EpochKDLoss)-1]
+	t.Logf("took %v; KD loss %.4f → %.4f (%.1f×); disc loss per epoch %.3f … %.3f; calibration %+v",
+		time.Since(start), res.FirstKDLoss, last, res.FirstKDLoss/last, res.EpochDiscLoss[0],
+		res.EpochDiscLoss[len(res.EpochDiscLoss)-1], res.Calibration)
+	if res.FirstKDLoss < 5*last {
+		t.Errorf("KD loss fell only from %g to %g", res.FirstKDLoss, last)
+	}
+	lo, hi := math.Inf(1), math.Inf(-1)
+	for _, d := range res.EpochDiscLoss {
+		lo, hi = math.Min(lo, d), math.Max(hi, d)
+	}
+	if hi-lo < 0.01 {
+		t.Errorf("discriminator loss did not move: %v", res.EpochDiscLoss)
+	}
+	c := res.Calibration
+	if len(c.Scores) != 2 || !(c.ScoreMin <= c.ImageThreshold && c.ImageThreshold <= c.ScoreMax) || !(c.MapMin < c.PixelThreshold && c.PixelThreshold <= c.MapMax) {
+		t.Errorf("inconsistent calibration %+v", c)
+	}
+}
+
+func TestQuantile(t *testing.T) {
+	// numpy.quantile([3, 1, 4, 1, 5], q) for q = 0, 0.5, 0.9, 1.
+	xs := []float64{3, 1, 4, 1, 5}
+	for q, want := range map[float64]float64{0: 1, 0.5: 3, 0.9: 4.6, 1: 5} {
+		if got := Quantile(xs, q); math.Abs(got-want) > 1e-12 {
+			t.Errorf("Quantile(%v) = %g, want %g", q, got, want)
+		}
+	}
+}

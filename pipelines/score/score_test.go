@@ -1,0 +1,341 @@
+package score
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"hash/crc32"
+	"math"
+	"math/rand"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/apache/beam/sdks/v2/go/pkg/beam/testing/ptest"
+
+	"github.com/multiad/multiad/internal/shared"
+	"github.com/multiad/multiad/model/runtime"
+	"github.com/multiad/multiad/transforms/report"
+)
+
+func TestMain(m *testing.M) { ptest.Main(m) }
+
+// testBundle writes the runtime's tiny test bundle once per test binary.
+func testBundle(t *testing.T) string {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "bundle")
+	if err := runtime.WriteTestBundle(dir, 32); err != nil {
+		t.Fatalf("WriteTestBundle: %v", err)
+	}
+	return dir
+}
+
+func copyFile(t *testing.T, src, dst string) {
+	t.Helper()
+	b, err := os.ReadFile(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, dst, b)
+}
+
+func writeFile(t *testing.T, dst string, b []byte) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(dst, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// hugePNG is a valid PNG signature and IHDR claiming 100000×100000 RGBA.
+func hugePNG() []byte {
+	var b bytes.Buffer
+	b.WriteString("\x89PNG\r\n\x1a\n")
+	ihdr := make([]byte, 13)
+	binary.BigEndian.PutUint32(ihdr[0:], 100000)
+	binary.BigEndian.PutUint32(ihdr[4:], 100000)
+	ihdr[8], ihdr[9] = 8, 6
+	binary.Write(&b, binary.BigEndian, uint32(len(ihdr)))
+	chunk := append([]byte("IHDR"), ihdr...)
+	b.Write(chunk)
+	binary.Write(&b, binary.BigEndian, crc32.ChecksumIEEE(chunk))
+	return b.Bytes()
+}
+
+// badFiles are the undecodable inputs mixed into the test set, by path
+// relative to the MVTec root.
+func badFiles(t *testing.T, goodJPEG string) map[string][]byte {
+	jpg, err := os.ReadFile(goodJPEG)
+	if err != nil {
+		t.Fatal(err)
+	}
+	random := make([]byte, 4096)
+	rand.New(rand.NewSource(1)).Read(random)
+	return map[string][]byte{
+		"test/good/empty.jpg":      {},
+		"test/crack/truncated.jpg": jpg[:len(jpg)/3],
+		"test/good/random.png":     random,
+		"test/good/notes.txt":      []byte("not an image\n"),
+		"test/blowhole/huge.png":   hugePNG(),
+	}
+}
+
+// mvtecSubset copies nGood good and nDefect images of two defect types
+// (with masks) from the shared magnetic tiles into dir, plus bad files. It
+// returns the relative paths of all test inputs.
+func mvtecSubset(t *testing.T, dir string, nGood, nDefect int) []string {
+	t.Helper()
+	src := shared.MustPath(t, "data", "industrial", "magnetic_tile")
+	var inputs []string
+	take := func(cat string, n int) {
+		names, err := filepath.Glob(filepath.Join(src, "test", cat, "*.jpg"))
+		if err != nil || len(names) < n {
+			t.Fatalf("magnetic tiles: %d images in %s: %v", len(names), cat, err)
+		}
+		sort.Strings(names)
+		for _, p := range names[:n] {
+			rel := filepath.Join("test", cat, filepath.Base(p))
+			copyFile(t, p, filepath.Join(dir, rel))
+			inputs = append(inputs, rel)
+			if cat != "good" {
+				m := strings.TrimSuffix(filepath.Base(p), ".jpg") + "_mask.png"
+				copyFile(t, filepath.Join(src, "ground_truth", cat, m), filepath.Join(dir, "ground_truth", cat, m))
+			}
+		}
+	}
+	take("good", nGood)
+	take("crack", nDefect/2)
+	take("blowhole", nDefect-nDefect/2)
+	for rel, b := range badFiles(t, filepath.Join(dir, inputs[0])) {
+		writeFile(t, filepath.Join(dir, rel), b)
+		inputs = append(inputs, rel)
+	}
+	sort.Strings(inputs)
+	return inputs
+}
+
+type scoreLine struct {
+	URI       string            `json:"uri"`
+	Slice     *int              `json:"slice"`
+	Score     float64           `json:"score"`
+	Anomalous bool              `json:"anomalous"`
+	Label     *int              `json:"label"`
+	Group     string            `json:"group"`
+	Meta      map[string]string `json:"meta"`
+	Heatmap   string            `json:"heatmap"`
+}
+
+type failLine struct {
+	URI   string `json:"uri"`
+	Slice *int   `json:"slice"`
+	Error string `json:"error"`
+}
+
+func readJSONL[T any](t *testing.T, path string) []T {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var out []T
+	sc := bufio.NewScanner(f)
+	sc.Buffer(nil, 1<<24)
+	for sc.Scan() {
+		var v T
+		if err := json.Unmarshal(sc.Bytes(), &v); err != nil {
+			t.Fatalf("%s: %v: %s", path, err, sc.Text())
+		}
+		out = append(out, v)
+	}
+	return out
+}
+
+func readSummary(t *testing.T, path string) map[string]any {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// sklearnAUROC computes roc_auc_score with scikit-learn (Debian python3).
+func sklearnAUROC(t *testing.T, labels []int, scores []float64) float64 {
+	t.Helper()
+	py := "/usr/bin/python3"
+	in, _ := json.Marshal(map[string]any{"labels": labels, "scores": scores})
+	cmd := exec.Command(py, "-c", `import json,sys
+from sklearn.metrics import roc_auc_score
+d=json.load(sys.stdin)
+print(repr(float(roc_auc_score(d["labels"], d["scores"]))))`)
+	cmd.Stdin = bytes.NewReader(in)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("scikit-learn (%s): %v\n%s", py, err, out)
+	}
+	var v float64
+	if err := json.Unmarshal(bytes.TrimSpace(out), &v); err != nil {
+		t.Fatalf("scikit-learn output %q: %v", out, err)
+	}
+	return v
+}
+
+func TestEndToEndMVTecWithBadFiles(t *testing.T) {
+	root := t.TempDir()
+	data := filepath.Join(root, "tiles")
+	inputs := mvtecSubset(t, data, 6, 6)
+	out := filepath.Join(root, "out")
+	// An earlier run's leftovers must be replaced.
+	writeFile(t, filepath.Join(out, report.HeatmapDir, "stale.png"), []byte("old"))
+	writeFile(t, filepath.Join(out, report.SummaryFile), []byte(`{"stale":true}`))
+
+	opt := Options{Model: testBundle(t), Input: data, Output: out, BatchSize: 4, Heatmaps: report.HeatmapsAll, MaxFailures: "5"}
+	sum, err := Run(context.Background(), opt)
+	if err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	scores := readJSONL[scoreLine](t, filepath.Join(out, report.ScoresFile))
+	fails := readJSONL[failLine](t, filepath.Join(out, report.FailuresFile))
+
+	// Every input appears exactly once in scores.jsonl or failures.jsonl.
+	seen := map[string]string{}
+	for _, s := range scores {
+		seen[s.URI] += "s"
+	}
+	for _, f := range fails {
+		seen[f.URI] += "f"
+		if f.Error == "" {
+			t.Errorf("failure of %s has no error", f.URI)
+		}
+	}
+	for _, rel := range inputs {
+		uri := filepath.Join(data, rel)
+		if got := seen[uri]; got != "s" && got != "f" {
+			t.Errorf("%s: appears %q times (s: scores, f: failures), want once", rel, got)
+		}
+		delete(seen, uri)
+	}
+	for uri := range seen {
+		t.Errorf("unexpected output for %s", uri)
+	}
+	if len(scores) != 12 || len(fails) != 5 {
+		t.Errorf("%d scored, %d failed; want 12 and 5", len(scores), len(fails))
+	}
+	if sum.Inputs != len(inputs) || sum.Scored != len(scores) || sum.Failed != len(fails) {
+		t.Errorf("summary counts inputs %d scored %d failed %d; files say %d, %d, %d",
+			sum.Inputs, sum.Scored, sum.Failed, len(inputs), len(scores), len(fails))
+	}
+
+	// Labels and groups follow the MVTec layout; heatmaps exist.
+	var labels []int
+	var vals []float64
+	for _, s := range scores {
+		cat := filepath.Base(filepath.Dir(s.URI))
+		want := 1
+		if cat == "good" {
+			want = 0
+		}
+		if s.Label == nil || *s.Label != want {
+			t.Errorf("%s: label %v, want %d", s.URI, s.Label, want)
+			continue
+		}
+		if want == 1 && s.Group != cat {
+			t.Errorf("%s: group %q, want %q", s.URI, s.Group, cat)
+		}
+		if s.Anomalous != (s.Score > 0.5) {
+			t.Errorf("%s: anomalous %v with score %g and threshold 0.5", s.URI, s.Anomalous, s.Score)
+		}
+		if s.Heatmap == "" {
+			t.Errorf("%s: no heatmap with --heatmaps all", s.URI)
+		} else if st, err := os.Stat(filepath.Join(out, s.Heatmap)); err != nil || st.Size() == 0 {
+			t.Errorf("%s: heatmap %s: %v", s.URI, s.Heatmap, err)
+		}
+		labels = append(labels, *s.Label)
+		vals = append(vals, s.Score)
+	}
+	if _, err := os.Stat(filepath.Join(out, report.HeatmapDir, "stale.png")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("stale heatmap of an earlier run survived: %v", err)
+	}
+	if ents, _ := filepath.Glob(filepath.Join(out, ".tmp-*")); len(ents) > 0 {
+		t.Errorf("staging folders left behind: %v", ents)
+	}
+
+	// Independent recomputation of the image AUROC.
+	want := sklearnAUROC(t, labels, vals)
+	js := readSummary(t, filepath.Join(out, report.SummaryFile))
+	m, _ := js["metrics"].(map[string]any)
+	got, ok := m["image_auroc"].(float64)
+	if !ok {
+		t.Fatalf("summary.json has no metrics.image_auroc: %v", js)
+	}
+	if math.Abs(got-want) > 1e-9 {
+		t.Errorf("image AUROC %.12f, scikit-learn %.12f", got, want)
+	}
+	for _, k := range []string{"pixel_auroc", "aupro", "image_ap", "image_f1_max"} {
+		if _, ok := m[k]; !ok {
+			t.Errorf("summary.json metrics lack %s", k)
+		}
+	}
+	if bg, _ := js["by_group"].(map[string]any); len(bg) != 2 {
+		t.Errorf("by_group = %v, want crack and blowhole", js["by_group"])
+	}
+	if _, err := os.Stat(filepath.Join(out, report.ReportFile)); err != nil {
+		t.Errorf("no report.html: %v", err)
+	}
+}
+
+func TestMaxFailures(t *testing.T) {
+	root := t.TempDir()
+	data := filepath.Join(root, "tiles")
+	mvtecSubset(t, data, 2, 2)
+	out := filepath.Join(root, "out")
+	_, err := Run(context.Background(), Options{Model: testBundle(t), Input: data, Output: out, MaxFailures: "10%"})
+	if !errors.Is(err, ErrTooManyFailures) {
+		t.Fatalf("Run with 5 of 9 failing and --max-failures 10%%: err = %v, want ErrTooManyFailures", err)
+	}
+	// The outputs are still committed for inspection.
+	if _, err := os.Stat(filepath.Join(out, report.FailuresFile)); err != nil {
+		t.Errorf("failures.jsonl not committed: %v", err)
+	}
+}
+
+func TestCheckFailures(t *testing.T) {
+	for _, c := range []struct {
+		max            string
+		scored, failed int
+		bad            bool
+	}{
+		{"", 0, 100, false},
+		{"0", 10, 0, false},
+		{"0", 10, 1, true},
+		{"3", 10, 3, false},
+		{"3", 10, 4, true},
+		{"0.1", 9, 1, false},
+		{"0.1", 8, 2, true},
+		{"10%", 9, 1, false},
+		{"10%", 8, 2, true},
+	} {
+		err := CheckFailures(c.max, c.scored, c.failed)
+		if (err != nil) != c.bad {
+			t.Errorf("CheckFailures(%q, %d, %d) = %v, want error %v", c.max, c.scored, c.failed, err, c.bad)
+		}
+	}
+	for _, bad := range []string{"x", "-1", "1.5", "120%"} {
+		if _, _, err := ParseMaxFailures(bad); err == nil {
+			t.Errorf("ParseMaxFailures(%q) accepted", bad)
+		}
+	}
+}

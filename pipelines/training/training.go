@@ -1,0 +1,401 @@
+// Package training turns a folder or manifest of normal images into a model
+// bundle: it decodes and preprocesses the images exactly as scoring does,
+// computes the frozen teacher's features once in ONNX Runtime, trains the
+// Multi-AD student and discriminator in GoMLX, exports the single ONNX
+// scoring graph, and calibrates thresholds on held-out normals by running
+// that exported graph, so the bundle's thresholds are the deployed model's.
+package training
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/multiad/multiad/internal/shared"
+	"github.com/multiad/multiad/internal/version"
+	"github.com/multiad/multiad/io/storage"
+	"github.com/multiad/multiad/model/bundle"
+	"github.com/multiad/multiad/model/export"
+	"github.com/multiad/multiad/model/ort"
+	"github.com/multiad/multiad/model/preprocess"
+	"github.com/multiad/multiad/model/runtime"
+	"github.com/multiad/multiad/model/teacher"
+	"github.com/multiad/multiad/model/train"
+	"github.com/multiad/multiad/transforms/read"
+)
+
+// DefaultTeacher is the default teacher, relative to the shared folder.
+var DefaultTeacher = filepath.Join("weights", "mobilenet_v2", "mobilenet_v2_1.0_224.uint8.tflite")
+
+// Options configure a training run.
+type Options struct {
+	// Data is a folder of normal images, an MVTec layout root (its
+	// train/good is used), or a manifest CSV (uri[,slice]).
+	Data string
+	// Out is the bundle to write (directory or .tar, local or gs://).
+	Out string
+	// Teacher is a .tflite file (imported) or an .onnx backbone with
+	// TeacherFeatures naming its stride-4/8/16 outputs. "" uses the
+	// MobileNetV2 in the shared folder.
+	Teacher         string
+	TeacherFeatures []string
+	// Train is the training configuration (size, epochs, student, ...).
+	Train train.Config
+	// Preprocess is the intensity normalisation (its Size is set from Train.Size).
+	Preprocess preprocess.Config
+	// Augment is "auto" (flips on for industrial images, off for medical
+	// ones), "on" or "off".
+	Augment string
+	// ValFraction of the normals is held out for calibration.
+	ValFraction float64
+	// MaxImages caps the number of training images (0: all), taken
+	// deterministically after shuffling with the seed.
+	MaxImages int
+	// Threads is ONNX Runtime's intra-op thread count for teacher features
+	// and calibration (0: default).
+	Threads int
+	// Log receives progress lines (nil: stderr).
+	Log io.Writer
+}
+
+// Result summarises a training run.
+type Result struct {
+	Bundle    *bundle.Bundle
+	Train     *train.Result
+	Images    int      // images used (train + validation)
+	Failed    []string // inputs that could not be used, with reasons
+	ParityMax float64  // max |score(ONNX) − score(GoMLX)| on the validation images
+	Elapsed   time.Duration
+}
+
+// sample is one preprocessed training image.
+type sample struct {
+	key    string
+	tensor []float32
+	format string
+}
+
+// Run trains a model and writes its bundle.
+func Run(ctx context.Context, opt Options) (*Result, error) {
+	start := time.Now()
+	logw := opt.Log
+	if logw == nil {
+		logw = os.Stderr
+	}
+	logf := func(format string, args ...any) { fmt.Fprintf(logw, "train: "+format+"\n", args...) }
+	cfg := opt.Train
+	if cfg.Size == 0 {
+		return nil, errors.New("training: no image size")
+	}
+	pcfg := opt.Preprocess
+	if pcfg.Mode == "" {
+		pcfg = preprocess.Default(cfg.Size)
+	}
+	pcfg.Size = cfg.Size
+	if err := pcfg.Validate(); err != nil {
+		return nil, err
+	}
+	if opt.ValFraction < 0 || opt.ValFraction >= 1 {
+		return nil, fmt.Errorf("training: validation fraction %g out of range [0, 1)", opt.ValFraction)
+	}
+
+	// 1. List and decode the normal images, as the scoring pipeline does.
+	data := opt.Data
+	if good := storage.Join(data, "train", "good"); isDir(good) {
+		data = good
+	} else if storage.IsRemote(good) {
+		if l, err := storage.List(ctx, good); err == nil && len(l) > 0 {
+			data = good
+		}
+	}
+	files, err := read.List(ctx, data)
+	if err != nil {
+		return nil, fmt.Errorf("training: %w", err)
+	}
+	var samples []sample
+	var failed []string
+	for _, f := range files {
+		read.ExpandFile(ctx, f, read.Options{}, func(d read.Decoded) {
+			t, err := preprocess.Tensor(d.Image, pcfg)
+			if err != nil {
+				failed = append(failed, fmt.Sprintf("%s[%d]: %v", d.Item.URI, d.Item.Index, err))
+				return
+			}
+			samples = append(samples, sample{key: fmt.Sprintf("%s#%d", d.Item.URI, d.Item.Index), tensor: t, format: d.Image.Meta.Format})
+		}, func(fl read.Failure) {
+			failed = append(failed, fmt.Sprintf("%s[%d]: %s", fl.URI, fl.Index, fl.Error))
+		})
+	}
+	for i, f := range failed {
+		if i == 5 {
+			logf("... and %d more unreadable inputs", len(failed)-5)
+			break
+		}
+		logf("skipping unreadable input %s", f)
+	}
+	if len(samples) == 0 {
+		return nil, fmt.Errorf("training: no usable images in %s (%d failed)", opt.Data, len(failed))
+	}
+	sort.Slice(samples, func(i, j int) bool { return samples[i].key < samples[j].key })
+	rng := rand.New(rand.NewPCG(cfg.Seed, 0x6d756c7469616421))
+	rng.Shuffle(len(samples), func(i, j int) { samples[i], samples[j] = samples[j], samples[i] })
+	if opt.MaxImages > 0 && len(samples) > opt.MaxImages {
+		samples = samples[:opt.MaxImages]
+	}
+	nVal := int(math.Round(opt.ValFraction * float64(len(samples))))
+	if opt.ValFraction > 0 && nVal == 0 && len(samples) > 1 {
+		nVal = 1
+	}
+	if len(samples)-nVal < 1 {
+		return nil, fmt.Errorf("training: %d images leave none for training after holding out %d", len(samples), nVal)
+	}
+	val, trn := samples[:nVal], samples[nVal:]
+	logf("%d images (%d train, %d validation) from %s; %d unreadable", len(samples), len(trn), len(val), data, len(failed))
+
+	medical := false
+	for _, s := range samples {
+		if s.format == "dicom" || s.format == "nifti" {
+			medical = true
+			break
+		}
+	}
+	switch opt.Augment {
+	case "", "auto":
+		cfg.Augment = train.Augment{HFlip: !medical, VFlip: !medical}
+	case "on":
+		cfg.Augment = train.Augment{HFlip: true, VFlip: true}
+	case "off":
+		cfg.Augment = train.Augment{}
+	default:
+		return nil, fmt.Errorf("training: augment %q: want auto, on or off", opt.Augment)
+	}
+
+	// 2. Teacher features, computed once in ONNX Runtime.
+	tch, tsha, tpath, err := LoadTeacher(opt.Teacher, opt.TeacherFeatures)
+	if err != nil {
+		return nil, err
+	}
+	tonnx, err := tch.ONNX()
+	if err != nil {
+		return nil, fmt.Errorf("training: teacher: %w", err)
+	}
+	feats := func(ss []sample) ([]train.Sample, error) {
+		sess, err := ort.NewSession(tonnx, []string{teacher.InputImage}, teacher.FeatureOutputs[:], ort.Options{IntraOpThreads: opt.Threads, Device: ort.DeviceCPU})
+		if err != nil {
+			return nil, err
+		}
+		defer sess.Close()
+		out := make([]train.Sample, len(ss))
+		S := int64(cfg.Size)
+		const batch = 8
+		for i := 0; i < len(ss); i += batch {
+			j := min(i+batch, len(ss))
+			in := make([]float32, 0, (j-i)*3*cfg.Size*cfg.Size)
+			for _, s := range ss[i:j] {
+				in = append(in, s.tensor...)
+			}
+			res, err := sess.Run(ort.Tensor{Shape: []int64{int64(j - i), 3, S, S}, Data: in})
+			if err != nil {
+				return nil, err
+			}
+			for k := range 3 {
+				per := len(res[k].Data) / (j - i)
+				for b := i; b < j; b++ {
+					out[b].Feats[k] = res[k].Data[(b-i)*per : (b-i+1)*per]
+				}
+			}
+			for b := i; b < j; b++ {
+				out[b].Image = ss[b].tensor
+			}
+		}
+		return out, nil
+	}
+	t0 := time.Now()
+	trainSet, err := feats(trn)
+	if err != nil {
+		return nil, fmt.Errorf("training: teacher features: %w", err)
+	}
+	valSet, err := feats(val)
+	if err != nil {
+		return nil, fmt.Errorf("training: teacher features: %w", err)
+	}
+	logf("teacher features for %d images in %.1fs", len(samples), time.Since(t0).Seconds())
+
+	// 3. Train.
+	cfg.Student.Channels = tch.FeatureChannels()
+	res, err := train.Train(cfg, train.Dataset{Train: trainSet, Val: valSet}, ProgressPrinter(logw))
+	if err != nil {
+		return nil, err
+	}
+
+	// 4. Export the scoring graph and calibrate it on the held-out normals.
+	model, err := export.Build(tonnx, export.FromResult(res))
+	if err != nil {
+		return nil, err
+	}
+	calibSet := valSet
+	if len(calibSet) == 0 {
+		calibSet = trainSet
+	}
+	man := bundle.Manifest{
+		Version:    version.Version,
+		Channels:   3,
+		Preprocess: pcfg,
+		Teacher:    bundle.Teacher{Name: filepath.Base(tpath), Source: tpath, SHA256: tsha, Features: tch.Features[:]},
+		Input:      export.InputName,
+		Outputs:    []string{export.MapName, export.ScoreName},
+		Data:       bundle.Data{Count: len(samples), URIHash: hashKeys(samples), Source: opt.Data},
+		Training: map[string]any{
+			"size": cfg.Size, "epochs": cfg.Epochs, "batch": cfg.BatchSize, "lr": cfg.LR, "seed": cfg.Seed,
+			"adv_weight": cfg.AdvWeight, "student": cfg.Student, "map": cfg.Map, "augment": cfg.Augment,
+			"steps": res.Steps, "epoch_kd_loss": res.EpochKDLoss, "val_fraction": opt.ValFraction,
+		},
+		Trained: time.Now().UTC(),
+	}
+	b := &bundle.Bundle{Model: model, Manifest: man}
+	b.Manifest.ModelSHA256 = bundle.SHA256(model)
+	b.Manifest.Format = bundle.FormatVersion
+	rt, err := runtime.New(b, opt.Out, ort.Options{IntraOpThreads: opt.Threads, Device: ort.DeviceCPU})
+	if err != nil {
+		return nil, err
+	}
+	defer rt.Close()
+	var maps [][]float32
+	var scores []float64
+	for i := 0; i < len(calibSet); i += 8 {
+		j := min(i+8, len(calibSet))
+		batch := make([][]float32, 0, j-i)
+		for _, s := range calibSet[i:j] {
+			batch = append(batch, s.Image)
+		}
+		m, sc, err := rt.Score(batch)
+		if err != nil {
+			return nil, err
+		}
+		for k := range m {
+			maps = append(maps, append([]float32(nil), m[k]...))
+			scores = append(scores, float64(sc[k]))
+		}
+	}
+	parity := 0.0
+	if len(res.Calibration.Scores) == len(scores) {
+		for i := range scores {
+			parity = math.Max(parity, math.Abs(scores[i]-res.Calibration.Scores[i]))
+		}
+	}
+	cal := train.Calibrate(maps, scores, cfg.Quantile)
+	b.Manifest.Scores = bundle.Scores{
+		Threshold: cal.ImageThreshold, Quantile: cal.Quantile, PixelThreshold: cal.PixelThreshold,
+		Min: cal.ScoreMin, Max: cal.ScoreMax, PixelMin: cal.MapMin, PixelMax: cal.MapMax, Validation: len(calibSet),
+	}
+	b.Manifest.Training["parity_max_abs_score_diff"] = parity
+	b.Manifest.TrainSecs = time.Since(start).Seconds()
+	if err := bundle.Save(ctx, opt.Out, b); err != nil {
+		return nil, err
+	}
+	logf("wrote %s: threshold %.5f (q%.2f of %d held-out normals), ONNX vs GoMLX max score diff %.2e, %.0fs",
+		opt.Out, cal.ImageThreshold, cal.Quantile, len(calibSet), parity, b.Manifest.TrainSecs)
+	return &Result{Bundle: b, Train: res, Images: len(samples), Failed: failed, ParityMax: parity, Elapsed: time.Since(start)}, nil
+}
+
+func isDir(p string) bool {
+	st, err := os.Stat(p)
+	return err == nil && st.IsDir()
+}
+
+// hashKeys is the sha256 of the sorted image keys (uri#index).
+func hashKeys(ss []sample) string {
+	keys := make([]string, len(ss))
+	for i, s := range ss {
+		keys[i] = s.key
+	}
+	sort.Strings(keys)
+	h := sha256.Sum256([]byte(strings.Join(keys, "\n")))
+	return hex.EncodeToString(h[:])
+}
+
+// LoadTeacher imports the teacher at path (.tflite or .onnx; "" for the
+// default MobileNetV2 in the shared folder) and returns it with its file's
+// sha256 and resolved path.
+func LoadTeacher(path string, features []string) (*teacher.Teacher, string, string, error) {
+	if path == "" {
+		p, err := shared.Path(DefaultTeacher)
+		if err != nil {
+			return nil, "", "", fmt.Errorf("training: default teacher: %w (or pass --teacher)", err)
+		}
+		path = p
+	}
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return nil, "", "", fmt.Errorf("training: teacher: %w", err)
+	}
+	sum := sha256.Sum256(raw)
+	var t *teacher.Teacher
+	if strings.HasSuffix(strings.ToLower(path), ".onnx") {
+		if len(features) != 3 {
+			return nil, "", "", fmt.Errorf("training: an ONNX teacher needs --teacher-features with three output names (strides 4, 8, 16)")
+		}
+		t, err = teacher.ImportONNX(path, features)
+	} else {
+		t, err = teacher.Import(path, teacher.ImportOptions{Features: features})
+	}
+	if err != nil {
+		return nil, "", "", err
+	}
+	return t, hex.EncodeToString(sum[:]), path, nil
+}
+
+// ProgressPrinter returns a train progress callback that draws a one-line
+// bar on a terminal and prints periodic lines otherwise.
+func ProgressPrinter(w io.Writer) func(train.Progress) {
+	tty := false
+	if f, ok := w.(*os.File); ok {
+		if st, err := f.Stat(); err == nil && st.Mode()&os.ModeCharDevice != 0 {
+			tty = true
+		}
+	}
+	last := time.Time{}
+	return func(p train.Progress) {
+		if p.Phase == "validate" {
+			return
+		}
+		done := p.Step >= p.Steps
+		if !tty && !done && time.Since(last) < 10*time.Second {
+			return
+		}
+		last = time.Now()
+		frac := float64(p.Step) / float64(max(p.Steps, 1))
+		const width = 24
+		n := int(frac * width)
+		bar := strings.Repeat("=", n) + strings.Repeat(" ", width-n)
+		line := fmt.Sprintf("[%s] %3.0f%% epoch %d/%d step %d/%d kd %.4f adv %.3f disc %.3f %.1f img/s ETA %s",
+			bar, 100*frac, p.Epoch, p.Epochs, p.Step, p.Steps, p.KDLoss, p.AdvLoss, p.DiscLoss, p.ImagesPerSec, p.ETA.Round(time.Second))
+		if tty {
+			fmt.Fprintf(w, "\r%s", line)
+			if done {
+				fmt.Fprintln(w)
+			}
+		} else {
+			fmt.Fprintln(w, "train: "+line)
+		}
+	}
+}
+
+// LoadTeacherDir returns the folder of the default teacher (it also holds labels.txt).
+func LoadTeacherDir() (string, error) {
+	p, err := shared.Path(DefaultTeacher)
+	if err != nil {
+		return "", err
+	}
+	return filepath.Dir(p), nil
+}

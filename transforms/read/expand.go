@@ -1,0 +1,180 @@
+package read
+
+import (
+	"bytes"
+	"context"
+	"encoding/gob"
+	"fmt"
+	"io"
+
+	"github.com/apache/beam/sdks/v2/go/pkg/beam/log"
+
+	"github.com/multiad/multiad/io/decode"
+	"github.com/multiad/multiad/io/pixels"
+)
+
+// maskCacheSize is how many decoded mask files one worker keeps: masks are
+// volumes shared by many slices (one per patient), so consecutive items
+// usually hit the cache.
+const maskCacheSize = 4
+
+// expandFn decodes a File and emits one Decoded per image, slice or frame
+// that its items ask for.
+type expandFn struct {
+	Limits pixels.Limits
+
+	masks []maskEntry // most recent last
+}
+
+type maskEntry struct {
+	uri    string
+	images []*pixels.Image
+	err    error
+}
+
+func (f *expandFn) ProcessElement(ctx context.Context, file File, emit func(Decoded), fail func(Failure)) {
+	failAll := func(msg string) {
+		for _, it := range file.Items {
+			fail(Failure{URI: it.URI, Index: it.Index, Error: msg})
+		}
+	}
+	if file.Error != "" {
+		failAll(file.Error)
+		return
+	}
+	images, err := f.decode(ctx, file.URI)
+	if err != nil {
+		log.Debugf(ctx, "read: %v", err)
+		failAll(err.Error())
+		return
+	}
+	for _, it := range file.Items {
+		if it.Index < 0 {
+			for _, img := range images {
+				out := it
+				if len(images) > 1 || img.IndexKind != "" {
+					out.Index, out.IndexKind = img.Index, img.IndexKind
+					if len(images) > 1 && out.MaskURI != "" && out.MaskURI != EmptyMask {
+						out.MaskIndex = img.Index
+					}
+				}
+				f.emitOne(ctx, out, img, emit, fail)
+			}
+			continue
+		}
+		img := pick(images, it.Index)
+		if img == nil {
+			fail(Failure{URI: it.URI, Index: it.Index, Error: fmt.Sprintf("read: %s: slice %d not found (the file has %d images)", it.URI, it.Index, len(images))})
+			continue
+		}
+		out := it
+		out.IndexKind = img.IndexKind
+		if out.IndexKind == "" {
+			out.IndexKind = "slice"
+		}
+		f.emitOne(ctx, out, img, emit, fail)
+	}
+}
+
+// emitOne attaches the mask and emits the image, or a Failure when the mask
+// cannot be loaded.
+func (f *expandFn) emitOne(ctx context.Context, it Item, img *pixels.Image, emit func(Decoded), fail func(Failure)) {
+	mask, err := f.mask(ctx, it, img)
+	if err != nil {
+		fail(Failure{URI: it.URI, Index: it.Index, Error: err.Error()})
+		return
+	}
+	emit(Decoded{Item: it, Image: img, Mask: mask})
+}
+
+// decode reads and decodes one file.
+func (f *expandFn) decode(ctx context.Context, uri string) ([]*pixels.Image, error) {
+	images, err := decode.URI(ctx, uri, f.Limits)
+	if err != nil {
+		return nil, err
+	}
+	if len(images) == 0 {
+		return nil, fmt.Errorf("read: %s: no images", uri)
+	}
+	return images, nil
+}
+
+// pick returns the image with the given slice or frame index.
+func pick(images []*pixels.Image, index int) *pixels.Image {
+	for _, img := range images {
+		if img.Index == index {
+			return img
+		}
+	}
+	if len(images) == 1 && index == 0 {
+		return images[0]
+	}
+	return nil
+}
+
+// mask returns the item's binary mask at the image's size, or nil.
+func (f *expandFn) mask(ctx context.Context, it Item, img *pixels.Image) ([]uint8, error) {
+	switch it.MaskURI {
+	case "":
+		return nil, nil
+	case EmptyMask:
+		return make([]uint8, img.Rows*img.Cols), nil
+	}
+	var e *maskEntry
+	for i := range f.masks {
+		if f.masks[i].uri == it.MaskURI {
+			e = &f.masks[i]
+		}
+	}
+	if e == nil {
+		images, err := f.decode(ctx, it.MaskURI)
+		if len(f.masks) == maskCacheSize {
+			f.masks = f.masks[1:]
+		}
+		f.masks = append(f.masks, maskEntry{uri: it.MaskURI, images: images, err: err})
+		e = &f.masks[len(f.masks)-1]
+	}
+	if e.err != nil {
+		return nil, fmt.Errorf("read: mask: %w", e.err)
+	}
+	var m *pixels.Image
+	if it.MaskIndex < 0 {
+		if len(e.images) != 1 {
+			return nil, fmt.Errorf("read: mask %s has %d slices; the manifest must give mask_slice", it.MaskURI, len(e.images))
+		}
+		m = e.images[0]
+	} else if m = pick(e.images, it.MaskIndex); m == nil {
+		return nil, fmt.Errorf("read: mask %s: slice %d not found (it has %d)", it.MaskURI, it.MaskIndex, len(e.images))
+	}
+	if m.Rows != img.Rows || m.Cols != img.Cols {
+		return nil, fmt.Errorf("read: mask %s is %dx%d, the image %dx%d", it.MaskURI, m.Rows, m.Cols, img.Rows, img.Cols)
+	}
+	if err := m.Validate(); err != nil {
+		return nil, fmt.Errorf("read: mask %s: %w", it.MaskURI, err)
+	}
+	out := make([]uint8, m.Rows*m.Cols)
+	for i := range out {
+		if m.At(i*m.Channels) > 0 {
+			out[i] = 1
+		}
+	}
+	return out, nil
+}
+
+// Decoded elements carry pixel data and DICOM identity fields, which a
+// schema coder would not keep; they travel gob-encoded.
+func encodeDecoded(d Decoded) ([]byte, error) {
+	var buf bytes.Buffer
+	if err := gob.NewEncoder(&buf).Encode(&d); err != nil {
+		return nil, fmt.Errorf("read: encoding %s: %w", d.Item.URI, err)
+	}
+	return buf.Bytes(), nil
+}
+
+func decodeDecoded(b []byte) (Decoded, error) {
+	var d Decoded
+	if err := gob.NewDecoder(bytes.NewReader(b)).Decode(&d); err != nil && err != io.EOF {
+		return d, fmt.Errorf("read: decoding element: %w", err)
+	}
+	return d, nil
+}

@@ -1,0 +1,280 @@
+package read
+
+import (
+	"bytes"
+	"context"
+	"encoding/csv"
+	"errors"
+	"fmt"
+	"io"
+	"path"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/multiad/multiad/io/storage"
+)
+
+// maxManifestBytes bounds the size of a manifest CSV.
+const maxManifestBytes = 1 << 30
+
+// Manifest column names; every other column goes to Item.Meta.
+const (
+	ColURI       = "uri"
+	ColSlice     = "slice"
+	ColLabel     = "label"
+	ColMaskURI   = "mask_uri"
+	ColMaskSlice = "mask_slice"
+)
+
+// List lists input (a glob, a directory, a manifest CSV or an MVTec layout)
+// into Files, in a deterministic order. Manifest rows that cannot be parsed
+// become Files with Error set, so that they are reported, not dropped.
+func List(ctx context.Context, input string) ([]File, error) {
+	switch {
+	case input == "":
+		return nil, errors.New("read: no input given")
+	case strings.HasSuffix(strings.ToLower(input), ".csv"):
+		return listManifest(ctx, input)
+	case strings.ContainsAny(input, "*?["):
+		uris, err := storage.Glob(ctx, input)
+		if err != nil {
+			return nil, fmt.Errorf("read: glob %s: %w", input, err)
+		}
+		if len(uris) == 0 {
+			return nil, fmt.Errorf("read: glob %s matches no files", input)
+		}
+		return singles(uris), nil
+	}
+	uris, err := listDir(ctx, input)
+	if err != nil {
+		// Not a directory: a single file.
+		if _, serr := storage.Stat(ctx, input); serr == nil {
+			return singles([]string{input}), nil
+		}
+		return nil, fmt.Errorf("read: %s: %w", input, err)
+	}
+	if len(uris) == 0 {
+		if _, serr := storage.Stat(ctx, input); serr == nil {
+			return singles([]string{input}), nil
+		}
+		return nil, fmt.Errorf("read: %s: no files found", input)
+	}
+	if files, ok := listMVTec(input, uris); ok {
+		return files, nil
+	}
+	return singles(uris), nil
+}
+
+// listDir lists every file below dir, skipping hidden files and folders.
+func listDir(ctx context.Context, dir string) ([]string, error) {
+	uris, err := storage.List(ctx, dir)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, u := range uris {
+		if hidden(rel(dir, u)) {
+			continue
+		}
+		out = append(out, u)
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+// rel returns u relative to dir, with "/" separators.
+func rel(dir, u string) string {
+	return strings.TrimPrefix(strings.TrimPrefix(u, strings.TrimSuffix(dir, "/")), "/")
+}
+
+func hidden(relPath string) bool {
+	for _, p := range strings.Split(relPath, "/") {
+		if strings.HasPrefix(p, ".") {
+			return true
+		}
+	}
+	return false
+}
+
+func singles(uris []string) []File {
+	files := make([]File, len(uris))
+	for i, u := range uris {
+		files[i] = File{URI: u, Items: []Item{{URI: u, Index: -1, Label: -1, MaskIndex: -1}}}
+	}
+	return files
+}
+
+// listMVTec recognises the MVTec AD layout: files under test/<category>/
+// and masks under ground_truth/<defect>/<name>_mask.png. test/good images
+// are labelled 0 with an all-zero mask; test/<defect> images are labelled 1
+// with Group=<defect>. Files outside test/ are ignored.
+func listMVTec(dir string, uris []string) ([]File, bool) {
+	var tests []string
+	hasGT := false
+	for _, u := range uris {
+		r := rel(dir, u)
+		switch {
+		case strings.HasPrefix(r, "test/"):
+			tests = append(tests, u)
+		case strings.HasPrefix(r, "ground_truth/"):
+			hasGT = true
+		}
+	}
+	if len(tests) == 0 || !hasGT {
+		return nil, false
+	}
+	var files []File
+	for _, u := range tests {
+		parts := strings.Split(rel(dir, u), "/")
+		it := Item{URI: u, Index: -1, Label: -1, MaskIndex: -1}
+		if len(parts) == 3 {
+			cat, name := parts[1], parts[2]
+			if cat == "good" {
+				it.Label, it.MaskURI = 0, EmptyMask
+			} else {
+				stem := strings.TrimSuffix(name, path.Ext(name))
+				it.Label, it.Group = 1, cat
+				it.MaskURI = storage.Join(dir, "ground_truth", cat, stem+"_mask.png")
+			}
+		}
+		files = append(files, File{URI: u, Items: []Item{it}})
+	}
+	return files, true
+}
+
+// listManifest reads a manifest CSV and groups its rows by file, keeping
+// the order of first appearance.
+func listManifest(ctx context.Context, uri string) ([]File, error) {
+	data, err := storage.ReadFile(ctx, uri, maxManifestBytes)
+	if err != nil {
+		return nil, fmt.Errorf("read: manifest %s: %w", uri, err)
+	}
+	r := csv.NewReader(bytes.NewReader(data))
+	r.FieldsPerRecord = -1
+	header, err := r.Read()
+	if err != nil {
+		return nil, fmt.Errorf("read: manifest %s: header: %w", uri, err)
+	}
+	col := map[string]int{}
+	for i, h := range header {
+		h = strings.ToLower(strings.TrimSpace(strings.TrimPrefix(h, "\ufeff")))
+		header[i] = h
+		col[h] = i
+	}
+	if _, ok := col[ColURI]; !ok {
+		return nil, fmt.Errorf("read: manifest %s: no %q column in header %q", uri, ColURI, strings.Join(header, ","))
+	}
+	_, hasMasks := col[ColMaskURI]
+	base := storage.Dir(uri)
+	var files []File
+	byURI := map[string]int{}
+	for line := 2; ; line++ {
+		rec, err := r.Read()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			// A malformed CSV line: report it and go on with the next.
+			where := fmt.Sprintf("%s:%d", uri, line)
+			files = append(files, File{URI: where, Items: []Item{{URI: where, Index: -1, Label: -1, MaskIndex: -1}},
+				Error: fmt.Sprintf("read: manifest %s: %v", where, err)})
+			continue
+		}
+		get := func(name string) string {
+			if i, ok := col[name]; ok && i < len(rec) {
+				return strings.TrimSpace(rec[i])
+			}
+			return ""
+		}
+		it, perr := parseRow(get, base, hasMasks)
+		if it.URI == "" {
+			it.URI = fmt.Sprintf("%s:%d", uri, line)
+		}
+		for i, h := range header {
+			switch h {
+			case ColURI, ColSlice, ColLabel, ColMaskURI, ColMaskSlice:
+				continue
+			}
+			if i < len(rec) {
+				if it.Meta == nil {
+					it.Meta = map[string]string{}
+				}
+				it.Meta[h] = rec[i]
+			}
+		}
+		if perr != nil {
+			files = append(files, File{URI: it.URI, Items: []Item{it},
+				Error: fmt.Sprintf("read: manifest %s line %d: %v", uri, line, perr)})
+			continue
+		}
+		k, ok := byURI[it.URI]
+		if !ok {
+			k = len(files)
+			byURI[it.URI] = k
+			files = append(files, File{URI: it.URI})
+		}
+		files[k].Items = append(files[k].Items, it)
+	}
+	if len(files) == 0 {
+		return nil, fmt.Errorf("read: manifest %s has no rows", uri)
+	}
+	return files, nil
+}
+
+// parseRow builds the Item of one manifest row.
+func parseRow(get func(string) string, base string, hasMasks bool) (Item, error) {
+	it := Item{Index: -1, Label: -1, MaskIndex: -1}
+	u := get(ColURI)
+	if u == "" {
+		return it, errors.New("empty uri")
+	}
+	it.URI = resolve(base, u)
+	var err error
+	if it.Index, err = optInt(get(ColSlice), -1); err != nil {
+		return it, fmt.Errorf("slice: %v", err)
+	}
+	if it.Label, err = optInt(get(ColLabel), -1); err != nil {
+		return it, fmt.Errorf("label: %v", err)
+	}
+	if it.Label < -1 || it.Label > 1 {
+		return it, fmt.Errorf("label %d: want 0, 1 or empty", it.Label)
+	}
+	if it.Index < -1 {
+		return it, fmt.Errorf("slice %d is negative", it.Index)
+	}
+	if m := get(ColMaskURI); m != "" {
+		it.MaskURI = resolve(base, m)
+		if it.MaskIndex, err = optInt(get(ColMaskSlice), it.Index); err != nil {
+			return it, fmt.Errorf("mask_slice: %v", err)
+		}
+	} else if hasMasks && it.Label == 0 {
+		it.MaskURI = EmptyMask
+	}
+	return it, nil
+}
+
+func optInt(s string, def int) (int, error) {
+	if s == "" {
+		return def, nil
+	}
+	v, err := strconv.Atoi(s)
+	if err != nil {
+		// Accept "3.0" as written by pandas.
+		f, ferr := strconv.ParseFloat(s, 64)
+		if ferr != nil || f != float64(int(f)) {
+			return def, fmt.Errorf("%q is not an integer", s)
+		}
+		v = int(f)
+	}
+	return v, nil
+}
+
+// resolve makes a manifest URI absolute: relative ones are relative to the
+// manifest's folder.
+func resolve(base, u string) string {
+	if strings.Contains(u, "://") || strings.HasPrefix(u, "/") {
+		return u
+	}
+	return storage.Join(base, u)
+}

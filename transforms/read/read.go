@@ -1,0 +1,135 @@
+// Package read lists and decodes the images that a scoring pipeline scores.
+//
+// An input is a glob, a directory, a manifest CSV or an MVTec AD layout (a
+// directory with test/ and ground_truth/). ReadImages lists it in one step,
+// reshuffles the listed files across workers, and only then decodes them,
+// expanding volumes and multi-frame files into one element per slice or
+// frame, so that one large file does not pin a worker. Inputs that cannot be
+// read or decoded are never dropped: they become Failures.
+package read
+
+import (
+	"context"
+	"fmt"
+	"reflect"
+
+	"github.com/apache/beam/sdks/v2/go/pkg/beam"
+	"github.com/apache/beam/sdks/v2/go/pkg/beam/register"
+
+	"github.com/multiad/multiad/io/pixels"
+)
+
+// Item is one image, slice or frame to score.
+type Item struct {
+	// URI is the file holding the image.
+	URI string
+	// Index is the slice or frame within URI, or -1 for a single image (or,
+	// before expansion, for "every slice").
+	Index int
+	// IndexKind is "slice", "frame" or "" (from the decoder).
+	IndexKind string
+	// Label is 0 (normal), 1 (anomalous) or -1 (unknown).
+	Label int
+	// MaskURI is the ground-truth mask file, EmptyMask for a known-normal
+	// image with an all-zero mask, or "" when there is no mask.
+	MaskURI string
+	// MaskIndex is the slice of MaskURI to use (-1: a single image).
+	MaskIndex int
+	// Group is the MVTec defect type of a defective image ("" for good ones).
+	Group string
+	// Meta holds the extra manifest columns (e.g. patient).
+	Meta map[string]string
+}
+
+// EmptyMask is the MaskURI of a normal image whose mask is all zero (MVTec
+// test/good images, manifest rows labelled 0 without a mask_uri).
+const EmptyMask = "empty:"
+
+// Failure is an input that could not be read, decoded or scored.
+type Failure struct {
+	URI   string
+	Index int
+	Error string
+}
+
+// File is one listed file with the manifest rows (or the single item) that
+// refer to it; decoding happens once per File.
+type File struct {
+	URI   string
+	Items []Item
+	// Error, when set, fails every item (an unparsable manifest row).
+	Error string
+}
+
+// Decoded is a decoded image with its ground-truth mask slice, if any.
+type Decoded struct {
+	Item  Item
+	Image *pixels.Image
+	// Mask is the mask slice at the image's size, values 0 or 1; nil when
+	// the item has no mask.
+	Mask []uint8
+}
+
+// Options configure ReadImages.
+type Options struct {
+	// Limits bound what decoders allocate and the size of the files they
+	// read (zero: pixels.DefaultLimits).
+	Limits pixels.Limits
+}
+
+// Output holds ReadImages' collections.
+type Output struct {
+	// Images is a PCollection<Decoded>: one element per image, slice or frame.
+	Images beam.PCollection
+	// Failures is a PCollection<Failure>.
+	Failures beam.PCollection
+	// Inputs is a PCollection<int>: one element per listed file, holding
+	// its number of input rows (manifest rows, or 1 per file); their sum is
+	// the run's input count.
+	Inputs beam.PCollection
+}
+
+func init() {
+	beam.RegisterType(reflect.TypeOf((*Item)(nil)).Elem())
+	beam.RegisterType(reflect.TypeOf((*Failure)(nil)).Elem())
+	beam.RegisterType(reflect.TypeOf((*File)(nil)).Elem())
+	beam.RegisterType(reflect.TypeOf((*Decoded)(nil)).Elem())
+	beam.RegisterCoder(reflect.TypeOf((*Decoded)(nil)).Elem(), encodeDecoded, decodeDecoded)
+	register.DoFn3x1[context.Context, []byte, func(File), error](&listFn{})
+	register.DoFn4x0[context.Context, File, func(Decoded), func(Failure)](&expandFn{})
+	register.Function1x1[File, int](rowCount)
+	register.Emitter1[File]()
+	register.Emitter1[Decoded]()
+	register.Emitter1[Failure]()
+}
+
+// ReadImages lists input and decodes every image, slice and frame in it.
+func ReadImages(s beam.Scope, input string, opt Options) Output {
+	s = s.Scope("ReadImages")
+	files := beam.ParDo(s, &listFn{Input: input}, beam.Impulse(s))
+	inputs := beam.ParDo(s, rowCount, files)
+	files = beam.Reshuffle(s, files)
+	images, failures := beam.ParDo2(s, &expandFn{Limits: opt.Limits}, files)
+	return Output{Images: images, Failures: failures, Inputs: inputs}
+}
+
+func rowCount(f File) int { return len(f.Items) }
+
+// listFn lists the input into Files.
+type listFn struct {
+	Input string
+}
+
+func (f *listFn) ProcessElement(ctx context.Context, _ []byte, emit func(File)) error {
+	files, err := List(ctx, f.Input)
+	if err != nil {
+		return err
+	}
+	for _, file := range files {
+		emit(file)
+	}
+	return nil
+}
+
+// String names the step in logs.
+func (f *listFn) String() string { return fmt.Sprintf("list(%s)", f.Input) }

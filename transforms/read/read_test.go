@@ -1,0 +1,194 @@
+package read
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/apache/beam/sdks/v2/go/pkg/beam"
+	"github.com/apache/beam/sdks/v2/go/pkg/beam/register"
+	"github.com/apache/beam/sdks/v2/go/pkg/beam/testing/passert"
+	"github.com/apache/beam/sdks/v2/go/pkg/beam/testing/ptest"
+
+	"github.com/multiad/multiad/internal/shared"
+)
+
+func TestMain(m *testing.M) { ptest.Main(m) }
+
+func write(t *testing.T, path string, b []byte) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func copyShared(t *testing.T, dst string, elems ...string) {
+	t.Helper()
+	b, err := os.ReadFile(shared.MustPath(t, elems...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	write(t, dst, b)
+}
+
+// tiles builds a small MVTec layout: 2 good, 1 crack with mask, a bad file.
+func tiles(t *testing.T) string {
+	dir := t.TempDir()
+	src := shared.MustPath(t, "data", "industrial", "magnetic_tile")
+	goods, _ := filepath.Glob(filepath.Join(src, "test", "good", "*.jpg"))
+	cracks, _ := filepath.Glob(filepath.Join(src, "test", "crack", "*.jpg"))
+	sort.Strings(goods)
+	sort.Strings(cracks)
+	for _, g := range goods[:2] {
+		copyShared(t, filepath.Join(dir, "test", "good", filepath.Base(g)), strings.TrimPrefix(g, shared.MustPath(t)))
+	}
+	c := filepath.Base(cracks[0])
+	m := strings.TrimSuffix(c, ".jpg") + "_mask.png"
+	copyShared(t, filepath.Join(dir, "test", "crack", c), "data", "industrial", "magnetic_tile", "test", "crack", c)
+	copyShared(t, filepath.Join(dir, "ground_truth", "crack", m), "data", "industrial", "magnetic_tile", "ground_truth", "crack", m)
+	write(t, filepath.Join(dir, "test", "crack", "bad.jpg"), []byte("\xff\xd8\xff\xe0 truncated"))
+	write(t, filepath.Join(dir, "train", "good", "ignored.jpg"), []byte("x"))
+	write(t, filepath.Join(dir, "test", ".hidden"), []byte("x"))
+	return dir
+}
+
+func TestListMVTec(t *testing.T) {
+	dir := tiles(t)
+	files, err := List(context.Background(), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(files) != 4 {
+		t.Fatalf("listed %d files, want 4 (train/ and hidden files skipped): %+v", len(files), files)
+	}
+	for _, f := range files {
+		it := f.Items[0]
+		cat := filepath.Base(filepath.Dir(f.URI))
+		switch cat {
+		case "good":
+			if it.Label != 0 || it.Group != "" || it.MaskURI != EmptyMask {
+				t.Errorf("good item %+v", it)
+			}
+		case "crack":
+			want := filepath.Join(dir, "ground_truth", "crack", strings.TrimSuffix(filepath.Base(f.URI), ".jpg")+"_mask.png")
+			if it.Label != 1 || it.Group != "crack" || it.MaskURI != want {
+				t.Errorf("crack item %+v, want mask %s", it, want)
+			}
+		default:
+			t.Errorf("unexpected file %s", f.URI)
+		}
+	}
+}
+
+func TestListManifest(t *testing.T) {
+	dir := t.TempDir()
+	csv := "uri,slice,label,mask_uri,mask_slice,patient,Patient_Name\n" +
+		"vol/a.nii.gz,3,1,masks/a.nii.gz,,p1,Doe\n" +
+		"vol/a.nii.gz,4,0,masks/a.nii.gz,7,p1,Doe\n" +
+		"/abs/b.dcm,,0,,,p2,Roe\n" +
+		"gs://bucket/c.png,,,,,p3,\n" +
+		"vol/d.nii.gz,x,0,,,p4,\n" +
+		"vol/e.nii.gz,,2,,,p5,\n"
+	write(t, filepath.Join(dir, "m.csv"), []byte(csv))
+	files, err := List(context.Background(), filepath.Join(dir, "m.csv"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := []string{}
+	for _, f := range files {
+		for _, it := range f.Items {
+			got = append(got, fmt.Sprintf("%s|%d|%d|%s|%d|%s|err=%v", it.URI, it.Index, it.Label, it.MaskURI, it.MaskIndex, it.Meta["patient"], f.Error != ""))
+		}
+	}
+	want := []string{
+		filepath.Join(dir, "vol/a.nii.gz") + "|3|1|" + filepath.Join(dir, "masks/a.nii.gz") + "|3|p1|err=false",
+		filepath.Join(dir, "vol/a.nii.gz") + "|4|0|" + filepath.Join(dir, "masks/a.nii.gz") + "|7|p1|err=false",
+		"/abs/b.dcm|-1|0|" + EmptyMask + "|-1|p2|err=false",
+		"gs://bucket/c.png|-1|-1||-1|p3|err=false",
+		filepath.Join(dir, "vol/d.nii.gz") + "|-1|-1||-1|p4|err=true",
+		filepath.Join(dir, "vol/e.nii.gz") + "|-1|2||-1|p5|err=true",
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("manifest rows:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	if len(files[0].Items) != 2 {
+		t.Errorf("rows of one volume are not grouped: %+v", files[0])
+	}
+	if files[0].Items[0].Meta["patient_name"] != "Doe" {
+		t.Errorf("extra columns not kept in Meta: %v", files[0].Items[0].Meta)
+	}
+}
+
+func TestListErrors(t *testing.T) {
+	dir := t.TempDir()
+	write(t, filepath.Join(dir, "nouri.csv"), []byte("path,label\nx.png,1\n"))
+	for _, in := range []string{"", filepath.Join(dir, "missing"), filepath.Join(dir, "*.png"), filepath.Join(dir, "nouri.csv")} {
+		if _, err := List(context.Background(), in); err == nil {
+			t.Errorf("List(%q) succeeded", in)
+		}
+	}
+}
+
+// TestReadImagesFLAIR expands a NIfTI volume row without a slice into every
+// slice, with each slice's mask, and a row with a bad slice into a failure.
+func TestReadImagesFLAIR(t *testing.T) {
+	src := shared.MustPath(t, "data", "medical", "lgg_flair")
+	b, err := os.ReadFile(filepath.Join(src, "test.csv"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := strings.Split(strings.Split(string(b), "\n")[1], ",")
+	vol, mask := filepath.Join(src, first[0]), filepath.Join(src, first[3])
+	dir := t.TempDir()
+	write(t, filepath.Join(dir, "m.csv"), []byte("uri,slice,label,mask_uri\n"+vol+",,,"+mask+"\n"+vol+",9999,0,"+mask+"\n"))
+
+	imgs, err := decodeFile(vol)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, s := beam.NewPipelineWithRoot()
+	out := ReadImages(s, filepath.Join(dir, "m.csv"), Options{})
+	passert.Count(s, out.Images, "images", len(imgs))
+	passert.Count(s, out.Failures, "failures", 1)
+	passert.Sum(s, out.Inputs, "inputs", 1, 2)
+	masked := beam.ParDo(s, checkSlice, out.Images)
+	passert.Count(s, masked, "masked", len(imgs))
+	ptest.RunAndValidate(t, p)
+}
+
+func checkSlice(d Decoded) (int, error) {
+	if d.Item.Index < 0 || d.Item.MaskIndex != d.Item.Index || len(d.Mask) != d.Image.Rows*d.Image.Cols || d.Item.IndexKind != "slice" {
+		return 0, fmt.Errorf("bad element %+v (mask %d values)", d.Item, len(d.Mask))
+	}
+	return 1, nil
+}
+
+func init() { register.Function1x2[Decoded, int, error](checkSlice) }
+
+func decodeFile(uri string) (n []int, err error) {
+	f := &expandFn{}
+	imgs, err := f.decode(context.Background(), uri)
+	for _, im := range imgs {
+		n = append(n, im.Index)
+	}
+	return n, err
+}
+
+// TestReadImagesBadFiles: every input of an MVTec layout with a broken file
+// comes out as an image or a failure.
+func TestReadImagesBadFiles(t *testing.T) {
+	dir := tiles(t)
+	p, s := beam.NewPipelineWithRoot()
+	out := ReadImages(s, dir, Options{})
+	passert.Count(s, out.Images, "images", 3)
+	passert.Count(s, out.Failures, "failures", 1)
+	passert.Sum(s, out.Inputs, "inputs", 4, 4)
+	ptest.RunAndValidate(t, p)
+}

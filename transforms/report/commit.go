@@ -1,0 +1,151 @@
+package report
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+
+	gcs "cloud.google.com/go/storage"
+
+	"github.com/multiad/multiad/io/storage"
+)
+
+// Commit moves the outputs staged in stage into out, replacing an earlier
+// run's: locally by renames, on GCS by copy-then-delete. summary.json is
+// removed first and put in place last, so an interrupted commit never
+// leaves a summary beside outputs it does not describe. stage is removed.
+func Commit(ctx context.Context, stage, out string) error {
+	files, err := storage.List(ctx, stage)
+	if err != nil {
+		return fmt.Errorf("report: commit: %w", err)
+	}
+	var rels []string
+	hasSummary := false
+	for _, f := range files {
+		r := strings.TrimPrefix(strings.TrimPrefix(filepathToSlash(f), filepathToSlash(stage)), "/")
+		switch {
+		case r == digestFile:
+		case r == SummaryFile:
+			hasSummary = true
+		default:
+			rels = append(rels, r)
+		}
+	}
+	if !hasSummary {
+		return fmt.Errorf("report: commit: %s has no %s", stage, SummaryFile)
+	}
+	if err := remove(ctx, storage.Join(out, SummaryFile)); err != nil {
+		return err
+	}
+	if err := removeAll(ctx, storage.Join(out, HeatmapDir)); err != nil {
+		return err
+	}
+	for _, r := range rels {
+		if err := move(ctx, storage.Join(stage, r), storage.Join(out, r)); err != nil {
+			return err
+		}
+	}
+	if err := move(ctx, storage.Join(stage, SummaryFile), storage.Join(out, SummaryFile)); err != nil {
+		return err
+	}
+	return Discard(ctx, stage)
+}
+
+// Discard removes a staging folder.
+func Discard(ctx context.Context, stage string) error {
+	return removeAll(ctx, stage)
+}
+
+func filepathToSlash(p string) string {
+	if storage.IsRemote(p) || strings.HasPrefix(p, "file://") {
+		return p
+	}
+	return filepath.ToSlash(p)
+}
+
+// localOf returns the file system path of a local URI.
+func localOf(uri string) string { return strings.TrimPrefix(uri, "file://") }
+
+func move(ctx context.Context, src, dst string) error {
+	if !storage.IsRemote(src) && !storage.IsRemote(dst) {
+		d := localOf(dst)
+		if err := os.MkdirAll(filepath.Dir(d), 0o755); err != nil {
+			return fmt.Errorf("report: commit: %w", err)
+		}
+		if err := os.Rename(localOf(src), d); err != nil {
+			return fmt.Errorf("report: commit: %w", err)
+		}
+		return nil
+	}
+	data, err := storage.ReadFile(ctx, src, 0)
+	if err != nil {
+		return fmt.Errorf("report: commit: %w", err)
+	}
+	if err := storage.WriteFileAtomic(ctx, dst, data); err != nil {
+		return fmt.Errorf("report: commit: %w", err)
+	}
+	return remove(ctx, src)
+}
+
+// remove deletes one file or object; a missing one is not an error.
+func remove(ctx context.Context, uri string) error {
+	if !storage.IsRemote(uri) {
+		if err := os.Remove(localOf(uri)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("report: %w", err)
+		}
+		return nil
+	}
+	c, err := gcsClient(ctx)
+	if err != nil {
+		return err
+	}
+	bucket, object, _ := strings.Cut(strings.TrimPrefix(uri, "gs://"), "/")
+	if err := c.Bucket(bucket).Object(object).Delete(ctx); err != nil && !errors.Is(err, gcs.ErrObjectNotExist) {
+		return fmt.Errorf("report: deleting %s: %w", uri, err)
+	}
+	return nil
+}
+
+// removeAll deletes a folder (every object under a GCS prefix).
+func removeAll(ctx context.Context, dir string) error {
+	if !storage.IsRemote(dir) {
+		if err := os.RemoveAll(localOf(dir)); err != nil {
+			return fmt.Errorf("report: %w", err)
+		}
+		return nil
+	}
+	files, err := storage.List(ctx, dir)
+	if err != nil {
+		return fmt.Errorf("report: %w", err)
+	}
+	for _, f := range files {
+		if err := remove(ctx, f); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+var (
+	gcsOnce sync.Once
+	gcsC    *gcs.Client
+	gcsErr  error
+)
+
+// gcsClient is the client used for deletes, which io/storage does not offer
+// (TODO: move into io/storage as storage.Remove). The Go client honours
+// STORAGE_EMULATOR_HOST by itself.
+func gcsClient(ctx context.Context) (*gcs.Client, error) {
+	gcsOnce.Do(func() {
+		gcsC, gcsErr = gcs.NewClient(context.WithoutCancel(ctx))
+		if gcsErr != nil {
+			gcsErr = fmt.Errorf("report: GCS client: %w", gcsErr)
+		}
+	})
+	return gcsC, gcsErr
+}

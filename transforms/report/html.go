@@ -1,0 +1,301 @@
+package report
+
+import (
+	"bytes"
+	"encoding/base64"
+	"fmt"
+	"html/template"
+	"math"
+	"sort"
+	"strings"
+)
+
+// Curve is a plotted curve: points in [0,1]² (x, y).
+type Curve [][2]float64
+
+// ROC returns the ROC curve (FPR, TPR) of the labelled points, one vertex
+// per distinct score, from (0,0) to (1,1); nil without both classes.
+func ROC(pts []Point) Curve {
+	pos, neg, sorted := labelled(pts)
+	if pos == 0 || neg == 0 {
+		return nil
+	}
+	c := Curve{{0, 0}}
+	tp, fp := 0, 0
+	for i, p := range sorted {
+		if p.Label == 1 {
+			tp++
+		} else {
+			fp++
+		}
+		if i+1 < len(sorted) && sorted[i+1].Score == p.Score {
+			continue
+		}
+		c = append(c, [2]float64{float64(fp) / float64(neg), float64(tp) / float64(pos)})
+	}
+	return c
+}
+
+// PR returns the precision–recall curve (recall, precision) of the
+// labelled points, one vertex per distinct score; nil without positives.
+func PR(pts []Point) Curve {
+	pos, neg, sorted := labelled(pts)
+	if pos == 0 || neg == 0 {
+		return nil
+	}
+	var c Curve
+	tp, n := 0, 0
+	for i, p := range sorted {
+		n++
+		if p.Label == 1 {
+			tp++
+		}
+		if i+1 < len(sorted) && sorted[i+1].Score == p.Score {
+			continue
+		}
+		c = append(c, [2]float64{float64(tp) / float64(pos), float64(tp) / float64(n)})
+	}
+	return append(Curve{{0, c[0][1]}}, c...)
+}
+
+// labelled returns the counts of positives and negatives and the labelled
+// points sorted by decreasing score.
+func labelled(pts []Point) (pos, neg int, sorted []Point) {
+	for _, p := range pts {
+		switch p.Label {
+		case 1:
+			pos++
+		case 0:
+			neg++
+		default:
+			continue
+		}
+		sorted = append(sorted, p)
+	}
+	sort.SliceStable(sorted, func(i, j int) bool { return sorted[i].Score > sorted[j].Score })
+	return pos, neg, sorted
+}
+
+// Histogram bins the scores of each label class (normal, anomalous,
+// unlabelled) into n equal bins over [lo, hi].
+type Histogram struct {
+	Lo, Hi float64
+	Counts [3][]int // by class: 0 normal, 1 anomalous, 2 unknown
+}
+
+// NewHistogram bins pts into n bins over their range (widened to include
+// extra, e.g. the threshold).
+func NewHistogram(pts []Point, n int, extra float64) Histogram {
+	h := Histogram{Lo: extra, Hi: extra}
+	for _, p := range pts {
+		if !math.IsNaN(p.Score) && !math.IsInf(p.Score, 0) {
+			h.Lo, h.Hi = math.Min(h.Lo, p.Score), math.Max(h.Hi, p.Score)
+		}
+	}
+	if h.Hi <= h.Lo {
+		h.Hi = h.Lo + 1
+	}
+	for k := range h.Counts {
+		h.Counts[k] = make([]int, n)
+	}
+	for _, p := range pts {
+		if math.IsNaN(p.Score) || math.IsInf(p.Score, 0) {
+			continue
+		}
+		b := int((p.Score - h.Lo) / (h.Hi - h.Lo) * float64(n))
+		b = max(0, min(b, n-1))
+		k := 2
+		if p.Label == 0 || p.Label == 1 {
+			k = p.Label
+		}
+		h.Counts[k][b]++
+	}
+	return h
+}
+
+var classColors = [3]string{"#3b7dd8", "#d8453b", "#8c8c8c"}
+
+// curveSVG draws a curve in a unit square with axes.
+func curveSVG(title, xl, yl string, c Curve, diagonal bool) template.HTML {
+	const w, h, m = 320.0, 280.0, 40.0
+	pw, ph := w-m-10, h-m-25
+	X := func(x float64) float64 { return m + x*pw }
+	Y := func(y float64) float64 { return 25 + (1-y)*ph }
+	var b strings.Builder
+	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%g" height="%g" viewBox="0 0 %g %g">`, w, h, w, h)
+	fmt.Fprintf(&b, `<rect x="%g" y="25" width="%g" height="%g" fill="#fff" stroke="#444"/>`, m, pw, ph)
+	for _, t := range []float64{0, 0.25, 0.5, 0.75, 1} {
+		fmt.Fprintf(&b, `<line x1="%g" y1="%g" x2="%g" y2="%g" stroke="#ddd"/>`, X(t), Y(0), X(t), Y(1))
+		fmt.Fprintf(&b, `<line x1="%g" y1="%g" x2="%g" y2="%g" stroke="#ddd"/>`, X(0), Y(t), X(1), Y(t))
+		fmt.Fprintf(&b, `<text x="%g" y="%g" font-size="10" text-anchor="middle">%g</text>`, X(t), Y(0)+12, t)
+		fmt.Fprintf(&b, `<text x="%g" y="%g" font-size="10" text-anchor="end">%g</text>`, X(0)-3, Y(t)+3, t)
+	}
+	fmt.Fprintf(&b, `<text x="%g" y="15" font-size="13" font-weight="bold" text-anchor="middle">%s</text>`, w/2, template.HTMLEscapeString(title))
+	fmt.Fprintf(&b, `<text x="%g" y="%g" font-size="11" text-anchor="middle">%s</text>`, m+pw/2, h-3, template.HTMLEscapeString(xl))
+	fmt.Fprintf(&b, `<text x="12" y="%g" font-size="11" text-anchor="middle" transform="rotate(-90 12 %g)">%s</text>`, 25+ph/2, 25+ph/2, template.HTMLEscapeString(yl))
+	if diagonal {
+		fmt.Fprintf(&b, `<line x1="%g" y1="%g" x2="%g" y2="%g" stroke="#999" stroke-dasharray="4 3"/>`, X(0), Y(0), X(1), Y(1))
+	}
+	if len(c) == 0 {
+		fmt.Fprintf(&b, `<text x="%g" y="%g" font-size="12" text-anchor="middle" fill="#888">needs labelled normal and anomalous images</text>`, m+pw/2, 25+ph/2)
+	} else {
+		b.WriteString(`<polyline fill="none" stroke="#d8453b" stroke-width="2" points="`)
+		for _, p := range c {
+			fmt.Fprintf(&b, "%.2f,%.2f ", X(p[0]), Y(p[1]))
+		}
+		b.WriteString(`"/>`)
+	}
+	b.WriteString(`</svg>`)
+	return template.HTML(b.String())
+}
+
+// histogramSVG draws the score histogram with the threshold as a line.
+func histogramSVG(hist Histogram, threshold float64) template.HTML {
+	const w, h, m = 660.0, 280.0, 40.0
+	pw, ph := w-m-10, h-m-25
+	n := len(hist.Counts[0])
+	top := 1
+	for k := range hist.Counts {
+		for _, c := range hist.Counts[k] {
+			top = max(top, c)
+		}
+	}
+	X := func(v float64) float64 { return m + (v-hist.Lo)/(hist.Hi-hist.Lo)*pw }
+	var b strings.Builder
+	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%g" height="%g" viewBox="0 0 %g %g">`, w, h, w, h)
+	fmt.Fprintf(&b, `<text x="%g" y="15" font-size="13" font-weight="bold" text-anchor="middle">Image scores</text>`, w/2)
+	fmt.Fprintf(&b, `<rect x="%g" y="25" width="%g" height="%g" fill="#fff" stroke="#444"/>`, m, pw, ph)
+	bw := pw / float64(n)
+	for k, counts := range hist.Counts {
+		for i, c := range counts {
+			if c == 0 {
+				continue
+			}
+			bh := float64(c) / float64(top) * ph
+			fmt.Fprintf(&b, `<rect x="%.2f" y="%.2f" width="%.2f" height="%.2f" fill="%s" fill-opacity="0.55"/>`,
+				m+float64(i)*bw+1, 25+ph-bh, bw-2, bh, classColors[k])
+		}
+	}
+	tx := X(threshold)
+	fmt.Fprintf(&b, `<line x1="%.2f" y1="25" x2="%.2f" y2="%.2f" stroke="#000" stroke-width="2" stroke-dasharray="6 3"/>`, tx, tx, 25+ph)
+	fmt.Fprintf(&b, `<text x="%.2f" y="36" font-size="11">threshold %.4g</text>`, tx+4, threshold)
+	for i := 0; i <= 4; i++ {
+		v := hist.Lo + float64(i)/4*(hist.Hi-hist.Lo)
+		fmt.Fprintf(&b, `<text x="%.2f" y="%g" font-size="10" text-anchor="middle">%.3g</text>`, X(v), 25+ph+12, v)
+	}
+	fmt.Fprintf(&b, `<text x="%g" y="%g" font-size="10" text-anchor="end">%d</text>`, m-3, 29.0, top)
+	for k, name := range []string{"normal", "anomalous", "unlabelled"} {
+		fmt.Fprintf(&b, `<rect x="%g" y="%g" width="10" height="10" fill="%s" fill-opacity="0.55"/><text x="%g" y="%g" font-size="11">%s</text>`,
+			m+pw-110, 30.0+float64(k)*14, classColors[k], m+pw-96, 39.0+float64(k)*14, name)
+	}
+	b.WriteString(`</svg>`)
+	return template.HTML(b.String())
+}
+
+type htmlRow struct{ Name, Value string }
+
+type htmlGroup struct {
+	Name string
+	M    Metrics
+}
+
+type htmlTile struct {
+	Src       template.URL
+	Caption   string
+	Score     string
+	Anomalous bool
+	Label     string
+}
+
+var page = template.Must(template.New("report").Funcs(template.FuncMap{
+	"f": func(p *float64) string {
+		if p == nil {
+			return "–"
+		}
+		return fmt.Sprintf("%.4f", *p)
+	},
+}).Parse(`<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>multiad report</title>
+<style>
+body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:24px;color:#222;background:#f6f7f9}
+h1{font-size:22px;margin:0 0 12px} h2{font-size:17px;margin:24px 0 8px}
+table{border-collapse:collapse;background:#fff} td,th{border:1px solid #ccc;padding:4px 10px;font-size:13px;text-align:left}
+th{background:#e8ebf0} .num{text-align:right;font-variant-numeric:tabular-nums}
+.plots{display:flex;flex-wrap:wrap;gap:16px} .plots svg{background:#fff;border:1px solid #ccc}
+.gallery{display:flex;flex-wrap:wrap;gap:12px} .tile{background:#fff;border:1px solid #ccc;padding:6px;width:200px;font-size:12px;word-break:break-all}
+.tile img{width:200px;height:200px;image-rendering:pixelated;display:block;background:#000}
+.anom{color:#b3261e;font-weight:bold}
+</style></head><body>
+<h1>multiad anomaly report</h1>
+<h2>Summary</h2>
+<table>{{range .Rows}}<tr><th>{{.Name}}</th><td class="num">{{.Value}}</td></tr>{{end}}</table>
+{{if .Groups}}<h2>Metrics</h2>
+<table><tr><th>group</th><th>images</th><th>anomalous</th><th>image AUROC</th><th>image AP</th><th>image F1 max</th><th>pixel AUROC</th><th>AUPRO</th></tr>
+{{range .Groups}}<tr><td>{{.Name}}</td><td class="num">{{.M.Count}}</td><td class="num">{{.M.Positives}}</td><td class="num">{{f .M.ImageAUROC}}</td><td class="num">{{f .M.ImageAP}}</td><td class="num">{{f .M.ImageF1Max}}</td><td class="num">{{f .M.PixelAUROC}}</td><td class="num">{{f .M.AUPRO}}</td></tr>
+{{end}}</table>{{end}}
+<h2>Curves</h2>
+<div class="plots">{{.ROC}}{{.PR}}</div>
+<h2>Score distribution</h2>
+<div class="plots">{{.Hist}}</div>
+<h2>Top-scoring images</h2>
+<div class="gallery">{{range .Tiles}}<div class="tile">{{if .Src}}<img src="{{.Src}}" alt="heatmap">{{end}}
+<div>{{.Caption}}</div><div>score <b>{{.Score}}</b>{{if .Anomalous}} <span class="anom">anomalous</span>{{end}}{{if .Label}} · label {{.Label}}{{end}}</div></div>
+{{else}}<p>No images were scored.</p>{{end}}</div>
+</body></html>
+`))
+
+// HTML renders report.html: summary table, metrics by group, ROC and PR
+// curves, score histogram with the threshold, and the gallery, all inline.
+func HTML(sum *Summary, d *Digest) ([]byte, error) {
+	data := struct {
+		Rows          []htmlRow
+		Groups        []htmlGroup
+		ROC, PR, Hist template.HTML
+		Tiles         []htmlTile
+	}{}
+	add := func(n, v string) { data.Rows = append(data.Rows, htmlRow{n, v}) }
+	add("input", sum.Input)
+	add("inputs", fmt.Sprint(sum.Inputs))
+	add("scored", fmt.Sprint(sum.Scored))
+	add("failed", fmt.Sprint(sum.Failed))
+	add("threshold", fmt.Sprintf("%.6g", sum.Threshold))
+	if v, ok := sum.Model["uri"]; ok {
+		add("model", fmt.Sprint(v))
+	}
+	add("started", sum.Started.Format("2006-01-02 15:04:05 MST"))
+	add("time", fmt.Sprintf("%.1f s (%.1f images/s)", sum.Throughput.Seconds, sum.Throughput.ImagesPerSecond))
+	if sum.Metrics != nil {
+		data.Groups = append(data.Groups, htmlGroup{"all", *sum.Metrics})
+		names := make([]string, 0, len(sum.ByGroup))
+		for g := range sum.ByGroup {
+			names = append(names, g)
+		}
+		sort.Strings(names)
+		for _, g := range names {
+			data.Groups = append(data.Groups, htmlGroup{g, sum.ByGroup[g]})
+		}
+	}
+	data.ROC = curveSVG("ROC", "false positive rate", "true positive rate", ROC(d.Points), true)
+	data.PR = curveSVG("Precision–recall", "recall", "precision", PR(d.Points), false)
+	data.Hist = histogramSVG(NewHistogram(d.Points, 30, sum.Threshold), sum.Threshold)
+	for _, g := range d.Gallery {
+		t := htmlTile{Caption: g.Record.URI, Score: fmt.Sprintf("%.4f", g.Record.Score), Anomalous: g.Record.Anomalous}
+		if g.Record.Slice != nil {
+			t.Caption += fmt.Sprintf(" [slice %d]", *g.Record.Slice)
+		} else if g.Record.Frame != nil {
+			t.Caption += fmt.Sprintf(" [frame %d]", *g.Record.Frame)
+		}
+		if g.Record.Label != nil {
+			t.Label = fmt.Sprint(*g.Record.Label)
+		}
+		if len(g.PNG) > 0 {
+			t.Src = template.URL("data:image/png;base64," + base64.StdEncoding.EncodeToString(g.PNG))
+		}
+		data.Tiles = append(data.Tiles, t)
+	}
+	var buf bytes.Buffer
+	if err := page.Execute(&buf, data); err != nil {
+		return nil, fmt.Errorf("report: rendering HTML: %w", err)
+	}
+	return buf.Bytes(), nil
+}

@@ -1,0 +1,131 @@
+package report
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/multiad/multiad/io/storage"
+	"github.com/multiad/multiad/transforms/evaluate"
+)
+
+// Point is one scored image for the report's curves and histogram.
+type Point struct {
+	Score float64 `json:"s"`
+	Label int     `json:"l"`
+}
+
+// GalleryEntry is one of the top-scoring images, with its overlay PNG.
+type GalleryEntry struct {
+	Record Record `json:"record"`
+	PNG    []byte `json:"png,omitempty"`
+}
+
+// Digest is what the pipeline hands to Finish: counts, every score, the
+// gallery and the evaluation report.
+type Digest struct {
+	Inputs  int               `json:"inputs"`
+	Scored  int               `json:"scored"`
+	Failed  int               `json:"failed"`
+	Points  []Point           `json:"points"`
+	Gallery []GalleryEntry    `json:"gallery"`
+	Report  *evaluate.Report  `json:"report,omitempty"`
+}
+
+// Metrics are the metrics of summary.json; absent ones need labels or
+// masks the run did not have.
+type Metrics struct {
+	Count            int      `json:"count"`
+	Positives        int      `json:"positives"`
+	ImageAUROC       *float64 `json:"image_auroc,omitempty"`
+	ImageAP          *float64 `json:"image_ap,omitempty"`
+	ImageF1Max       *float64 `json:"image_f1_max,omitempty"`
+	ImageF1Threshold *float64 `json:"image_f1_threshold,omitempty"`
+	PixelAUROC       *float64 `json:"pixel_auroc,omitempty"`
+	AUPRO            *float64 `json:"aupro,omitempty"`
+}
+
+func metricsOf(m evaluate.Metrics) Metrics {
+	return Metrics{Count: m.Count, Positives: m.Positives, ImageAUROC: m.ImageAUROC, ImageAP: m.ImageAP,
+		ImageF1Max: m.ImageF1Max, ImageF1Threshold: m.ImageF1Threshold, PixelAUROC: m.PixelAUROC, AUPRO: m.AUPRO}
+}
+
+// Throughput is the run's speed.
+type Throughput struct {
+	Seconds         float64 `json:"seconds"`
+	ImagesPerSecond float64 `json:"images_per_second"`
+}
+
+// Summary is summary.json.
+type Summary struct {
+	Input      string             `json:"input"`
+	Output     string             `json:"output"`
+	Inputs     int                `json:"inputs"`
+	Scored     int                `json:"scored"`
+	Failed     int                `json:"failed"`
+	Threshold  float64            `json:"threshold"`
+	Model      map[string]any     `json:"model"`
+	Heatmaps   string             `json:"heatmaps"`
+	GroupBy    string             `json:"group_by,omitempty"`
+	Started    time.Time          `json:"started"`
+	Throughput Throughput         `json:"throughput"`
+	Metrics    *Metrics           `json:"metrics,omitempty"`
+	ByGroup    map[string]Metrics `json:"by_group,omitempty"`
+}
+
+// RunInfo is what the driver knows about a run.
+type RunInfo struct {
+	Input, Output string
+	Threshold     float64
+	Model         map[string]any
+	Heatmaps      string
+	GroupBy       string
+	Started       time.Time
+	Elapsed       time.Duration
+}
+
+// Finish reads the digest that Write left in dir and writes summary.json
+// and report.html next to it.
+func Finish(ctx context.Context, dir string, info RunInfo) (*Summary, error) {
+	b, err := storage.ReadFile(ctx, storage.Join(dir, digestFile), 4<<30)
+	if err != nil {
+		return nil, fmt.Errorf("report: the pipeline left no digest: %w", err)
+	}
+	var d Digest
+	if err := json.Unmarshal(b, &d); err != nil {
+		return nil, fmt.Errorf("report: digest: %w", err)
+	}
+	sum := &Summary{Input: info.Input, Output: info.Output, Inputs: d.Inputs, Scored: d.Scored, Failed: d.Failed,
+		Threshold: info.Threshold, Model: info.Model, Heatmaps: info.Heatmaps, GroupBy: info.GroupBy,
+		Started: info.Started.UTC()}
+	sum.Throughput.Seconds = info.Elapsed.Seconds()
+	if s := info.Elapsed.Seconds(); s > 0 {
+		sum.Throughput.ImagesPerSecond = float64(d.Scored) / s
+	}
+	if d.Report != nil {
+		m := metricsOf(d.Report.Overall)
+		sum.Metrics = &m
+		for g, gm := range d.Report.ByGroup {
+			if sum.ByGroup == nil {
+				sum.ByGroup = map[string]Metrics{}
+			}
+			sum.ByGroup[g] = metricsOf(gm)
+		}
+	}
+	sj, err := json.MarshalIndent(sum, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	html, err := HTML(sum, &d)
+	if err != nil {
+		return nil, err
+	}
+	if err := storage.WriteFileAtomic(ctx, storage.Join(dir, ReportFile), html); err != nil {
+		return nil, fmt.Errorf("report: %w", err)
+	}
+	if err := storage.WriteFileAtomic(ctx, storage.Join(dir, SummaryFile), append(sj, '\n')); err != nil {
+		return nil, fmt.Errorf("report: %w", err)
+	}
+	return sum, nil
+}

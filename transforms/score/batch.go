@@ -1,0 +1,182 @@
+package score
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/apache/beam/sdks/v2/go/pkg/beam"
+	"github.com/apache/beam/sdks/v2/go/pkg/beam/log"
+
+	"github.com/multiad/multiad/model/ort"
+	"github.com/multiad/multiad/transforms/evaluate"
+	"github.com/multiad/multiad/transforms/read"
+)
+
+// Missing is the group of an item whose --group-by column is empty.
+const Missing = "(missing)"
+
+var (
+	scoredCount = beam.NewCounter("multiad", "scored")
+	failedCount = beam.NewCounter("multiad", "score_failed")
+)
+
+// batcher buffers preprocessed inputs and scores them in batches. Its
+// exported field is the DoFn's serialized configuration.
+type batcher struct {
+	Opt Options
+
+	m   Scorer
+	buf []pending
+}
+
+type pending struct {
+	d      read.Decoded
+	tensor []float32
+}
+
+func (b *batcher) load(ctx context.Context, uri string) error {
+	if b.m != nil {
+		return nil
+	}
+	dev, err := ort.ParseDevice(b.Opt.Device)
+	if err != nil {
+		return fmt.Errorf("score: %w", err)
+	}
+	m, err := model(ctx, b.Opt.Loader, uri, ort.Options{IntraOpThreads: b.Opt.Threads, Device: dev})
+	if err != nil {
+		return fmt.Errorf("score: loading bundle %s: %w", uri, err)
+	}
+	b.m = m
+	return nil
+}
+
+func (b *batcher) batchSize() int {
+	if b.Opt.BatchSize > 0 {
+		return b.Opt.BatchSize
+	}
+	return 8
+}
+
+// add preprocesses one image and scores the batch when it is full.
+func (b *batcher) add(ctx context.Context, d read.Decoded, emit func(Result), emitPix func(evaluate.PixelResult), fail func(read.Failure)) error {
+	t, err := b.m.Preprocess(d.Image)
+	if err != nil {
+		failedCount.Inc(ctx, 1)
+		fail(read.Failure{URI: d.Item.URI, Index: d.Item.Index, Error: fmt.Sprintf("score: preprocessing %s: %v", d.Item.URI, err)})
+		return nil
+	}
+	b.buf = append(b.buf, pending{d: d, tensor: t})
+	if len(b.buf) >= b.batchSize() {
+		return b.flush(ctx, emit, emitPix, fail)
+	}
+	return nil
+}
+
+// flush scores the buffered images. When a batch fails, each image is
+// retried alone so that one bad input fails only itself.
+func (b *batcher) flush(ctx context.Context, emit func(Result), emitPix func(evaluate.PixelResult), fail func(read.Failure)) error {
+	if len(b.buf) == 0 {
+		return nil
+	}
+	batch := make([][]float32, len(b.buf))
+	for i, p := range b.buf {
+		batch[i] = p.tensor
+	}
+	maps, scores, err := b.m.Score(batch)
+	if err != nil && len(b.buf) > 1 {
+		log.Warnf(ctx, "score: batch of %d failed (%v); retrying one by one", len(b.buf), err)
+		for _, p := range b.buf {
+			m, s, err := b.m.Score([][]float32{p.tensor})
+			if err != nil {
+				failedCount.Inc(ctx, 1)
+				fail(read.Failure{URI: p.d.Item.URI, Index: p.d.Item.Index, Error: fmt.Sprintf("score: %v", err)})
+				continue
+			}
+			b.emit(ctx, p, m[0], s[0], emit, emitPix)
+		}
+	} else if err != nil {
+		p := b.buf[0]
+		failedCount.Inc(ctx, 1)
+		fail(read.Failure{URI: p.d.Item.URI, Index: p.d.Item.Index, Error: fmt.Sprintf("score: %v", err)})
+	} else {
+		for i, p := range b.buf {
+			b.emit(ctx, p, maps[i], scores[i], emit, emitPix)
+		}
+	}
+	for i := range b.buf {
+		b.buf[i] = pending{}
+	}
+	b.buf = b.buf[:0]
+	return nil
+}
+
+func (b *batcher) emit(ctx context.Context, p pending, amap []float32, score float32, emit func(Result), emitPix func(evaluate.PixelResult)) {
+	s := b.m.Size()
+	img := p.d.Image
+	r := Result{Item: p.d.Item, Score: float64(score), Anomalous: float64(score) > b.m.Threshold(),
+		Size: s, Rows: img.Rows, Cols: img.Cols}
+	if b.Opt.KeepMaps {
+		r.Map = append([]float32(nil), amap...)
+		r.Gray = make([]uint8, s*s)
+		for i := range r.Gray {
+			r.Gray[i] = uint8(clamp01(p.tensor[i])*255 + 0.5)
+		}
+	}
+	if b.Opt.KeepIdentity {
+		id := img.Meta.Identity
+		r.Identity = &id
+	}
+	scoredCount.Inc(ctx, 1)
+	emit(r)
+	if p.d.Mask != nil {
+		emitPix(evaluate.PixelResult{
+			Groups: GroupsOf(p.d.Item, b.Opt.GroupBy),
+			Rows:   s, Cols: s,
+			Map:  append([]float32(nil), amap...),
+			Mask: ResizeNearest(p.d.Mask, img.Rows, img.Cols, s, s),
+		})
+	}
+}
+
+// GroupsOf returns the metric groups an item belongs to: the value of the
+// groupBy column (Missing when empty) when groupBy is set, else its MVTec
+// defect type. It returns nil for an item without a group (an MVTec good
+// image), which the pipeline then counts as a normal reference in every
+// group.
+func GroupsOf(it read.Item, groupBy string) []string {
+	if groupBy != "" {
+		v := it.Meta[groupBy]
+		if v == "" {
+			v = Missing
+		}
+		return []string{v}
+	}
+	if it.Group != "" {
+		return []string{it.Group}
+	}
+	return nil
+}
+
+// ResizeNearest resizes a row-major h×w mask to oh×ow by nearest neighbour
+// with half-pixel centres.
+func ResizeNearest(src []uint8, h, w, oh, ow int) []uint8 {
+	out := make([]uint8, oh*ow)
+	for y := 0; y < oh; y++ {
+		sy := min((2*y+1)*h/(2*oh), h-1)
+		for x := 0; x < ow; x++ {
+			sx := min((2*x+1)*w/(2*ow), w-1)
+			out[y*ow+x] = src[sy*w+sx]
+		}
+	}
+	return out
+}
+
+func clamp01(v float32) float32 {
+	if v < 0 || v != v {
+		return 0
+	}
+	if v > 1 {
+		return 1
+	}
+	return v
+}

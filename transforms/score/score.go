@@ -1,0 +1,174 @@
+// Package score scores decoded images with a model bundle in a Beam
+// pipeline. Each worker process holds one model per bundle (a process-wide
+// cache shared by all DoFn instances and bundles); elements are batched
+// within a bundle and the last partial batch is flushed in FinishBundle.
+package score
+
+import (
+	"context"
+	"fmt"
+	"reflect"
+	"sync"
+
+	"github.com/apache/beam/sdks/v2/go/pkg/beam"
+	"github.com/apache/beam/sdks/v2/go/pkg/beam/log"
+	"github.com/apache/beam/sdks/v2/go/pkg/beam/register"
+
+	"github.com/multiad/multiad/io/pixels"
+	"github.com/multiad/multiad/model/ort"
+	"github.com/multiad/multiad/model/runtime"
+	"github.com/multiad/multiad/transforms/evaluate"
+	"github.com/multiad/multiad/transforms/read"
+)
+
+// Result is the score of one image, slice or frame.
+type Result struct {
+	Item read.Item
+	// Score is the image score; Anomalous is Score > the bundle's threshold.
+	Score     float64
+	Anomalous bool
+	// Size is the model input size S. Map is the S×S anomaly map and Gray
+	// the S×S model input as 8-bit gray (for heatmap overlays); both are nil
+	// unless Options.KeepMaps.
+	Size int
+	Map  []float32
+	Gray []uint8
+	// Rows and Cols are the original image size.
+	Rows, Cols int
+	// Identity holds the DICOM patient fields, only when Options.KeepIdentity.
+	Identity *pixels.Identity
+}
+
+// Scorer is what Score needs from a model; *runtime.Model implements it.
+type Scorer interface {
+	Size() int
+	Threshold() float64
+	Preprocess(img *pixels.Image) ([]float32, error)
+	Score(batch [][]float32) (maps [][]float32, scores []float32, err error)
+	Close() error
+}
+
+// Loader loads a Scorer from a bundle URI.
+type Loader func(ctx context.Context, uri string, opt ort.Options) (Scorer, error)
+
+var (
+	loadersMu sync.Mutex
+	loaders   = map[string]Loader{
+		"": func(ctx context.Context, uri string, opt ort.Options) (Scorer, error) {
+			return runtime.Load(ctx, uri, opt)
+		},
+	}
+	models = map[string]*modelEntry{}
+)
+
+type modelEntry struct {
+	once sync.Once
+	m    Scorer
+	err  error
+}
+
+// RegisterLoader makes a Loader available to Options.Loader under name (for
+// tests that inject a fake model). It must be called in every worker
+// process, e.g. from an init function.
+func RegisterLoader(name string, l Loader) {
+	loadersMu.Lock()
+	defer loadersMu.Unlock()
+	loaders[name] = l
+}
+
+// model returns the process-wide model for (loader, uri, device, threads),
+// loading it on first use.
+func model(ctx context.Context, loader, uri string, opt ort.Options) (Scorer, error) {
+	key := fmt.Sprintf("%s\x00%s\x00%s\x00%d", loader, uri, opt.Device, opt.IntraOpThreads)
+	loadersMu.Lock()
+	l, ok := loaders[loader]
+	e := models[key]
+	if e == nil {
+		e = &modelEntry{}
+		models[key] = e
+	}
+	loadersMu.Unlock()
+	if !ok {
+		return nil, fmt.Errorf("score: no model loader %q registered in this process", loader)
+	}
+	e.once.Do(func() {
+		log.Infof(ctx, "score: loading model %s", uri)
+		e.m, e.err = l(ctx, uri, opt)
+	})
+	return e.m, e.err
+}
+
+// Options configure Score.
+type Options struct {
+	// Bundle is the model bundle URI (directory, .tar, local or gs://).
+	Bundle string
+	// BatchSize is the number of images per model call (default 8).
+	BatchSize int
+	// Device is auto, cpu or cuda; Threads is ONNX Runtime's intra-op
+	// thread count (0: its default).
+	Device  string
+	Threads int
+	// KeepMaps keeps each result's anomaly map and gray input (for heatmaps
+	// and the report gallery).
+	KeepMaps bool
+	// KeepIdentity copies DICOM patient identity into results (--include-phi).
+	KeepIdentity bool
+	// GroupBy names the manifest column that groups results for metrics;
+	// empty: the MVTec defect type.
+	GroupBy string
+	// Loader selects a registered Loader ("" is runtime.Load).
+	Loader string
+}
+
+func init() {
+	beam.RegisterType(reflect.TypeOf((*Result)(nil)).Elem())
+	register.DoFn5x1[context.Context, read.Decoded, func(Result), func(evaluate.PixelResult), func(read.Failure), error](&scoreFn{})
+	register.DoFn6x1[context.Context, string, read.Decoded, func(Result), func(evaluate.PixelResult), func(read.Failure), error](&scoreSideFn{})
+	register.Emitter1[Result]()
+	register.Emitter1[evaluate.PixelResult]()
+}
+
+// Score scores a PCollection<read.Decoded> with the bundle opt.Bundle. It
+// returns PCollection<Result>, PCollection<evaluate.PixelResult> (items with
+// masks) and PCollection<read.Failure>.
+func Score(s beam.Scope, images beam.PCollection, opt Options) (results, pixelResults, failures beam.PCollection) {
+	s = s.Scope("Score")
+	return beam.ParDo3(s, &scoreFn{batcher: batcher{Opt: opt}}, images)
+}
+
+// ScoreWithBundle is Score with the bundle URI given as a singleton
+// PCollection<string> side input (e.g. the output of a training step).
+func ScoreWithBundle(s beam.Scope, images, bundle beam.PCollection, opt Options) (results, pixelResults, failures beam.PCollection) {
+	s = s.Scope("Score")
+	return beam.ParDo3(s, &scoreSideFn{batcher: batcher{Opt: opt}}, images, beam.SideInput{Input: bundle})
+}
+
+// scoreFn scores with the bundle named in its options.
+type scoreFn struct{ batcher }
+
+// Setup loads (or finds) the process's model.
+func (f *scoreFn) Setup(ctx context.Context) error { return f.load(ctx, f.Opt.Bundle) }
+
+
+func (f *scoreFn) ProcessElement(ctx context.Context, d read.Decoded, emit func(Result), emitPix func(evaluate.PixelResult), fail func(read.Failure)) error {
+	return f.add(ctx, d, emit, emitPix, fail)
+}
+
+func (f *scoreFn) FinishBundle(ctx context.Context, emit func(Result), emitPix func(evaluate.PixelResult), fail func(read.Failure)) error {
+	return f.flush(ctx, emit, emitPix, fail)
+}
+
+// scoreSideFn scores with the bundle given as a side input.
+type scoreSideFn struct{ batcher }
+
+
+func (f *scoreSideFn) ProcessElement(ctx context.Context, bundle string, d read.Decoded, emit func(Result), emitPix func(evaluate.PixelResult), fail func(read.Failure)) error {
+	if err := f.load(ctx, bundle); err != nil {
+		return err
+	}
+	return f.add(ctx, d, emit, emitPix, fail)
+}
+
+func (f *scoreSideFn) FinishBundle(ctx context.Context, emit func(Result), emitPix func(evaluate.PixelResult), fail func(read.Failure)) error {
+	return f.flush(ctx, emit, emitPix, fail)
+}
