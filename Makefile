@@ -14,8 +14,9 @@ GO_TEST_FLAGS ?= -timeout 45m
 
 .PHONY: setup build test test-short demo eval ablation bench fuzz template clean
 
-## setup: fetch and verify the ONNX Runtime 1.24.1 library into .cache/ (idempotent)
+## setup: install the C codec libraries (Debian) and fetch + verify the ONNX Runtime 1.24.1 library into .cache/ (idempotent)
 setup: $(MULTIAD_ORT_LIB)
+	@./scripts/setup-deps.sh
 $(MULTIAD_ORT_LIB):
 	./scripts/setup-ort.sh
 

@@ -406,8 +406,8 @@ func TestScoreMetadataRegexes(t *testing.T) {
 	_, params := readMetadata(t)
 	cases := map[string]struct{ good, bad []string }{
 		"model":         {[]string{"gs://my-bucket/models/tiles", "gs://b_1/m.tar"}, []string{"/local/model", "gs://", "s3://b/m", "gs://b"}},
-		"input":         {[]string{"gs://b/scans/*.dcm", "gs://b/test.csv", "gs://bucket-1/mvtec/"}, []string{"scans/*.dcm", "file:///x"}},
-		"output":        {[]string{"gs://b/runs/1"}, []string{"out", "http://b/x"}},
+		"input":         {[]string{"gs://bkt/scans/*.dcm", "gs://my.bucket/test.csv", "gs://bucket-1/mvtec/"}, []string{"scans/*.dcm", "file:///x"}},
+		"output":        {[]string{"gs://bkt/runs/1"}, []string{"out", "http://bkt/x", "gs://b/too-short-bucket"}},
 		"heatmaps":      {[]string{"none", "anomalous", "all"}, []string{"some"}},
 		"device":        {[]string{"auto", "cpu", "cuda"}, []string{"tpu"}},
 		"max-failures":  {[]string{"10", "0.05", "5%", "1"}, []string{"-1", "ten"}},

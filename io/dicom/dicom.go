@@ -1,12 +1,31 @@
-// Package dicom decodes the images of DICOM Part-10 files into pixels.Image,
-// one image per frame.
+// Package dicom decodes the images of DICOM Part-10 files (and raw datasets
+// without file meta) into pixels.Image, one image per frame.
 //
-// The stored values are those of pydicom's Dataset.pixel_array (pydicom
-// 2.3 with GDCM for compressed data): the dtype follows BitsAllocated and
-// PixelRepresentation; native data is not masked to BitsStored; big-endian
-// data is byte-swapped; bit-packed (BitsAllocated 1) data is unpacked to one
-// uint8 per pixel; planar colour data is interleaved; YBR_FULL_422 native
-// data is expanded to three samples per pixel.
+// The stored values are those of pydicom's Dataset.pixel_array, as recorded
+// in shared/data/decoders/dicom/golden.json (pydicom 2.3.1; GDCM for JPEG
+// 2000, JPEG-LS, lossless and 12-bit JPEG; Pillow's libjpeg for 8-bit JPEG):
+// the dtype follows BitsAllocated and PixelRepresentation; native data are
+// not masked to BitsStored; big-endian data are byte-swapped; bit-packed
+// (BitsAllocated 1) data are unpacked to one uint8 per pixel; planar colour
+// data are interleaved; native YBR_FULL_422 data are expanded to three
+// samples per pixel. Float and Double Float Pixel Data give float32/float64.
+//
+// Transfer syntaxes decoded:
+//
+//	1.2.840.10008.1.2, .1.2.1, .1.2.2      native (implicit LE, explicit LE, explicit BE)
+//	1.2.840.10008.1.2.1.99                 deflate (inflated with a size limit)
+//	1.2.840.10008.1.2.5                    RLE Lossless (io/codec/rle)
+//	1.2.840.10008.1.2.8.1                  Deflated Image Frame Compression
+//	1.2.840.10008.1.2.4.50, .4.51          JPEG baseline/extended, 8 and 12 bit (own
+//	                                       sequential DCT decoder, libjpeg's islow IDCT)
+//	1.2.840.10008.1.2.4.55                 JPEG progressive, 8 bit (image/jpeg)
+//	1.2.840.10008.1.2.4.57, .4.70          JPEG lossless (io/codec/jpegll)
+//	1.2.840.10008.1.2.4.80, .4.81          JPEG-LS (CharLS, cgo; codecs_cgo.go)
+//	1.2.840.10008.1.2.4.90, .4.91          JPEG 2000 (OpenJPEG, cgo; codecs_cgo.go)
+//
+// Others (HTJ2K, MPEG, ...) and builds
+// with the tag dicom_nocgo or without cgo (for JPEG-LS and JPEG 2000) give
+// an error wrapping ErrUnsupported that names the transfer syntax UID.
 //
 // Colour and grey handling, recorded in Meta.Photometric (the interpretation
 // of the stored values) and Meta.SourcePhotometric (the file's value):
@@ -14,21 +33,27 @@
 //     Photometric stays MONOCHROME1 so that preprocessing can invert.
 //   - Native YBR_FULL and YBR_FULL_422 keep their YBR values (Photometric
 //     YBR_FULL); YBRToRGB converts them.
-//   - JPEG baseline YBR data keep their YCbCr values (as pydicom with
-//     Pillow returns them; Photometric YBR_FULL), JPEG data marked RGB whose
-//     stream is YCbCr-coded is converted to RGB (as libjpeg does), and JPEG
+//   - JPEG YBR data keep their YCbCr values (as pydicom with Pillow returns
+//     them; Photometric YBR_FULL); JPEG data marked RGB are converted from
+//     YCbCr only when an Adobe marker asks for it, as pydicom does; JPEG
 //     2000 YBR_RCT/YBR_ICT data come out of the codec as RGB.
 //   - PALETTE COLOR keeps the indices; ReadPalette and Palette.Apply give
 //     the RGB picture.
 //
-// The dataset structure is walked by this package (every element length is
-// checked against the input before anything is allocated); strings are
-// decoded with the character sets of github.com/suyashkumar/dicom. That
-// library's full parser is not used: v1.1.0 panics or fails on several
-// valid files of the reference set (explicit_VR-UN.dcm, deflate, trailing
-// data after the pixel data as in SC_rgb_jpeg.dcm, raw datasets), decodes
-// pixel data with fixed assumptions, skips the Basic Offset Table, and
-// allocates whatever an element length claims.
+// Deliberate differences from pydicom 2.3.1: 8-bit samples in an OW element
+// of an explicit big-endian file are swapped back in pairs, as DICOM
+// requires (pydicom leaves them swapped); a Modality LUT Sequence is not
+// applied (Slope and Intercept come from RescaleSlope/RescaleIntercept only).
+//
+// The dataset structure is walked by this package: every element length is
+// checked against the input before anything is allocated, and panics are
+// turned into errors. Strings are decoded with the character sets of
+// github.com/suyashkumar/dicom. That library's full parser is not used:
+// v1.1.0 panics or fails on several valid files of the reference set
+// (explicit_VR-UN.dcm, deflate, trailing data after the pixel data as in
+// SC_rgb_jpeg.dcm, raw datasets), decodes pixel data with fixed
+// assumptions, skips the Basic Offset Table, and allocates whatever an
+// element length claims.
 package dicom
 
 import (
@@ -60,6 +85,7 @@ var syntaxNames = map[string]string{
 	tsExplicitBE:              "Explicit VR Big Endian",
 	"1.2.840.10008.1.2.4.50":  "JPEG Baseline",
 	"1.2.840.10008.1.2.4.51":  "JPEG Extended",
+	"1.2.840.10008.1.2.4.55":  "JPEG Full Progression (retired)",
 	"1.2.840.10008.1.2.4.57":  "JPEG Lossless",
 	"1.2.840.10008.1.2.4.70":  "JPEG Lossless SV1",
 	"1.2.840.10008.1.2.4.80":  "JPEG-LS Lossless",
@@ -89,16 +115,15 @@ func unsupported(ts, why string) error {
 
 // info is the Image Pixel module of a file.
 type info struct {
-	ts                     string
-	rows, cols, spp        int
-	bitsAlloc, bitsStored  int
-	signed                 bool
-	planar                 int
-	frames                 int
-	photometric            string
-	float                  bool // Float or Double Float Pixel Data
-	dtype                  pixels.DType
-	hasModalityLUTSequence bool
+	ts                    string
+	rows, cols, spp       int
+	bitsAlloc, bitsStored int
+	signed                bool
+	planar                int
+	frames                int
+	photometric           string
+	float                 bool // Float or Double Float Pixel Data
+	dtype                 pixels.DType
 }
 
 // frameLen is the number of stored elements of one decoded frame.
@@ -216,7 +241,6 @@ func readInfo(ds *dataset) (*info, *element, error) {
 		return nil, nil, fmt.Errorf("dicom: pixel data present but required elements missing or malformed: %s", strings.Join(missing, ", "))
 	}
 	in.signed = rep == 1
-	in.hasModalityLUTSequence = ds.has(tagModalityLUT)
 	if in.frames == 0 {
 		in.frames = 1
 	}
@@ -326,7 +350,7 @@ func outputPhotometric(in *info) string {
 
 // isJPEG reports whether ts is a lossy JPEG (DCT) transfer syntax.
 func isJPEG(ts string) bool {
-	return ts == "1.2.840.10008.1.2.4.50" || ts == "1.2.840.10008.1.2.4.51"
+	return ts == "1.2.840.10008.1.2.4.50" || ts == "1.2.840.10008.1.2.4.51" || ts == "1.2.840.10008.1.2.4.55"
 }
 
 // isNative reports whether ts stores pixel data uncompressed.

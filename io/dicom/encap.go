@@ -3,6 +3,7 @@ package dicom
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"image"
 	"image/jpeg"
@@ -22,8 +23,30 @@ var codecs = map[string]frameDecoder{
 	tsRLE:                    decodeRLE,
 	"1.2.840.10008.1.2.4.50": decodeJPEGBaseline,
 	"1.2.840.10008.1.2.4.51": decodeJPEGBaseline,
+	"1.2.840.10008.1.2.4.55": decodeJPEGBaseline, // progressive (retired), via image/jpeg
 	"1.2.840.10008.1.2.4.57": decodeJPEGLossless,
 	"1.2.840.10008.1.2.4.70": decodeJPEGLossless,
+	"1.2.840.10008.1.2.8.1":  decodeDeflatedFrame,
+}
+
+// decodeDeflatedFrame decodes a frame of Deflated Image Frame Compression:
+// the frame's native little-endian pixel data, deflated (RFC 1951).
+func decodeDeflatedFrame(in *info, frame []byte, _ pixels.Limits) ([]byte, error) {
+	one := *in
+	one.frames = 1
+	size := int64(in.frameLen()) * int64(in.bitsAlloc) / 8
+	if in.bitsAlloc == 1 {
+		size = (int64(in.frameLen()) + 7) / 8
+	}
+	raw, err := inflate(frame, size+1)
+	if err != nil {
+		return nil, err
+	}
+	frames, err := nativeFrames(&one, &dataset{order: binary.LittleEndian}, &element{value: raw})
+	if err != nil {
+		return nil, err
+	}
+	return frames[0], nil
 }
 
 // encapsulatedFrames splits encapsulated pixel data into frames and decodes
@@ -226,8 +249,8 @@ func packInts(in *info, vals []int64, precision int, codecSigned bool) []byte {
 	return out
 }
 
-// decodeJPEGBaseline decodes an 8-bit lossy JPEG frame with image/jpeg.
-// Colour follows pydicom with Pillow (libjpeg), which wrote the reference:
+// decodeJPEGBaseline decodes a lossy JPEG frame: sequential DCT (8 or 12
+// bit) with decodeDCT, progressive 8-bit with image/jpeg. Colour follows pydicom with Pillow (libjpeg), which wrote the reference:
 // when the file says YBR_FULL or YBR_FULL_422 the YCbCr samples are returned
 // unconverted (Photometric stays YBR_FULL); when it says RGB, the samples
 // are converted from YCbCr only if the stream carries a complete Adobe APP14
@@ -238,12 +261,18 @@ func decodeJPEGBaseline(in *info, frame []byte, lim pixels.Limits) ([]byte, erro
 	if err != nil {
 		return nil, err
 	}
-	if prec != 8 {
-		return nil, unsupported(in.ts, fmt.Sprintf("%d-bit JPEG precision (only 8-bit is decoded)", prec))
-	}
 	if err := checkGeometry(in, w, h, comps, prec); err != nil {
 		return nil, err
 	}
+	convert := in.photometric == "RGB" && mk.adobe && (mk.jfif || mk.transform != 0)
+	d, err := decodeDCT(frame, maxPixels(lim))
+	switch {
+	case err == nil:
+		return packSamples(in, assemble(d, convert), 0), nil
+	case !errors.Is(err, errNotSequential) || prec != 8:
+		return nil, err
+	}
+	// Progressive 8-bit JPEG: image/jpeg.
 	img, err := jpeg.Decode(bytes.NewReader(frame))
 	if err != nil {
 		return nil, fmt.Errorf("dicom: JPEG frame: %w", err)
@@ -267,7 +296,6 @@ func decodeJPEGBaseline(in *info, frame []byte, lim pixels.Limits) ([]byte, erro
 		if in.spp != 3 {
 			return nil, fmt.Errorf("dicom: colour JPEG frame for %d samples per pixel", in.spp)
 		}
-		convert := in.photometric == "RGB" && mk.adobe && (mk.jfif || mk.transform != 0)
 		cb, cr := upsampleChroma(m, in.cols, in.rows)
 		for y := 0; y < in.rows; y++ {
 			for x := 0; x < in.cols; x++ {
@@ -293,7 +321,7 @@ func decodeJPEGBaseline(in *info, frame []byte, lim pixels.Limits) ([]byte, erro
 	default:
 		return nil, fmt.Errorf("dicom: JPEG frame decoded to unsupported %T", img)
 	}
-	return packSamples(in, samples, 8), nil
+	return packSamples(in, samples, 0), nil
 }
 
 // jpegMarkers records the colour markers of a JPEG stream.
@@ -374,81 +402,115 @@ func clamp8(v int64) uint8 {
 	return uint8(v)
 }
 
-// upsampleChroma returns full-resolution Cb and Cr planes. Horizontal 2:1
-// (4:2:2) and 2:2 (4:2:0) subsampling is interpolated with libjpeg's "fancy"
-// triangle filter (jdsample.c), as the reference decoder does; other ratios,
-// and planes at most two samples wide, are replicated as libjpeg does.
+// assemble interleaves the decoded components at full resolution (chroma
+// upsampled as libjpeg does), converting YCbCr to RGB when convert is set.
+func assemble(d *dctDecoder, convert bool) []uint16 {
+	nc := len(d.comps)
+	out := make([]uint16, d.w*d.h*nc)
+	for k := range d.comps {
+		cw, ch := d.compSize(k)
+		full := upsample(func(x, y int) int { return d.sample(k, x, y) }, cw, ch, d.w, d.h,
+			d.hmax/d.comps[k].h, d.vmax/d.comps[k].v)
+		for i, v := range full {
+			out[i*nc+k] = uint16(v)
+		}
+	}
+	if convert && nc == 3 {
+		for i := 0; i < len(out); i += 3 {
+			r, g, b := ycbcrToRGB(uint8(out[i]), uint8(out[i+1]), uint8(out[i+2]))
+			out[i], out[i+1], out[i+2] = uint16(r), uint16(g), uint16(b)
+		}
+	}
+	return out
+}
+
+// upsampleChroma returns full-resolution Cb and Cr planes of an image/jpeg
+// result.
 func upsampleChroma(m *image.YCbCr, w, h int) (cb, cr []uint8) {
-	cw, ch := (w+1)/2, (h+1)/2
-	var fancy func(get func(x, y int) uint8) []uint8
+	hs, vs := 1, 1
 	switch m.SubsampleRatio {
 	case image.YCbCrSubsampleRatio422:
-		fancy = func(get func(x, y int) uint8) []uint8 {
-			out := make([]uint8, w*h)
-			for y := 0; y < h; y++ {
-				for i := 0; i < cw; i++ {
-					c := int(get(i, y))
-					if 2*i < w {
-						v := c
-						if i > 0 {
-							v = (3*c + int(get(i-1, y)) + 1) >> 2
-						}
-						out[y*w+2*i] = uint8(v)
-					}
-					if 2*i+1 < w {
-						v := c
-						if i < cw-1 {
-							v = (3*c + int(get(i+1, y)) + 2) >> 2
-						}
-						out[y*w+2*i+1] = uint8(v)
-					}
-				}
-			}
-			return out
-		}
+		hs = 2
 	case image.YCbCrSubsampleRatio420:
-		fancy = func(get func(x, y int) uint8) []uint8 {
-			out := make([]uint8, w*h)
-			for y := 0; y < h; y++ {
-				near, far := y/2, y/2-1
-				if y%2 == 1 {
-					far = y/2 + 1
+		hs, vs = 2, 2
+	case image.YCbCrSubsampleRatio440:
+		vs = 2
+	case image.YCbCrSubsampleRatio411:
+		hs = 4
+	case image.YCbCrSubsampleRatio410:
+		hs, vs = 4, 2
+	}
+	cw, ch := (w+hs-1)/hs, (h+vs-1)/vs
+	plane := func(p []uint8) []uint8 {
+		full := upsample(func(x, y int) int { return int(p[y*m.CStride+x]) }, cw, ch, w, h, hs, vs)
+		out := make([]uint8, len(full))
+		for i, v := range full {
+			out[i] = uint8(v)
+		}
+		return out
+	}
+	return plane(m.Cb), plane(m.Cr)
+}
+
+// upsample expands a cw x ch plane subsampled by (hs, vs) to w x h. The
+// 2:1 horizontal and 2:2 ratios use libjpeg's "fancy" triangle filter
+// (jdsample.c), as the reference decoder does, when the plane is more than
+// two samples wide; other ratios replicate samples, as libjpeg does.
+func upsample(get func(x, y int) int, cw, ch, w, h, hs, vs int) []int {
+	out := make([]int, w*h)
+	fancy := cw > 2 && hs == 2 && (vs == 1 || vs == 2)
+	for y := 0; y < h; y++ {
+		near, far := y/vs, y/vs
+		if vs == 2 {
+			far = y/2 - 1
+			if y%2 == 1 {
+				far = y/2 + 1
+			}
+			far = max(0, min(far, ch-1))
+		}
+		if !fancy {
+			for x := 0; x < w; x++ {
+				out[y*w+x] = get(x/hs, near)
+			}
+			continue
+		}
+		if vs == 1 { // h2v1_fancy_upsample
+			for i := 0; i < cw; i++ {
+				c := get(i, near)
+				left, right := c, c
+				if i > 0 {
+					left = (3*c + get(i-1, near) + 1) >> 2
 				}
-				far = max(0, min(far, ch-1))
-				sum := func(i int) int { return 3*int(get(i, near)) + int(get(i, far)) }
-				for i := 0; i < cw; i++ {
-					this := sum(i)
-					if 2*i < w {
-						v := this*4 + 8
-						if i > 0 {
-							v = this*3 + sum(i-1) + 8
-						}
-						out[y*w+2*i] = uint8(v >> 4)
-					}
-					if 2*i+1 < w {
-						v := this*4 + 7
-						if i < cw-1 {
-							v = this*3 + sum(i+1) + 7
-						}
-						out[y*w+2*i+1] = uint8(v >> 4)
-					}
+				if i < cw-1 {
+					right = (3*c + get(i+1, near) + 2) >> 2
+				}
+				if 2*i < w {
+					out[y*w+2*i] = left
+				}
+				if 2*i+1 < w {
+					out[y*w+2*i+1] = right
 				}
 			}
-			return out
+			continue
+		}
+		// h2v2_fancy_upsample
+		sum := func(i int) int { return 3*get(i, near) + get(i, far) }
+		for i := 0; i < cw; i++ {
+			this := sum(i)
+			left, right := (this*4+8)>>4, (this*4+7)>>4
+			if i > 0 {
+				left = (this*3 + sum(i-1) + 8) >> 4
+			}
+			if i < cw-1 {
+				right = (this*3 + sum(i+1) + 7) >> 4
+			}
+			if 2*i < w {
+				out[y*w+2*i] = left
+			}
+			if 2*i+1 < w {
+				out[y*w+2*i+1] = right
+			}
 		}
 	}
-	at := func(p []uint8) func(x, y int) uint8 {
-		return func(x, y int) uint8 { return p[y*m.CStride+x] }
-	}
-	if fancy != nil && cw > 2 {
-		return fancy(at(m.Cb)), fancy(at(m.Cr))
-	}
-	cb, cr = make([]uint8, w*h), make([]uint8, w*h)
-	for y := 0; y < h; y++ {
-		for x := 0; x < w; x++ {
-			o := m.COffset(x, y)
-			cb[y*w+x], cr[y*w+x] = m.Cb[o], m.Cr[o]
-		}
-	}
-	return cb, cr
+	return out
 }

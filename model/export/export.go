@@ -259,12 +259,19 @@ func separable(b *onnxb.Builder, x string, rows, cols [][]float64, name string) 
 // anomalyMap mirrors student.AnomalyMap: [N,S,S].
 func anomalyMap(b *onnxb.Builder, s, t [3]string, cfg student.Config, S int, mc student.MapConfig) string {
 	var fused string
+	w := mc.ScaleWeights()
 	for i := range s {
+		if w[i] == 0 {
+			continue
+		}
 		h := S / student.Strides[i]
 		cos := reduce(b, "ReduceSum", b.Op("Mul", []string{normalize(b, s[i]), normalize(b, t[i])}, nil), []int64{1}, 0)
 		d := b.Op("Sub", []string{b.Scalar("one_d", 1), cos}, nil)
 		up := nn.BilinearMatrix(h, S)
 		d = separable(b, d, up, up, fmt.Sprintf("upsample_s%d", student.Strides[i]))
+		if mc.Fuse != student.FuseProduct && w[i] != 1 {
+			d = b.Op("Mul", []string{d, b.Scalar("scale_weight", float32(w[i]))}, nil)
+		}
 		switch {
 		case fused == "":
 			fused = d
@@ -273,6 +280,9 @@ func anomalyMap(b *onnxb.Builder, s, t [3]string, cfg student.Config, S int, mc 
 		default:
 			fused = b.Op("Add", []string{fused, d}, nil)
 		}
+	}
+	if mc.Sigma <= 0 {
+		return fused
 	}
 	g := nn.GaussianMatrix(S, mc.Sigma)
 	return separable(b, fused, g, g, "blur")

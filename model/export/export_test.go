@@ -85,9 +85,14 @@ func TestParity(t *testing.T) {
 	teacher := standInTeacher(t, S)
 	images := randomImages(N, S, 3)
 	samples := teacherSamples(t, teacher, images, N, S)
-	for _, fuse := range []student.Fusion{student.FuseSum, student.FuseProduct} {
-		t.Run(string(fuse), func(t *testing.T) {
-			checkParity(t, S, N, images, samples, fuse, func(o Options) ([]byte, error) { return Build(teacher, o) })
+	for name, mc := range map[string]student.MapConfig{
+		"sum":          {Fuse: student.FuseSum},
+		"product":      {Fuse: student.FuseProduct},
+		"weighted sum": {Fuse: student.FuseSum, Weights: [3]float64{0.5, 2, 0}},
+		"no blur":      {Fuse: student.FuseProduct, Sigma: -1},
+	} {
+		t.Run(name, func(t *testing.T) {
+			checkParity(t, S, N, images, samples, mc, func(o Options) ([]byte, error) { return Build(teacher, o) })
 		})
 	}
 }
@@ -107,10 +112,10 @@ func TestParityMobileNetV2(t *testing.T) {
 	images := randomImages(N, S, 4)
 	samples := teacherSamples(t, tonnx, images, N, S)
 	t.Run("embedded", func(t *testing.T) {
-		checkParity(t, S, N, images, samples, student.FuseSum, func(o Options) ([]byte, error) { return Build(tonnx, o) })
+		checkParity(t, S, N, images, samples, student.MapConfig{Fuse: student.FuseSum}, func(o Options) ([]byte, error) { return Build(tonnx, o) })
 	})
 	t.Run("pruned", func(t *testing.T) {
-		checkParity(t, S, N, images, samples, student.FuseSum, func(o Options) ([]byte, error) {
+		checkParity(t, S, N, images, samples, student.MapConfig{Fuse: student.FuseSum}, func(o Options) ([]byte, error) {
 			return BuildWith(onnxb.DefaultOpset, func(b *onnxb.Builder, img string) ([3]string, error) {
 				return tt.BuildFeatures(b, img, "teacher/")
 			}, o)
@@ -120,12 +125,15 @@ func TestParityMobileNetV2(t *testing.T) {
 
 // checkParity trains a tiny student for a few steps on samples, exports it
 // with build and compares ONNX Runtime's maps and scores with GoMLX's.
-func checkParity(t *testing.T, S, N int, images []float32, samples []train.Sample, fuse student.Fusion, build func(Options) ([]byte, error)) {
+func checkParity(t *testing.T, S, N int, images []float32, samples []train.Sample, mc student.MapConfig, build func(Options) ([]byte, error)) {
 	cfg := train.DefaultConfig(S)
 	cfg.Student.Width = 8
 	cfg.Student.Depth = 1
 	cfg.Student.SEReduction = 2
-	cfg.Map.Fuse = fuse
+	cfg.Map.Fuse, cfg.Map.Weights = mc.Fuse, mc.Weights
+	if mc.Sigma < 0 {
+		cfg.Map.Sigma = 0
+	}
 	cfg.Epochs = 0
 	cfg.MaxSteps = 3
 	cfg.BatchSize = 4

@@ -37,6 +37,7 @@ func FromModel(m *onnx.ModelProto) (*Builder, error) {
 		return nil, fmt.Errorf("onnxb: model imports no default-domain opset")
 	}
 	b.graph = m.Graph
+	b.ir = max(b.ir, m.IrVersion)
 	for _, i := range m.Graph.Input {
 		b.values[i.Name] = true
 	}
@@ -172,6 +173,7 @@ func (b *Builder) Embed(sub *Builder, prefix string, inputs map[string]string) (
 		b.nodes[c.Name] = true
 		b.graph.Node = append(b.graph.Node, c)
 	}
+	b.ir = max(b.ir, sub.ir)
 	for _, e := range sub.extra {
 		found := false
 		for _, x := range b.extra {

@@ -51,6 +51,7 @@ type Attrs map[string]any
 type Builder struct {
 	graph   *onnx.GraphProto
 	opset   int64
+	ir      int64                      // IR version (IRVersion, or a loaded model's if higher)
 	extra   []*onnx.OperatorSetIdProto // non-default domains of a loaded model
 	values  map[string]bool            // every value name defined so far
 	nodes   map[string]bool            // node names
@@ -66,6 +67,7 @@ func NewOpset(opset int64) *Builder {
 	return &Builder{
 		graph:  &onnx.GraphProto{Name: "multiad"},
 		opset:  opset,
+		ir:     IRVersion,
 		values: map[string]bool{},
 		nodes:  map[string]bool{},
 	}
@@ -375,7 +377,7 @@ func (b *Builder) Model() (*onnx.ModelProto, error) {
 	opsets := []*onnx.OperatorSetIdProto{{Domain: "", Version: b.opset}}
 	opsets = append(opsets, b.extra...)
 	return &onnx.ModelProto{
-		IrVersion:    IRVersion,
+		IrVersion:    b.ir,
 		OpsetImport:  opsets,
 		ProducerName: "multiad",
 		Graph:        b.graph,

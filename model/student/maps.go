@@ -2,6 +2,7 @@ package student
 
 import (
 	"fmt"
+	"math"
 
 	. "github.com/gomlx/gomlx/core/graph"
 	"github.com/multiad/multiad/model/nn"
@@ -23,6 +24,18 @@ type MapConfig struct {
 	// Sigma is the Gaussian blur's standard deviation in pixels of the
 	// S×S map (0: no blur).
 	Sigma float64
+	// Weights scale the per-scale maps (strides 4, 8, 16) before a sum
+	// fusion; with product fusion, scales of weight 0 are left out. All
+	// zero (the default) means weight 1 for every scale.
+	Weights [3]float64
+}
+
+// ScaleWeights returns the effective per-scale weights.
+func (m MapConfig) ScaleWeights() [3]float64 {
+	if m.Weights == ([3]float64{}) {
+		return [3]float64{1, 1, 1}
+	}
+	return m.Weights
 }
 
 // DefaultSigma is the blur σ at image size S: 4 px at 256, scaled linearly.
@@ -38,17 +51,29 @@ func (m MapConfig) Validate() error {
 	if m.Sigma < 0 || m.Sigma > 64 {
 		return fmt.Errorf("student: blur sigma %g out of range [0, 64]", m.Sigma)
 	}
+	for i, w := range m.Weights {
+		if w < 0 || math.IsNaN(w) || math.IsInf(w, 0) {
+			return fmt.Errorf("student: weight %g of scale %d is not a finite number ≥ 0", w, i)
+		}
+	}
 	return nil
 }
 
 // AnomalyMap computes the anomaly map [N, S, S] and image scores [N] (max of
 // the map) from student and teacher features (NHWC, any scale): per scale
 // 1 − cos over channels, bilinear upsampling to S×S (half-pixel), fusion,
-// Gaussian blur.
+// Gaussian blur. Scales of weight 0 are not computed.
 func AnomalyMap(s, t [3]*Node, S int, mc MapConfig) (amap, score *Node) {
 	var fused *Node
+	w := mc.ScaleWeights()
 	for i := range s {
+		if w[i] == 0 {
+			continue
+		}
 		d := nn.Upsample(nn.CosineDistance(s[i], t[i]), S, S)
+		if mc.Fuse != FuseProduct && w[i] != 1 {
+			d = MulScalar(d, w[i])
+		}
 		switch {
 		case fused == nil:
 			fused = d
@@ -58,7 +83,10 @@ func AnomalyMap(s, t [3]*Node, S int, mc MapConfig) (amap, score *Node) {
 			fused = Add(fused, d)
 		}
 	}
-	amap = nn.Blur(fused, mc.Sigma)
+	amap = fused
+	if mc.Sigma > 0 {
+		amap = nn.Blur(fused, mc.Sigma)
+	}
 	return amap, ReduceMax(amap, 1, 2)
 }
 

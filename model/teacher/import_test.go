@@ -12,6 +12,7 @@ import (
 	"github.com/multiad/multiad/internal/shared"
 	"github.com/multiad/multiad/model/onnxb"
 	"github.com/multiad/multiad/model/ort"
+	"github.com/multiad/multiad/model/tflite"
 	"github.com/multiad/multiad/model/tflite/tflitetest"
 )
 
@@ -201,4 +202,32 @@ func mustPrune(t *testing.T, te *Teacher) *Program {
 		t.Fatal(err)
 	}
 	return p
+}
+
+// FuzzFromTFLite converts arbitrary (parsable) models: errors are fine,
+// panics are not.
+func FuzzFromTFLite(f *testing.F) {
+	for _, code := range []int32{0, 3, 4, 9, 18, 22, 25, 40, 99, 117} {
+		f.Add(tflitetest.TinyModel(code))
+	}
+	for _, rel := range []string{v2Path, v3Path} {
+		if p, err := shared.Path(rel); err == nil {
+			if b, err := os.ReadFile(p); err == nil {
+				f.Add(b)
+			}
+		}
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		m, err := tflite.Parse(b)
+		if err != nil {
+			return
+		}
+		p, err := FromTFLite(m)
+		if err != nil {
+			return
+		}
+		p.MACs(64, 64)
+		defaultFeatures(p)
+		p.Build(onnxb.New(), "x", "") // "x" is undefined: Build must still not panic
+	})
 }

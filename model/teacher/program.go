@@ -301,6 +301,16 @@ func (c *converter) op(i int) error {
 	if len(top.Inputs) == 0 || top.Inputs[0] < 0 {
 		return fail("no input")
 	}
+	for _, in := range top.Inputs {
+		if in < 0 && code.Builtin != tflite.OpConv2D && code.Builtin != tflite.OpDepthwiseConv && code.Builtin != tflite.OpFullyConnect {
+			return fail("omitted input")
+		}
+	}
+	for _, d := range outT.Shape {
+		if d < 0 {
+			return fail("dynamic output shape %v", outT.Shape)
+		}
+	}
 	x0 := c.tensor(top.Inputs[0])
 	in0, err := c.operand(top, 0, len(outT.Shape))
 	if err != nil {
@@ -324,8 +334,8 @@ func (c *converter) op(i int) error {
 		if err != nil {
 			return fail("weights: %v", err)
 		}
-		if len(wt.Shape) != 4 || len(x0.Shape) != 4 {
-			return fail("weights %v, input %v: want rank 4", wt.Shape, x0.Shape)
+		if len(wt.Shape) != 4 || len(x0.Shape) != 4 || len(outT.Shape) != 4 {
+			return fail("weights %v, input %v, output %v: want rank 4", wt.Shape, x0.Shape, outT.Shape)
 		}
 		var pad tflite.Padding
 		var sw, sh, dw, dh int32
@@ -411,20 +421,23 @@ func (c *converter) op(i int) error {
 		if op.Weight, err = c.m.Float32(wt); err != nil {
 			return fail("weights: %v", err)
 		}
-		if len(wt.Shape) != 2 {
-			return fail("weights shape %v, want [out, in]", wt.Shape)
+		if len(wt.Shape) != 2 || len(outT.Shape) != 2 {
+			return fail("weights shape %v, output %v: want [out, in] and [N, out]", wt.Shape, outT.Shape)
 		}
 		op.WeightShape = []int64{int64(wt.Shape[0]), int64(wt.Shape[1])}
 		if len(top.Inputs) > 2 && top.Inputs[2] >= 0 {
 			if op.Bias, err = c.m.Float32(c.tensor(top.Inputs[2])); err != nil {
 				return fail("bias: %v", err)
 			}
+			if int64(len(op.Bias)) != op.WeightShape[0] {
+				return fail("bias has %d values for %d outputs", len(op.Bias), op.WeightShape[0])
+			}
 		}
 		op.Kind = KindFC
 	case tflite.OpAveragePool2D, tflite.OpMaxPool2D:
 		o, ok := top.Options.(*tflite.Pool2DOptions)
-		if !ok || len(x0.Shape) != 4 {
-			return fail("missing Pool2DOptions or input %v not NHWC", x0.Shape)
+		if !ok || len(x0.Shape) != 4 || len(outT.Shape) != 4 {
+			return fail("missing Pool2DOptions, or input %v or output %v not NHWC", x0.Shape, outT.Shape)
 		}
 		act = o.Activation
 		h, w := int(x0.Shape[1]), int(x0.Shape[2])

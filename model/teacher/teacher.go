@@ -291,6 +291,11 @@ func ImportONNX(path string, featureOutputs []string, opts ...ONNXOptions) (*Tea
 	if len(ins) != 1 {
 		return nil, fmt.Errorf("teacher: %s has inputs %v, want one image input", path, ins)
 	}
+	for _, f := range append(append([]string(nil), featureOutputs...), o.Logits) {
+		if f == ins[0] {
+			return nil, fmt.Errorf("teacher: %s: %q is the input, not a feature", path, f)
+		}
+	}
 	for _, f := range featureOutputs {
 		if !b.Has(f) {
 			return nil, fmt.Errorf("teacher: %s has no value %q (feature outputs must name node outputs)", path, f)
@@ -304,6 +309,9 @@ func ImportONNX(path string, featureOutputs []string, opts ...ONNXOptions) (*Tea
 				break
 			}
 		}
+	}
+	if logits == ins[0] {
+		logits = ""
 	}
 	if logits != "" && !b.Has(logits) {
 		return nil, fmt.Errorf("teacher: %s has no value %q for the logits", path, logits)

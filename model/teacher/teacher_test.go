@@ -1,7 +1,6 @@
 package teacher
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"math"
@@ -351,6 +350,17 @@ func TestFeatures(t *testing.T) {
 		}
 	}
 	per := 3 * s * s
+	// Any H, W divisible by 32, not only square ones.
+	rect, err := sess.Run(ort.Tensor{Shape: []int64{1, 3, 96, 160}, Data: img[:3*96*160]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, o := range rect {
+		st := int64(FeatureStrides[k])
+		if fmt.Sprint(o.Shape) != fmt.Sprint([]int64{1, int64(te.FeatureChannels()[k]), 96 / st, 160 / st}) {
+			t.Errorf("96x160 input: %s shape %v", FeatureOutputs[k], o.Shape)
+		}
+	}
 	for _, i := range []int{0, 5} {
 		outs1, err := sess.Run(ort.Tensor{Shape: []int64{1, 3, s, s}, Data: img[i*per : (i+1)*per]})
 		if err != nil {
@@ -459,5 +469,3 @@ func TestTopK(t *testing.T) {
 		t.Errorf("TopK = %v, want %v", got, want)
 	}
 }
-
-var _ = bytes.Equal

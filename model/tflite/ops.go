@@ -53,6 +53,7 @@ var opNames = []string{
 	"BATCH_MATMUL",
 }
 
+// String returns the operator's schema name, e.g. "CONV_2D".
 func (o BuiltinOperator) String() string {
 	if o >= 0 && int(o) < len(opNames) {
 		return opNames[o]
@@ -69,6 +70,7 @@ const (
 	PaddingValid Padding = 1
 )
 
+// String returns "SAME" or "VALID".
 func (p Padding) String() string {
 	switch p {
 	case PaddingSame:
@@ -92,6 +94,7 @@ const (
 	ActSignBit   Activation = 5
 )
 
+// String returns the activation's schema name.
 func (a Activation) String() string {
 	switch a {
 	case ActNone:

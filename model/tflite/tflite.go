@@ -125,6 +125,7 @@ const (
 	TypeInt8    TensorType = 9
 )
 
+// String returns the type's schema name, e.g. "UINT8".
 func (t TensorType) String() string {
 	switch t {
 	case TypeFloat32:

@@ -157,9 +157,22 @@ func TestExperimentTiles(t *testing.T) {
 			}
 		}
 	}
-	for _, fuse := range []string{"sum", "product"} {
+	sig := cfg.Map.Sigma
+	for _, v := range []struct {
+		name string
+		mc   student.MapConfig
+	}{
+		{"sum", student.MapConfig{Fuse: "sum", Sigma: sig}},
+		{"product", student.MapConfig{Fuse: "product", Sigma: sig}},
+		{"s4 only", student.MapConfig{Fuse: "sum", Sigma: sig, Weights: [3]float64{1, 0, 0}}},
+		{"s8 only", student.MapConfig{Fuse: "sum", Sigma: sig, Weights: [3]float64{0, 1, 0}}},
+		{"s16 only", student.MapConfig{Fuse: "sum", Sigma: sig, Weights: [3]float64{0, 0, 1}}},
+		{"sum no blur", student.MapConfig{Fuse: "sum"}},
+		{"sum 2σ", student.MapConfig{Fuse: "sum", Sigma: 2 * sig}},
+	} {
+		fuse := v.name
 		c := cfg
-		c.Map.Fuse = student.Fusion(fuse)
+		c.Map = v.mc
 		maps, scores, err := Score(c, res.Student, samples)
 		if err != nil {
 			t.Fatal(err)

@@ -288,13 +288,9 @@ func mobileNetSamples(t testing.TB, images [][]float32, S int) []Sample {
 		t.Fatal(err)
 	}
 	defer sess.Close()
-	var out []Sample
-	for _, img := range images {
-		f, err := sess.Run(ort.Tensor{Shape: []int64{1, 3, int64(S), int64(S)}, Data: img})
-		if err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, Sample{Image: img, Feats: [3][]float32{f[0].Data, f[1].Data, f[2].Data}})
+	out, err := TeacherFeatures(sess, images, S, 8)
+	if err != nil {
+		t.Fatal(err)
 	}
 	return out
 }

@@ -5,8 +5,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"encoding/csv"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"hash/crc32"
 	"math"
 	"math/rand"
@@ -18,6 +20,7 @@ import (
 	"testing"
 
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/testing/ptest"
+	"github.com/fsouza/fake-gcs-server/fakestorage"
 
 	"github.com/multiad/multiad/internal/shared"
 	"github.com/multiad/multiad/model/runtime"
@@ -337,5 +340,233 @@ func TestCheckFailures(t *testing.T) {
 		if _, _, err := ParseMaxFailures(bad); err == nil {
 			t.Errorf("ParseMaxFailures(%q) accepted", bad)
 		}
+	}
+}
+
+// TestEndToEndGCS reads the images and the bundle from, and writes every
+// output to, an embedded fake GCS server.
+func TestEndToEndGCS(t *testing.T) {
+	srv, err := fakestorage.NewServerWithOptions(fakestorage.Options{Scheme: "http", Host: "127.0.0.1", PublicHost: "127.0.0.1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Stop()
+	host := strings.TrimPrefix(srv.URL(), "http://")
+	t.Setenv("STORAGE_EMULATOR_HOST", host)
+	srv.CreateBucketWithOpts(fakestorage.CreateBucketOpts{Name: "b"})
+	upload := func(dir, prefix string) {
+		filepath.Walk(dir, func(p string, info os.FileInfo, err error) error {
+			if err != nil || info.IsDir() {
+				return err
+			}
+			b, err := os.ReadFile(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rel, _ := filepath.Rel(dir, p)
+			srv.CreateObject(fakestorage.Object{ObjectAttrs: fakestorage.ObjectAttrs{BucketName: "b", Name: prefix + filepath.ToSlash(rel)}, Content: b})
+			return nil
+		})
+	}
+	root := t.TempDir()
+	inputs := mvtecSubset(t, filepath.Join(root, "tiles"), 3, 2)
+	upload(filepath.Join(root, "tiles"), "tiles/")
+	upload(testBundle(t), "bundle/")
+	srv.CreateObject(fakestorage.Object{ObjectAttrs: fakestorage.ObjectAttrs{BucketName: "b", Name: "out/heatmaps/stale.png"}, Content: []byte("old")})
+
+	sum, err := Run(context.Background(), Options{Model: "gs://b/bundle", Input: "gs://b/tiles", Output: "gs://b/out", Heatmaps: report.HeatmapsAll})
+	if err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if sum.Inputs != len(inputs) || sum.Scored != 5 || sum.Failed != len(inputs)-5 {
+		t.Errorf("inputs %d scored %d failed %d, want %d, 5, %d", sum.Inputs, sum.Scored, sum.Failed, len(inputs), len(inputs)-5)
+	}
+	objs, _, err := srv.ListObjects("b", "out/", "", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := map[string]bool{}
+	heatmaps := 0
+	for _, o := range objs {
+		names[o.Name] = true
+		if strings.HasPrefix(o.Name, "out/.tmp-") || o.Name == "out/heatmaps/stale.png" {
+			t.Errorf("left behind: gs://b/%s", o.Name)
+		}
+		if strings.HasPrefix(o.Name, "out/heatmaps/") {
+			heatmaps++
+		}
+	}
+	for _, f := range []string{report.ScoresFile, report.FailuresFile, report.SummaryFile, report.ReportFile} {
+		if !names["out/"+f] {
+			t.Errorf("gs://b/out/%s missing; have %v", f, names)
+		}
+	}
+	if heatmaps != 5 {
+		t.Errorf("%d heatmaps on GCS, want 5", heatmaps)
+	}
+	o, err := srv.GetObject("b", "out/"+report.ScoresFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(string(o.Content), "\n"); n != 5 || !strings.Contains(string(o.Content), `"uri":"gs://b/tiles/test/`) {
+		t.Errorf("scores.jsonl on GCS has %d lines:\n%s", n, o.Content)
+	}
+}
+
+// dicomRows picks a few rows of lgg_dicom/test.csv: two per patient, from
+// the middle of each series (covering all three transfer syntaxes).
+func dicomRows(t *testing.T) (header []string, rows [][]string) {
+	t.Helper()
+	f, err := os.Open(shared.MustPath(t, "data", "medical", "lgg_dicom", "test.csv"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	all, err := csv.NewReader(f).ReadAll()
+	if err != nil {
+		t.Fatal(err)
+	}
+	byPatient := map[string][][]string{}
+	var order []string
+	for _, r := range all[1:] {
+		if byPatient[r[4]] == nil {
+			order = append(order, r[4])
+		}
+		byPatient[r[4]] = append(byPatient[r[4]], r)
+	}
+	for _, p := range order {
+		rs := byPatient[p]
+		rows = append(rows, rs[len(rs)/2], rs[len(rs)/2+1])
+	}
+	return all[0], rows
+}
+
+func writeCSV(t *testing.T, path string, rows [][]string) {
+	t.Helper()
+	var b bytes.Buffer
+	w := csv.NewWriter(&b)
+	w.WriteAll(rows)
+	writeFile(t, path, b.Bytes())
+}
+
+// dicomIdentity reads patient names and birth dates with pydicom.
+func dicomIdentity(t *testing.T, files []string) []string {
+	t.Helper()
+	in, _ := json.Marshal(files)
+	cmd := exec.Command("/usr/bin/python3", "-c", `import json,sys,pydicom
+out=set()
+for f in json.load(sys.stdin):
+    d=pydicom.dcmread(f, stop_before_pixels=True)
+    out.add(str(d.PatientName)); out.add(str(d.PatientBirthDate))
+print(json.dumps(sorted(x for x in out if x)))`)
+	cmd.Stdin = bytes.NewReader(in)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("pydicom: %v\n%s", err, out)
+	}
+	var ids []string
+	if err := json.Unmarshal(out, &ids); err != nil || len(ids) == 0 {
+		t.Fatalf("pydicom gave %q: %v", out, err)
+	}
+	return ids
+}
+
+// grepTree returns the files under dir that contain any of needles.
+func grepTree(t *testing.T, dir string, needles []string) []string {
+	var hits []string
+	filepath.Walk(dir, func(p string, info os.FileInfo, err error) error {
+		if err != nil || info.IsDir() {
+			return err
+		}
+		b, _ := os.ReadFile(p)
+		for _, n := range needles {
+			if bytes.Contains(b, []byte(n)) {
+				hits = append(hits, fmt.Sprintf("%s contains %q", p, n))
+			}
+		}
+		return nil
+	})
+	return hits
+}
+
+// TestDICOMPHIAndFLAIR scores a few slices of the DICOM series: patient
+// names and birth dates stay out of every output unless IncludePHI; and
+// the same slices read from the NIfTI FLAIR volumes score the same.
+func TestDICOMPHIAndFLAIR(t *testing.T) {
+	ddir := shared.MustPath(t, "data", "medical", "lgg_dicom")
+	header, rows := dicomRows(t)
+	root := t.TempDir()
+	var files []string
+	abs := [][]string{header}
+	for _, r := range rows {
+		r = append([]string(nil), r...)
+		r[0], r[2] = filepath.Join(ddir, r[0]), filepath.Join(ddir, r[2])
+		files = append(files, r[0])
+		abs = append(abs, r)
+	}
+	manifest := filepath.Join(root, "dicom.csv")
+	writeCSV(t, manifest, abs)
+	ids := dicomIdentity(t, files)
+	bundle := testBundle(t)
+
+	out := filepath.Join(root, "out")
+	sum, err := Run(context.Background(), Options{Model: bundle, Input: manifest, Output: out, Heatmaps: report.HeatmapsAll, GroupBy: "patient"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.Scored != len(rows) || sum.Failed != 0 {
+		t.Fatalf("scored %d, failed %d of %d DICOM slices", sum.Scored, sum.Failed, len(rows))
+	}
+	if hits := grepTree(t, out, ids); len(hits) > 0 {
+		t.Errorf("PHI in the outputs without --include-phi:\n%s", strings.Join(hits, "\n"))
+	}
+	if len(sum.ByGroup) != 3 {
+		t.Errorf("by_group %v, want the 3 patients", sum.ByGroup)
+	}
+	outPHI := filepath.Join(root, "out-phi")
+	if _, err := Run(context.Background(), Options{Model: bundle, Input: manifest, Output: outPHI, IncludePHI: true}); err != nil {
+		t.Fatal(err)
+	}
+	if hits := grepTree(t, filepath.Join(outPHI, report.ScoresFile), ids); len(hits) == 0 {
+		t.Errorf("--include-phi wrote no patient identity (looked for %v)", ids)
+	}
+
+	// The same slices from the NIfTI volumes (DICOM value = FLAIR value × 16).
+	fdir := shared.MustPath(t, "data", "medical", "lgg_flair")
+	flair := [][]string{{"uri", "slice", "label", "mask_uri", "patient"}}
+	for _, r := range rows {
+		flair = append(flair, []string{filepath.Join(fdir, "volumes", r[4]+"_flair.nii.gz"), r[3], r[1], filepath.Join(fdir, "masks", r[4]+"_mask.nii.gz"), r[4]})
+	}
+	fmanifest := filepath.Join(root, "flair.csv")
+	writeCSV(t, fmanifest, flair)
+	fout := filepath.Join(root, "out-flair")
+	if _, err := Run(context.Background(), Options{Model: bundle, Input: fmanifest, Output: fout}); err != nil {
+		t.Fatal(err)
+	}
+	byKey := func(dir string, key func(scoreLine) string) map[string]float64 {
+		m := map[string]float64{}
+		for _, s := range readJSONL[scoreLine](t, filepath.Join(dir, report.ScoresFile)) {
+			m[key(s)] = s.Score
+		}
+		return m
+	}
+	// DICOM rows are keyed by patient and mask slice, FLAIR rows by patient and slice.
+	sliceOf := map[string]string{}
+	for _, r := range abs[1:] {
+		sliceOf[r[0]] = r[4] + "/" + r[3]
+	}
+	d := byKey(out, func(s scoreLine) string { return sliceOf[s.URI] })
+	f := byKey(fout, func(s scoreLine) string { return fmt.Sprintf("%s/%d", s.Meta["patient"], *s.Slice) })
+	if len(d) != len(rows) || len(f) != len(rows) {
+		t.Fatalf("%d DICOM and %d FLAIR scores for %d slices", len(d), len(f), len(rows))
+	}
+	for k, v := range d {
+		if w, ok := f[k]; !ok || math.Abs(v-w) > 1e-6 {
+			t.Errorf("slice %s: DICOM score %.9f, FLAIR %.9f (present %v)", k, v, w, ok)
+		}
+	}
+	js := readSummary(t, filepath.Join(out, report.SummaryFile))
+	if m, _ := js["metrics"].(map[string]any); m == nil || m["count"] == nil {
+		t.Errorf("DICOM run has no metrics: %v", js)
 	}
 }

@@ -185,7 +185,7 @@ func Run(ctx context.Context, opt Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	tonnx, err := tch.ONNX()
+	tonnx, err := tch.FeaturesONNX()
 	if err != nil {
 		return nil, fmt.Errorf("training: teacher: %w", err)
 	}

@@ -123,7 +123,9 @@ type Options struct {
 func init() {
 	beam.RegisterType(reflect.TypeOf((*Result)(nil)).Elem())
 	register.DoFn5x1[context.Context, read.Decoded, func(Result), func(evaluate.PixelResult), func(read.Failure), error](&scoreFn{})
-	register.DoFn6x1[context.Context, string, read.Decoded, func(Result), func(evaluate.PixelResult), func(read.Failure), error](&scoreSideFn{})
+	// The generic registration cannot infer a FinishBundle that takes the
+	// side input; this DoFn runs through reflection.
+	beam.RegisterType(reflect.TypeOf((*scoreSideFn)(nil)).Elem())
 	register.Emitter1[Result]()
 	register.Emitter1[evaluate.PixelResult]()
 }
@@ -169,6 +171,6 @@ func (f *scoreSideFn) ProcessElement(ctx context.Context, bundle string, d read.
 	return f.add(ctx, d, emit, emitPix, fail)
 }
 
-func (f *scoreSideFn) FinishBundle(ctx context.Context, emit func(Result), emitPix func(evaluate.PixelResult), fail func(read.Failure)) error {
+func (f *scoreSideFn) FinishBundle(ctx context.Context, _ string, emit func(Result), emitPix func(evaluate.PixelResult), fail func(read.Failure)) error {
 	return f.flush(ctx, emit, emitPix, fail)
 }

@@ -1,0 +1,133 @@
+package training
+
+import (
+	"bytes"
+	"context"
+	"math"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/apache/beam/sdks/v2/go/pkg/beam/testing/ptest"
+
+	"github.com/multiad/multiad/internal/shared"
+	"github.com/multiad/multiad/io/decode"
+	"github.com/multiad/multiad/io/pixels"
+	"github.com/multiad/multiad/model/ort"
+	"github.com/multiad/multiad/model/runtime"
+	"github.com/multiad/multiad/model/train"
+)
+
+func TestMain(m *testing.M) { ptest.Main(m) }
+
+// tiles links n real magnetic-tile normals into a temp folder, plus one
+// unreadable file.
+func tiles(t *testing.T, n int) string {
+	t.Helper()
+	src := shared.MustPath(t, "data", "industrial", "magnetic_tile", "train", "good")
+	ents, err := os.ReadDir(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range ents {
+		names = append(names, e.Name())
+	}
+	sort.Strings(names)
+	dir := t.TempDir()
+	for _, name := range names[:n] {
+		if err := os.Symlink(filepath.Join(src, name), filepath.Join(dir, name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(dir, "broken.jpg"), []byte("\xff\xd8not a jpeg"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// TestTrainExportAgree trains a tiny model on real tiles and checks that
+// the exported ONNX graph, the runtime API and the trainer's own validation
+// pass agree on every held-out score, and that bad inputs are reported.
+func TestTrainExportAgree(t *testing.T) {
+	ctx := context.Background()
+	data := tiles(t, 12)
+	out := filepath.Join(t.TempDir(), "bundle")
+	cfg := train.DefaultConfig(64)
+	cfg.Epochs = 2
+	cfg.BatchSize = 4
+	cfg.Student.Width = 8
+	cfg.Student.Depth = 1
+	var logs bytes.Buffer
+	res, err := Run(ctx, Options{Data: data, Out: out, Train: cfg, ValFraction: 0.25, Threads: 1, Log: &logs})
+	t.Log(logs.String())
+	if err != nil {
+		t.Fatalf("%v\n%s", err, logs.String())
+	}
+	if res.Images != 12 || len(res.Failed) != 1 || !strings.Contains(res.Failed[0], "broken.jpg") {
+		t.Errorf("images %d, failed %v; want 12 and broken.jpg", res.Images, res.Failed)
+	}
+	// Parity: scores of the exported graph vs GoMLX's validation pass.
+	sc := res.Bundle.Manifest.Scores
+	rng := math.Max(sc.Max-sc.Min, 1e-3)
+	if res.ParityMax > 1e-4*math.Max(rng, sc.Max) {
+		t.Errorf("ONNX vs GoMLX validation scores differ by %g (range %g)", res.ParityMax, rng)
+	}
+	if len(res.Train.Calibration.Scores) != 3 {
+		t.Fatalf("%d validation scores, want 3", len(res.Train.Calibration.Scores))
+	}
+	// The runtime API on the saved bundle reproduces the calibration.
+	m, err := runtime.Load(ctx, out, ort.Options{Device: ort.DeviceCPU, IntraOpThreads: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	if m.Threshold() != sc.Threshold || m.Size() != 64 {
+		t.Errorf("bundle threshold %v size %d", m.Threshold(), m.Size())
+	}
+	// Score every image through decode → runtime and check the maximum of
+	// the held-out scores is one of them (same images, same numbers).
+	var all []float64
+	ents, _ := os.ReadDir(data)
+	for _, e := range ents {
+		if e.Name() == "broken.jpg" {
+			continue
+		}
+		imgs, err := decode.URI(ctx, filepath.Join(data, e.Name()), pixels.DefaultLimits)
+		if err != nil {
+			t.Fatal(err)
+		}
+		x, err := m.Preprocess(imgs[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, s, err := m.Score([][]float32{x})
+		if err != nil {
+			t.Fatal(err)
+		}
+		all = append(all, float64(s[0]))
+	}
+	for _, v := range res.Train.Calibration.Scores {
+		best := math.Inf(1)
+		for _, a := range all {
+			best = math.Min(best, math.Abs(a-v))
+		}
+		if best > 1e-4*math.Max(rng, sc.Max) {
+			t.Errorf("trainer validation score %v not reproduced by the runtime (closest diff %g)", v, best)
+		}
+	}
+	if !strings.Contains(logs.String(), "teacher features") {
+		t.Errorf("no progress logged:\n%s", logs.String())
+	}
+}
+
+func TestEmptyTrainingSet(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "x.txt"), []byte("hello"), 0o644)
+	_, err := Run(context.Background(), Options{Data: dir, Out: filepath.Join(dir, "b"), Train: train.DefaultConfig(64), Log: &bytes.Buffer{}})
+	if err == nil || !strings.Contains(err.Error(), "no usable images") {
+		t.Errorf("err = %v", err)
+	}
+}

@@ -1,0 +1,5 @@
+#!/bin/sh
+# The Flex Template launcher runs $FLEX_TEMPLATE_GO_BINARY with the
+# template's parameters and Dataflow options as flags only; multiad wants
+# its subcommand first.
+exec /template/multiad score "$@"

@@ -1,0 +1,171 @@
+package score
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+
+	"github.com/apache/beam/sdks/v2/go/pkg/beam"
+	"github.com/apache/beam/sdks/v2/go/pkg/beam/register"
+	"github.com/apache/beam/sdks/v2/go/pkg/beam/testing/passert"
+	"github.com/apache/beam/sdks/v2/go/pkg/beam/testing/ptest"
+
+	"github.com/multiad/multiad/io/pixels"
+	"github.com/multiad/multiad/model/ort"
+	"github.com/multiad/multiad/transforms/evaluate"
+	"github.com/multiad/multiad/transforms/read"
+)
+
+func TestMain(m *testing.M) { ptest.Main(m) }
+
+// fake scores an image by its first pixel value / 255; an image whose
+// first pixel is 13 makes any batch holding it fail; 2-channel images fail
+// preprocessing.
+type fake struct {
+	mu      sync.Mutex
+	batches []int
+}
+
+const fakeSize = 4
+
+func (f *fake) Size() int          { return fakeSize }
+func (f *fake) Threshold() float64 { return 0.5 }
+func (f *fake) Close() error       { return nil }
+func (f *fake) Preprocess(img *pixels.Image) ([]float32, error) {
+	if img.Channels != 1 {
+		return nil, errors.New("fake: want 1 channel")
+	}
+	t := make([]float32, 3*fakeSize*fakeSize)
+	for i := range t {
+		t[i] = float32(img.At(0)) / 255
+	}
+	return t, nil
+}
+func (f *fake) Score(batch [][]float32) ([][]float32, []float32, error) {
+	f.mu.Lock()
+	f.batches = append(f.batches, len(batch))
+	f.mu.Unlock()
+	var maps [][]float32
+	var scores []float32
+	for _, t := range batch {
+		if t[0] == 13.0/255 {
+			return nil, nil, errors.New("fake: poison")
+		}
+		maps = append(maps, t[:fakeSize*fakeSize])
+		scores = append(scores, t[0])
+	}
+	return maps, scores, nil
+}
+
+var (
+	fakeModel = &fake{}
+	loads     int
+)
+
+func init() {
+	RegisterLoader("fake", func(ctx context.Context, uri string, opt ort.Options) (Scorer, error) {
+		loads++
+		return fakeModel, nil
+	})
+	register.Function1x1[Result, string](resultKey)
+}
+
+func decoded(n int) []read.Decoded {
+	var out []read.Decoded
+	for i := 0; i < n; i++ {
+		img := pixels.New(2, 3, 1, pixels.Uint8)
+		img.Data[0] = byte(10 * i)
+		it := read.Item{URI: fmt.Sprintf("img%d.png", i), Index: -1, Label: i % 2, MaskIndex: -1}
+		d := read.Decoded{Item: it, Image: img}
+		if i == 3 {
+			d.Mask = []uint8{0, 0, 1, 0, 0, 1}
+			d.Item.Group = "crack"
+		}
+		out = append(out, d)
+	}
+	return out
+}
+
+func resultKey(r Result) string {
+	return fmt.Sprintf("%s %.4f %v %d %d %d", r.Item.URI, r.Score, r.Anomalous, len(r.Map), r.Rows, r.Cols)
+}
+
+func TestScoreBatches(t *testing.T) {
+	in := decoded(8)
+	in[1].Image.Data[0] = 13 // poisons its batch
+	in[5].Image = pixels.New(2, 3, 2, pixels.Uint8)
+	var want []any
+	for i, d := range in {
+		if i == 1 || i == 5 {
+			continue
+		}
+		v := float64(float32(d.Image.At(0)) / 255)
+		want = append(want, fmt.Sprintf("%s %.4f %v %d %d %d", d.Item.URI, v, v > 0.5, fakeSize*fakeSize, 2, 3))
+	}
+	p, s := beam.NewPipelineWithRoot()
+	col := beam.CreateList(s, in)
+	res, pix, fails := Score(s, col, Options{Bundle: "x", BatchSize: 3, KeepMaps: true, Loader: "fake"})
+	passert.Equals(s, beam.ParDo(s, resultKey, res), want...)
+	passert.Count(s, fails, "failures", 2)
+	passert.Equals(s, pix, evaluate.PixelResult{Groups: []string{"crack"}, Rows: fakeSize, Cols: fakeSize,
+		Map: fill(fakeSize*fakeSize, 30.0/255), Mask: ResizeNearest([]uint8{0, 0, 1, 0, 0, 1}, 2, 3, fakeSize, fakeSize)})
+	ptest.RunAndValidate(t, p)
+	if loads != 1 {
+		t.Errorf("model loaded %d times, want once per process", loads)
+	}
+	for _, b := range fakeModel.batches {
+		if b > 3 {
+			t.Errorf("batch of %d with BatchSize 3", b)
+		}
+	}
+}
+
+func fill(n int, v float32) []float32 {
+	out := make([]float32, n)
+	for i := range out {
+		out[i] = v
+	}
+	return out
+}
+
+func TestScoreWithBundleSideInput(t *testing.T) {
+	p, s := beam.NewPipelineWithRoot()
+	res, _, fails := ScoreWithBundle(s, beam.CreateList(s, decoded(5)), beam.Create(s, "x"), Options{Loader: "fake"})
+	passert.Count(s, res, "results", 5)
+	passert.Empty(s, fails)
+	ptest.RunAndValidate(t, p)
+}
+
+func TestResizeNearest(t *testing.T) {
+	// 2×3 → 4×6: every source pixel becomes a 2×2 block.
+	src := []uint8{1, 2, 3, 4, 5, 6}
+	got := ResizeNearest(src, 2, 3, 4, 6)
+	for y := 0; y < 4; y++ {
+		for x := 0; x < 6; x++ {
+			if want := src[(y/2)*3+x/2]; got[y*6+x] != want {
+				t.Fatalf("(%d,%d) = %d, want %d: %v", y, x, got[y*6+x], want, got)
+			}
+		}
+	}
+	// Downsampling picks the pixel under each output centre.
+	if got := ResizeNearest([]uint8{0, 1, 2, 3}, 1, 4, 1, 2); got[0] != 1 || got[1] != 3 {
+		t.Errorf("1x4 → 1x2 = %v, want [1 3]", got)
+	}
+}
+
+func TestGroupsOf(t *testing.T) {
+	it := read.Item{Group: "crack", Meta: map[string]string{"patient": "P1", "site": ""}}
+	for _, c := range []struct {
+		by   string
+		want string
+	}{{"", "[crack]"}, {"patient", "[P1]"}, {"site", "[" + Missing + "]"}} {
+		if got := fmt.Sprint(GroupsOf(it, c.by)); got != c.want {
+			t.Errorf("GroupsOf(by %q) = %s, want %s", c.by, got, c.want)
+		}
+	}
+	if g := GroupsOf(read.Item{}, ""); g != nil {
+		t.Errorf("good item groups %v", g)
+	}
+}
