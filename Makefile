@@ -51,5 +51,9 @@ FUZZTIME ?= 60s
 fuzz: setup
 	./scripts/fuzz.sh $(FUZZTIME)
 
+## template: build and push the Dataflow Flex Template image and spec (templates/README.md; GPU=1 for CUDA workers)
+template:
+	./scripts/template.sh
+
 clean:
 	rm -rf bin out demo-out

@@ -11,7 +11,9 @@
 #    staged worker binary and runs it.
 #
 # The boot loader always gets --provision_endpoint (or --worker_pool); the
-# launcher never does. MULTIAD_ROLE=launcher|worker overrides the guess.
+# launcher never does. MULTIAD_ROLE=launcher|worker overrides the guess;
+# MULTIAD_BOOT and MULTIAD_LAUNCHER override the two programs (for
+# scripts/template.sh --check).
 set -eu
 role=${MULTIAD_ROLE:-}
 if [ -z "$role" ]; then
@@ -23,7 +25,7 @@ if [ -z "$role" ]; then
   done
 fi
 case "$role" in
-  worker) exec /opt/apache/beam/boot "$@" ;;
-  launcher) exec /opt/google/dataflow/go_template_launcher "$@" ;;
+  worker) exec "${MULTIAD_BOOT:-/opt/apache/beam/boot}" "$@" ;;
+  launcher) exec "${MULTIAD_LAUNCHER:-/opt/google/dataflow/go_template_launcher}" "$@" ;;
   *) echo "entrypoint: MULTIAD_ROLE=$role: want launcher or worker" >&2; exit 2 ;;
 esac

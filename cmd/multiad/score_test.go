@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 	"regexp"
 	"runtime"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -121,22 +123,55 @@ func dryRun(t *testing.T, srvHost string, extra ...string) (string, error) {
 	return string(out), err
 }
 
-// printedJob extracts the Dataflow job JSON that --dry_run logs.
+// printedJob extracts the Dataflow job that --dry_run logs: Beam logs it
+// with log/slog as one quoted msg="{...}" holding the indented job JSON.
 func printedJob(t *testing.T, out string) map[string]any {
 	t.Helper()
-	// The job is logged as indented JSON starting with a line "{" and
-	// ending with a line "}".
-	start := strings.Index(out, "{\n  \"")
-	if start < 0 {
-		t.Fatalf("no job JSON in the output:\n%s", out)
+	for _, line := range strings.Split(out, "\n") {
+		i := strings.Index(line, "msg=\"{")
+		if i < 0 {
+			continue
+		}
+		q := line[i+len("msg="):]
+		if j := strings.LastIndex(q, "\""); j > 0 {
+			q = q[:j+1]
+		}
+		msg, err := strconv.Unquote(q)
+		if err != nil {
+			continue
+		}
+		var job map[string]any
+		if json.Unmarshal([]byte(msg), &job) == nil && job["environment"] != nil {
+			return job
+		}
 	}
-	dec := json.NewDecoder(strings.NewReader(out[start:]))
-	var job map[string]any
-	if err := dec.Decode(&job); err != nil {
-		t.Fatalf("job JSON: %v\n%s", err, out[start:])
-	}
-	return job
+	t.Fatalf("no job JSON in the output:\n%s", out)
+	return nil
 }
+
+// findInPayloads looks for re in the base64 payloads of the logged
+// pipeline, decoding nested base64 (DoFn configurations are JSON inside a
+// proto inside base64) up to depth levels, and returns the first match.
+func findInPayloads(re *regexp.Regexp, s string, depth int) []string {
+	if m := re.FindStringSubmatch(s); m != nil {
+		return m
+	}
+	if depth == 0 {
+		return nil
+	}
+	for _, tok := range base64Token.FindAllString(s, -1) {
+		b, err := base64.StdEncoding.DecodeString(tok)
+		if err != nil {
+			continue
+		}
+		if m := findInPayloads(re, string(b), depth-1); m != nil {
+			return m
+		}
+	}
+	return nil
+}
+
+var base64Token = regexp.MustCompile(`[A-Za-z0-9+/]{24,}={0,2}`)
 
 // lookup walks a decoded JSON value along keys (string keys for objects,
 // "0", "1", ... for arrays).
@@ -193,9 +228,9 @@ func TestScoreDataflowDryRun(t *testing.T) {
 				t.Errorf("no log line saying the worker binary defaults to %s:\n%s", bin, out)
 			}
 			job := printedJob(t, out)
-			opts, _ := lookup(job, "environment", "sdkPipelineOptions", "options").(map[string]any)
+			opts, _ := lookup(job, "environment", "sdkPipelineOptions", "beam:option:go_options:v1", "options").(map[string]any)
 			if opts == nil {
-				t.Fatalf("job has no environment.sdkPipelineOptions.options:\n%s", out)
+				t.Fatalf("job has no Go pipeline options:\n%s", out)
 			}
 			if got := opts["worker_binary"]; got != bin {
 				t.Errorf("pipeline option worker_binary = %v, want %s", got, bin)
@@ -224,8 +259,7 @@ func TestScoreDataflowDryRun(t *testing.T) {
 			}
 			// The scoring DoFn's configuration is serialized into the
 			// pipeline that --dry_run logs.
-			re := regexp.MustCompile(`\\*"BatchSize\\*":(\d+)`)
-			m := re.FindStringSubmatch(out)
+			m := findInPayloads(regexp.MustCompile(`"BatchSize":(\d+)`), out, 3)
 			if m == nil {
 				t.Errorf("no BatchSize in the logged pipeline")
 			} else if m[1] != tt.wantBatch {

@@ -363,8 +363,8 @@ func sofInfo(b []byte) (prec, w, h, comps int, mk jpegMarkers, err error) {
 		if m == 0xDA || m == 0xD9 {
 			break
 		}
-		if i+2+seg > len(b) {
-			return 0, 0, 0, 0, mk, fmt.Errorf("dicom: truncated JPEG marker segment at offset %d", i)
+		if seg < 2 || i+2+seg > len(b) {
+			return 0, 0, 0, 0, mk, fmt.Errorf("dicom: bad or truncated JPEG marker segment at offset %d", i)
 		}
 		body := b[i+4 : i+2+seg]
 		switch {

@@ -61,9 +61,11 @@ type Meta struct {
 	// Modality is the DICOM modality (CT, MR, CR, ...) or "" when unknown.
 	Modality string `json:"modality,omitempty"`
 	// Photometric is the DICOM photometric interpretation of the stored
-	// values after decoding (MONOCHROME2, RGB, ...). Decoders convert
-	// MONOCHROME1, YBR and PALETTE COLOR to MONOCHROME2 or RGB and record the
-	// original in SourcePhotometric.
+	// values as decoded (MONOCHROME1, MONOCHROME2, RGB, YBR_FULL, PALETTE
+	// COLOR, ...): decoders keep the stored values exactly as the file
+	// holds them (JPEG 2000 YBR_RCT/ICT come out as RGB) and record the
+	// file's own value in SourcePhotometric. Model preprocessing inverts
+	// MONOCHROME1 and converts YBR to RGB.
 	Photometric       string `json:"photometric,omitempty"`
 	SourcePhotometric string `json:"source_photometric,omitempty"`
 	// TransferSyntax is the DICOM transfer syntax UID, when the input is DICOM.

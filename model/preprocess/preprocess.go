@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/multiad/multiad/io/dicom"
 	"github.com/multiad/multiad/io/pixels"
 )
 
@@ -166,6 +167,13 @@ func Normalize(img *pixels.Image, c Config) ([]float32, string, error) {
 func Tensor(img *pixels.Image, c Config) ([]float32, error) {
 	if err := c.Validate(); err != nil {
 		return nil, err
+	}
+	if strings.HasPrefix(img.Meta.Photometric, "YBR") {
+		rgb, err := dicom.YBRToRGB(img)
+		if err != nil {
+			return nil, fmt.Errorf("preprocess: %w", err)
+		}
+		img = rgb
 	}
 	norm, _, err := Normalize(img, c)
 	if err != nil {

@@ -49,6 +49,10 @@ type Options struct {
 	// thread count per worker process (0: its default).
 	Device  string
 	Threads int
+	// GPUMemLimit bounds ONNX Runtime's CUDA arena per worker process in
+	// bytes (0: no bound). It has no flag here: the command parses
+	// --gpu-mem-limit with units.
+	GPUMemLimit int64
 	// MaxFailures is the number ("10") or fraction ("0.05", "5%") of
 	// failed images above which Run returns an error; empty: no limit.
 	MaxFailures string
@@ -207,7 +211,7 @@ func build(s beam.Scope, opt Options, info *modelInfo) {
 	heatmaps, _ := report.ParseHeatmaps(opt.Heatmaps)
 	in := read.ReadImages(s, opt.Input, read.Options{})
 	results, pix, scoreFailures := tscore.Score(s, in.Images, tscore.Options{
-		Bundle: opt.Model, BatchSize: opt.BatchSize, Device: opt.Device, Threads: opt.Threads,
+		Bundle: opt.Model, BatchSize: opt.BatchSize, Device: opt.Device, Threads: opt.Threads, GPUMemLimit: opt.GPUMemLimit,
 		KeepMaps: true, KeepIdentity: opt.IncludePHI, GroupBy: opt.GroupBy, Loader: opt.Loader,
 	})
 	failures := beam.Flatten(s, in.Failures, scoreFailures)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/apache/beam/sdks/v2/go/pkg/beam"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/log"
 
 	"github.com/multiad/multiad/io/decode"
@@ -17,6 +18,11 @@ import (
 // volumes shared by many slices (one per patient), so consecutive items
 // usually hit the cache.
 const maskCacheSize = 4
+
+var (
+	imagesCount = beam.NewCounter("multiad", "images_decoded")
+	failedCount = beam.NewCounter("multiad", "read_failed")
+)
 
 // expandFn decodes a File and emits one Decoded per image, slice or frame
 // that its items ask for.
@@ -33,6 +39,7 @@ type maskEntry struct {
 }
 
 func (f *expandFn) ProcessElement(ctx context.Context, file File, emit func(Decoded), fail func(Failure)) {
+	emit, fail = counted(ctx, emit, fail)
 	failAll := func(msg string) {
 		for _, it := range file.Items {
 			fail(Failure{URI: it.URI, Index: it.Index, Error: msg})
@@ -74,6 +81,12 @@ func (f *expandFn) ProcessElement(ctx context.Context, file File, emit func(Deco
 		}
 		f.emitOne(ctx, out, img, emit, fail)
 	}
+}
+
+// counted wraps the emitters to count decoded images and failures.
+func counted(ctx context.Context, emit func(Decoded), fail func(Failure)) (func(Decoded), func(Failure)) {
+	return func(d Decoded) { imagesCount.Inc(ctx, 1); emit(d) },
+		func(f Failure) { failedCount.Inc(ctx, 1); fail(f) }
 }
 
 // emitOne attaches the mask and emits the image, or a Failure when the mask

@@ -3,6 +3,8 @@ package score
 import (
 	"context"
 	"fmt"
+	"sync"
+	"time"
 
 	"github.com/apache/beam/sdks/v2/go/pkg/beam"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/log"
@@ -19,6 +21,34 @@ var (
 	scoredCount = beam.NewCounter("multiad", "scored")
 	failedCount = beam.NewCounter("multiad", "score_failed")
 )
+
+// progressEvery is how often a worker process logs its progress.
+const progressEvery = 30 * time.Second
+
+// progress counts this worker process's results for periodic log lines.
+var progress struct {
+	sync.Mutex
+	scored, failed int64
+	start, last    time.Time
+}
+
+// noteProgress records n scored and f failed images and logs a progress
+// line at most every progressEvery.
+func noteProgress(ctx context.Context, n, f int64) {
+	progress.Lock()
+	defer progress.Unlock()
+	now := time.Now()
+	if progress.start.IsZero() {
+		progress.start, progress.last = now, now
+	}
+	progress.scored += n
+	progress.failed += f
+	if now.Sub(progress.last) >= progressEvery {
+		progress.last = now
+		log.Infof(ctx, "score: this worker has scored %d images (%.1f/s), %d failed",
+			progress.scored, float64(progress.scored)/now.Sub(progress.start).Seconds(), progress.failed)
+	}
+}
 
 // batcher buffers preprocessed inputs and scores them in batches. Its
 // exported field is the DoFn's serialized configuration.
@@ -42,7 +72,7 @@ func (b *batcher) load(ctx context.Context, uri string) error {
 	if err != nil {
 		return fmt.Errorf("score: %w", err)
 	}
-	m, err := model(ctx, b.Opt.Loader, uri, ort.Options{IntraOpThreads: b.Opt.Threads, Device: dev})
+	m, err := model(ctx, b.Opt.Loader, uri, ort.Options{IntraOpThreads: b.Opt.Threads, Device: dev, GPUMemLimit: b.Opt.GPUMemLimit})
 	if err != nil {
 		return fmt.Errorf("score: loading bundle %s: %w", uri, err)
 	}
@@ -62,6 +92,7 @@ func (b *batcher) add(ctx context.Context, d read.Decoded, emit func(Result), em
 	t, err := b.m.Preprocess(d.Image)
 	if err != nil {
 		failedCount.Inc(ctx, 1)
+		noteProgress(ctx, 0, 1)
 		fail(read.Failure{URI: d.Item.URI, Index: d.Item.Index, Error: fmt.Sprintf("score: preprocessing %s: %v", d.Item.URI, err)})
 		return nil
 	}
@@ -89,6 +120,7 @@ func (b *batcher) flush(ctx context.Context, emit func(Result), emitPix func(eva
 			m, s, err := b.m.Score([][]float32{p.tensor})
 			if err != nil {
 				failedCount.Inc(ctx, 1)
+				noteProgress(ctx, 0, 1)
 				fail(read.Failure{URI: p.d.Item.URI, Index: p.d.Item.Index, Error: fmt.Sprintf("score: %v", err)})
 				continue
 			}
@@ -97,6 +129,7 @@ func (b *batcher) flush(ctx context.Context, emit func(Result), emitPix func(eva
 	} else if err != nil {
 		p := b.buf[0]
 		failedCount.Inc(ctx, 1)
+		noteProgress(ctx, 0, 1)
 		fail(read.Failure{URI: p.d.Item.URI, Index: p.d.Item.Index, Error: fmt.Sprintf("score: %v", err)})
 	} else {
 		for i, p := range b.buf {
@@ -127,6 +160,7 @@ func (b *batcher) emit(ctx context.Context, p pending, amap []float32, score flo
 		r.Identity = &id
 	}
 	scoredCount.Inc(ctx, 1)
+	noteProgress(ctx, 1, 0)
 	emit(r)
 	if p.d.Mask != nil {
 		emitPix(evaluate.PixelResult{

@@ -79,7 +79,7 @@ func RegisterLoader(name string, l Loader) {
 // model returns the process-wide model for (loader, uri, device, threads),
 // loading it on first use.
 func model(ctx context.Context, loader, uri string, opt ort.Options) (Scorer, error) {
-	key := fmt.Sprintf("%s\x00%s\x00%s\x00%d", loader, uri, opt.Device, opt.IntraOpThreads)
+	key := fmt.Sprintf("%s\x00%s\x00%s\x00%d\x00%d", loader, uri, opt.Device, opt.IntraOpThreads, opt.GPUMemLimit)
 	loadersMu.Lock()
 	l, ok := loaders[loader]
 	e := models[key]
@@ -108,6 +108,8 @@ type Options struct {
 	// thread count (0: its default).
 	Device  string
 	Threads int
+	// GPUMemLimit bounds ONNX Runtime's CUDA arena in bytes (0: no bound).
+	GPUMemLimit int64
 	// KeepMaps keeps each result's anomaly map and gray input (for heatmaps
 	// and the report gallery).
 	KeepMaps bool
@@ -164,7 +166,7 @@ func (f *scoreFn) FinishBundle(ctx context.Context, emit func(Result), emitPix f
 type scoreSideFn struct{ batcher }
 
 
-func (f *scoreSideFn) ProcessElement(ctx context.Context, bundle string, d read.Decoded, emit func(Result), emitPix func(evaluate.PixelResult), fail func(read.Failure)) error {
+func (f *scoreSideFn) ProcessElement(ctx context.Context, d read.Decoded, bundle string, emit func(Result), emitPix func(evaluate.PixelResult), fail func(read.Failure)) error {
 	if err := f.load(ctx, bundle); err != nil {
 		return err
 	}
