@@ -6,6 +6,8 @@
 #   scripts/template.sh            build, push, write gs://$BUCKET/templates/...
 #   scripts/template.sh --check    validate everything that can be checked
 #                                  offline (no Docker engine, no cloud)
+#   scripts/template.sh --dry-run  build the binary and context, print the
+#                                  docker/gcloud commands instead of running them
 #
 # Environment (all optional with --check):
 #   PROJECT        Google Cloud project (default: gcloud config get-value project)
@@ -28,13 +30,18 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 
-check=0
+check=0 dry=0
 case "${1:-}" in
   --check) check=1 ;;
+  --dry-run) dry=1 ;;
   "") ;;
-  -h|--help) sed -n '2,30p' "$0"; exit 0 ;;
-  *) echo "template: unknown argument $1 (want --check or nothing)" >&2; exit 2 ;;
+  -h|--help) sed -n '2,32p' "$0"; exit 0 ;;
+  *) echo "template: unknown argument $1 (want --check, --dry-run or nothing)" >&2; exit 2 ;;
 esac
+# run CMD...: runs a cloud or Docker command, or prints it with --dry-run.
+run() {
+  if [ "$dry" = 1 ]; then printf '+'; printf ' %q' "$@"; printf '\n'; else "$@"; fi
+}
 
 GPU=${GPU:-0}
 GO=${GO:-go}
@@ -225,7 +232,7 @@ if [ "$check" = 1 ]; then
 fi
 
 # --- build, push and write the template ---
-command -v gcloud >/dev/null || die "gcloud is needed (https://cloud.google.com/sdk/docs/install)"
+[ "$dry" = 1 ] || command -v gcloud >/dev/null || die "gcloud is needed (https://cloud.google.com/sdk/docs/install)"
 PROJECT=${PROJECT:-$(gcloud config get-value project 2>/dev/null || true)}
 [ -n "$PROJECT" ] || die "set PROJECT"
 [ -n "${BUCKET:-}" ] || die "set BUCKET (a Cloud Storage bucket name, without gs://)"
@@ -243,17 +250,19 @@ if [ -z "${BUILDER:-}" ]; then
   if command -v docker >/dev/null && docker info >/dev/null 2>&1; then BUILDER=docker; else BUILDER=cloudbuild; fi
 fi
 
-mkdir -p bin/linux_amd64
-build_binary bin/linux_amd64/multiad
-check_binary bin/linux_amd64/multiad
-stage_context "$tmp/ctx" bin/linux_amd64/multiad
+bin=bin/linux_amd64/multiad
+[ "$dry" = 0 ] || bin=$tmp/multiad
+mkdir -p "$(dirname "$bin")"
+build_binary "$bin"
+check_binary "$bin"
+stage_context "$tmp/ctx" "$bin"
 check_dockerfile "$dockerfile" "$tmp/ctx"
 
 note "building $IMAGE from $dockerfile with $BUILDER"
 case "$BUILDER" in
   docker)
-    DOCKER_BUILDKIT=1 docker build --platform linux/amd64 -f "$tmp/ctx/$dockerfile" "${build_args[@]}" -t "$IMAGE" "$tmp/ctx"
-    docker push "$IMAGE" ;;
+    DOCKER_BUILDKIT=1 run docker build --platform linux/amd64 -f "$tmp/ctx/$dockerfile" "${build_args[@]}" -t "$IMAGE" "$tmp/ctx"
+    run docker push "$IMAGE" ;;
   cloudbuild)
     {
       echo "steps:"
@@ -265,12 +274,13 @@ case "$BUILDER" in
       echo "images: [\"$IMAGE\"]"
       echo "options: {machineType: E2_HIGHCPU_8}"
     } >"$tmp/ctx/cloudbuild.yaml"
-    gcloud builds submit "$tmp/ctx" --project "$PROJECT" --region "$REGION" --config "$tmp/ctx/cloudbuild.yaml" ;;
+    [ "$dry" = 0 ] || cat "$tmp/ctx/cloudbuild.yaml"
+    run gcloud builds submit "$tmp/ctx" --project "$PROJECT" --region "$REGION" --config "$tmp/ctx/cloudbuild.yaml" ;;
   *) die "BUILDER=$BUILDER: want docker or cloudbuild" ;;
 esac
 
 note "writing $TEMPLATE"
-gcloud dataflow flex-template build "$TEMPLATE" \
+run gcloud dataflow flex-template build "$TEMPLATE" \
   --project "$PROJECT" \
   --image "$IMAGE" \
   --sdk-language GO \

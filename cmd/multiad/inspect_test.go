@@ -131,7 +131,9 @@ func TestInspectPHI(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, s := range fields {
-		if len(s) > 2 && bytes.Contains(plain, []byte(s)) {
+		// Parts of the name that are also in the file's path (here the
+		// study date) are the user's own URI, not a leak.
+		if len(s) > 2 && !strings.Contains(f, s) && bytes.Contains(plain, []byte(s)) {
 			t.Errorf("inspect leaks %q without --show-phi: %s", s, plain)
 		}
 	}

@@ -74,15 +74,3 @@ func main() {
 	stop()
 	os.Exit(code)
 }
-
-// isWorkerInvocation reports whether args look like the Beam Go SDK
-// container's worker command line.
-func isWorkerInvocation(args []string) bool {
-	for _, a := range args {
-		a = strings.TrimLeft(a, "-")
-		if strings.HasPrefix(a, "worker") || strings.HasPrefix(a, "control_endpoint") {
-			return true
-		}
-	}
-	return false
-}

@@ -40,8 +40,8 @@ type scoreFlags struct {
 	opt *pscore.Options
 	// gpu is the Dataflow worker accelerator (--gpu).
 	gpu *string
-	// gpuMemLimit is --gpu-mem-limit; nil when pipelines/score registers
-	// that flag itself.
+	// gpuMemLimit is --gpu-mem-limit, a byte count with an optional unit,
+	// parsed into Options.GPUMemLimit.
 	gpuMemLimit *string
 }
 
@@ -49,11 +49,14 @@ type scoreFlags struct {
 // Beam runner flags are not among them: they live on flag.CommandLine.
 func registerScoreFlags(fs *flag.FlagSet) *scoreFlags {
 	f := &scoreFlags{opt: pscore.RegisterFlags(fs)}
+	// The command picks the batch size from the device (prepareScore).
+	if b := fs.Lookup("batch-size"); b != nil {
+		b.Usage = fmt.Sprintf("images per model call (default %d on CPU, %d with --device=cuda or --gpu)", cpuBatchSize, cudaBatchSize)
+		b.DefValue = "0" // zero: PrintDefaults shows no "(default 8)"
+	}
 	f.gpu = fs.String("gpu", "", "Dataflow: GPUs for each worker, added to --dataflow_service_options as worker_accelerator: "+
 		"\"type:nvidia-tesla-t4;count:1;install-nvidia-driver\", or just a GPU type (count 1, driver installed); implies --device=cuda")
-	if fs.Lookup("gpu-mem-limit") == nil {
-		f.gpuMemLimit = fs.String("gpu-mem-limit", "", "bound on ONNX Runtime's CUDA memory arena per worker process: bytes or 512MiB, 4GiB, 8GB; empty: no bound")
-	}
+	f.gpuMemLimit = fs.String("gpu-mem-limit", "", "bound on ONNX Runtime's CUDA memory arena per worker process: bytes or 512MiB, 4GiB, 8GB; empty: no bound")
 	return f
 }
 
@@ -67,6 +70,8 @@ Runs on Prism (in process) unless --runner says otherwise; for Dataflow:
   --runner=dataflow --project P --region R --staging_location gs://B/staging
   --temp_location gs://B/tmp --sdk_container_image IMAGE [--gpu ...] [--dry_run]
 Without --worker_binary, Dataflow workers run this binary (it must be linux/amd64).
+Exit status: 0 done, 1 failed, 2 bad flags, 3 more failed images than
+--max-failures (the outputs were still written).
 
 flags (score flags and Beam's):`)
 		fs.PrintDefaults()
@@ -96,6 +101,10 @@ func runScore(ctx context.Context, args []string) int {
 		fmt.Fprintln(os.Stderr, "multiad score:", err)
 		return 2
 	}
+	if err := sf.opt.Validate(); err != nil {
+		fmt.Fprintf(os.Stderr, "multiad: %v (see multiad score -h)\n", err)
+		return 2
+	}
 	for _, note := range plan.notes {
 		log.Print("multiad: ", note)
 	}
@@ -107,18 +116,21 @@ func runScore(ctx context.Context, args []string) int {
 		// so build the pipeline without Run's staging, summary and commit.
 		p, s := beam.NewPipelineWithRoot()
 		if err := pscore.Build(s, *sf.opt); err != nil {
-			fmt.Fprintln(os.Stderr, "multiad score:", err)
+			fmt.Fprintln(os.Stderr, "multiad:", err)
 			return 1
 		}
 		if err := beamx.Run(ctx, p); err != nil {
-			fmt.Fprintln(os.Stderr, "multiad score:", err)
+			fmt.Fprintln(os.Stderr, "multiad: score:", err)
 			return 1
 		}
 		log.Printf("multiad: %s: no results to summarize here", plan.submitReason)
 		return 0
 	}
 	if _, err := pscore.Run(ctx, *sf.opt); err != nil {
-		fmt.Fprintln(os.Stderr, "multiad score:", err)
+		fmt.Fprintln(os.Stderr, "multiad:", err)
+		if errors.Is(err, pscore.ErrTooManyFailures) {
+			return 3 // the outputs were written
+		}
 		return 1
 	}
 	return 0
@@ -155,16 +167,12 @@ func prepareScore(fs *flag.FlagSet, sf *scoreFlags, exe, image string) (*scorePl
 	runner := strings.ToLower(get("runner"))
 	dataflow := runner == "dataflow" || runner == "dataflowrunner"
 
-	if sf.gpuMemLimit != nil && *sf.gpuMemLimit != "" {
+	if *sf.gpuMemLimit != "" {
 		n, err := parseBytes(*sf.gpuMemLimit)
 		if err != nil {
 			return nil, fmt.Errorf("--gpu-mem-limit: %w", err)
 		}
-		if n > 0 {
-			// TODO: pass through once pipelines/score.Options carries
-			// ort.Options.GPUMemLimit (and registers --gpu-mem-limit).
-			return nil, fmt.Errorf("--gpu-mem-limit is not supported by this build's scoring pipeline yet")
-		}
+		opt.GPUMemLimit = n
 	}
 
 	if *sf.gpu != "" {

@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/multiad/multiad/internal/shared"
 	"github.com/multiad/multiad/io/storage/gcstest"
 	"github.com/multiad/multiad/model/bundle"
 	"github.com/multiad/multiad/model/preprocess"
@@ -160,12 +161,15 @@ func findInPayloads(re *regexp.Regexp, s string, depth int) []string {
 		return nil
 	}
 	for _, tok := range base64Token.FindAllString(s, -1) {
-		b, err := base64.StdEncoding.DecodeString(tok)
-		if err != nil {
-			continue
-		}
-		if m := findInPayloads(re, string(b), depth-1); m != nil {
-			return m
+		// A token may start inside a preceding escape such as \\x05.
+		for k := 0; k < 4 && k < len(tok); k++ {
+			b, err := base64.RawStdEncoding.DecodeString(strings.TrimRight(tok[k:], "="))
+			if err != nil {
+				continue
+			}
+			if m := findInPayloads(re, string(b), depth-1); m != nil {
+				return m
+			}
 		}
 	}
 	return nil
@@ -212,10 +216,11 @@ func TestScoreDataflowDryRun(t *testing.T) {
 		args      []string
 		wantGPU   bool
 		wantBatch string
+		wantMem   string
 	}{
-		{"cpu", []string{"--sdk_container_image=" + image}, false, "1"},
-		{"gpu", []string{"--sdk_container_image=" + image, "--gpu=" + gpu, "--worker_machine_type=n1-standard-4"}, true, "16"},
-		{"gpu-shorthand-explicit-batch", []string{"--sdk_container_image=" + image, "--gpu=nvidia-l4", "--batch-size=4"}, true, "4"},
+		{"cpu", []string{"--sdk_container_image=" + image}, false, "1", "0"},
+		{"gpu", []string{"--sdk_container_image=" + image, "--gpu=" + gpu, "--worker_machine_type=n1-standard-4", "--gpu-mem-limit=4GiB"}, true, "16", "4294967296"},
+		{"gpu-shorthand-explicit-batch", []string{"--sdk_container_image=" + image, "--gpu=nvidia-l4", "--batch-size=4"}, true, "4", "0"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -264,6 +269,9 @@ func TestScoreDataflowDryRun(t *testing.T) {
 				t.Errorf("no BatchSize in the logged pipeline")
 			} else if m[1] != tt.wantBatch {
 				t.Errorf("BatchSize %s, want %s", m[1], tt.wantBatch)
+			}
+			if m := findInPayloads(regexp.MustCompile(`"GPUMemLimit":(\d+)`), out, 3); m == nil || m[1] != tt.wantMem {
+				t.Errorf("GPUMemLimit in the logged pipeline: %v, want %s", m, tt.wantMem)
 			}
 		})
 	}
@@ -322,8 +330,8 @@ func TestScoreWorkerMode(t *testing.T) {
 	}
 	t.Parallel()
 	bin := multiadBinary(t)
-	// Beam's harness gives up dialing the control endpoint after 60 s.
-	const limit = 100 * time.Second
+	// multiad probes the endpoint for 10 s before handing over to Beam.
+	const limit = 25 * time.Second
 	ctx, cancel := context.WithTimeout(context.Background(), limit)
 	defer cancel()
 	dir := t.TempDir()
@@ -411,14 +419,15 @@ func TestScoreMetadata(t *testing.T) {
 		}
 		// The flag's default must pass the parameter's regexes (Dataflow
 		// checks given values only, but a default that fails them means
-		// the two disagree), unless it is empty.
+		// the two disagree), unless it is empty or zero ("chosen by the
+		// command", as for batch-size).
 		for _, r := range p.Regexes {
 			re, err := regexp.Compile(r)
 			if err != nil {
 				t.Errorf("parameter %s: regex %q: %v", p.Name, r, err)
 				continue
 			}
-			if def := f.DefValue; def != "" && !re.MatchString(def) {
+			if def := f.DefValue; def != "" && def != "0" && !re.MatchString(def) {
 				t.Errorf("parameter %s: default %q does not match regex %q", p.Name, def, r)
 			}
 		}
@@ -557,6 +566,7 @@ func TestPrepareScoreDefaults(t *testing.T) {
 		wantBatch  int
 		wantDevice string
 		wantImage  string
+		wantMem    int64
 		wantErr    string
 		submitOnly bool
 	}{
@@ -569,7 +579,7 @@ func TestPrepareScoreDefaults(t *testing.T) {
 		{name: "dataflow-gpu-cpu-device", args: []string{"--runner=DataflowRunner", "--gpu=nvidia-l4", "--device=cpu", "--sdk_container_image=mine"},
 			image: "img:1", wantBatch: 1, wantDevice: "cpu", wantImage: "mine"},
 		{name: "dry-run", args: []string{"--runner=dataflow", "--dry_run=true"}, wantBatch: 1, wantDevice: "auto", submitOnly: true},
-		{name: "gpu-mem-limit", args: []string{"--gpu-mem-limit=4GiB"}, wantErr: "gpu-mem-limit"},
+		{name: "gpu-mem-limit", args: []string{"--device=cuda", "--gpu-mem-limit=4GiB"}, wantBatch: 16, wantDevice: "cuda", wantMem: 4 << 30},
 		{name: "bad-gpu-mem-limit", args: []string{"--gpu-mem-limit=lots"}, wantErr: "gpu-mem-limit"},
 	}
 	for _, tt := range tests {
@@ -599,6 +609,9 @@ func TestPrepareScoreDefaults(t *testing.T) {
 			}
 			if sf.opt.BatchSize != tt.wantBatch || sf.opt.Device != tt.wantDevice {
 				t.Errorf("batch %d device %s, want %d %s", sf.opt.BatchSize, sf.opt.Device, tt.wantBatch, tt.wantDevice)
+			}
+			if sf.opt.GPUMemLimit != tt.wantMem {
+				t.Errorf("GPUMemLimit %d, want %d", sf.opt.GPUMemLimit, tt.wantMem)
 			}
 			if got := fs.Lookup("sdk_container_image").Value.String(); got != tt.wantImage {
 				t.Errorf("sdk_container_image %q, want %q", got, tt.wantImage)
@@ -632,5 +645,98 @@ func TestTemplateCheck(t *testing.T) {
 	}
 	if !strings.Contains(string(out), "template check: ok") {
 		t.Errorf("no success line:\n%s", out)
+	}
+
+	// --dry-run prints the build and template commands it would run.
+	cmd = exec.CommandContext(ctx, "bash", filepath.Join(repoRoot(t), "scripts", "template.sh"), "--dry-run")
+	cmd.Dir = repoRoot(t)
+	cmd.Env = append(os.Environ(), "MULTIAD_BIN="+bin, "PROJECT=fake-proj", "BUCKET=fake-bucket", "TAG=t1",
+		"BUILDER=cloudbuild", "GPU=1", "ORT_GPU_SHA256=skip")
+	out, err = cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("scripts/template.sh --dry-run: %v\n%s", err, out)
+	}
+	const image = "us-central1-docker.pkg.dev/fake-proj/multiad/multiad-gpu:t1"
+	for _, want := range []string{
+		"-f, templates/Dockerfile.gpu",
+		`"IMAGE=` + image + `"`,
+		"+ gcloud builds submit ",
+		"+ gcloud dataflow flex-template build gs://fake-bucket/templates/multiad-score-gpu.json --project fake-proj --image " + image +
+			" --sdk-language GO --metadata-file templates/score/metadata.json",
+		"--worker-machine-type g2-standard-4",
+	} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("template.sh --dry-run output lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+// TestScorePrism runs `multiad score` end to end on Prism with a real
+// bundle given by MULTIAD_TEST_BUNDLE (none is shipped: training one takes
+// minutes), on three magnetic tile images.
+func TestScorePrism(t *testing.T) {
+	model := os.Getenv("MULTIAD_TEST_BUNDLE")
+	if model == "" {
+		t.Skip("MULTIAD_TEST_BUNDLE not set")
+	}
+	bin := multiadBinary(t)
+	in := t.TempDir()
+	crack := shared.MustPath(t, "data", "industrial", "magnetic_tile", "test", "crack")
+	names, err := filepath.Glob(filepath.Join(crack, "*.jpg"))
+	if err != nil || len(names) < 3 {
+		t.Fatalf("want 3 images in %s: %v", crack, err)
+	}
+	for _, n := range names[:3] {
+		data, err := os.ReadFile(n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(in, filepath.Base(n)), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out := filepath.Join(t.TempDir(), "out")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, "score", "--model="+model, "--input="+filepath.Join(in, "*.jpg"), "--output="+out, "--device=cpu")
+	cmd.Dir = repoRoot(t)
+	stderr, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("multiad score: %v\n%s", err, stderr)
+	}
+	var sum struct{ Inputs, Scored, Failed int }
+	data, err := os.ReadFile(filepath.Join(out, "summary.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(data, &sum); err != nil {
+		t.Fatal(err)
+	}
+	lines, err := os.ReadFile(filepath.Join(out, "scores.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.Scored != 3 || sum.Failed != 0 || strings.Count(string(lines), "\n") != 3 {
+		t.Errorf("summary %+v, %d score lines; want 3 scored", sum, strings.Count(string(lines), "\n"))
+	}
+
+	// A truncated image is a failure; over --max-failures the command
+	// exits 3 after writing the outputs.
+	if err := os.WriteFile(filepath.Join(in, "truncated.jpg"), []byte("\xff\xd8\xff\xe0"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out2 := filepath.Join(t.TempDir(), "out")
+	cmd = exec.CommandContext(ctx, bin, "score", "--model="+model, "--input="+filepath.Join(in, "*.jpg"), "--output="+out2,
+		"--device=cpu", "--max-failures=0")
+	cmd.Dir = repoRoot(t)
+	stderr, err = cmd.CombinedOutput()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 3 {
+		t.Fatalf("multiad score --max-failures=0 with a truncated image: %v, want exit status 3\n%s", err, stderr)
+	}
+	if data, err = os.ReadFile(filepath.Join(out2, "summary.json")); err != nil {
+		t.Fatalf("no summary.json after too many failures: %v", err)
+	}
+	if err := json.Unmarshal(data, &sum); err != nil || sum.Scored != 3 || sum.Failed != 1 {
+		t.Errorf("summary %+v (%v), want 3 scored and 1 failed", sum, err)
 	}
 }

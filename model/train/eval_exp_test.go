@@ -1,8 +1,9 @@
 package train
 
 import (
-	"image"
+	"encoding/json"
 	"image/png"
+	"math"
 	"os"
 	"path/filepath"
 	"sort"
@@ -108,8 +109,6 @@ func maskAt(t testing.TB, path string, S int) []bool {
 	return out
 }
 
-var _ = image.Point{}
-
 // TestExperimentTiles trains on magnetic-tile normals and reports image and
 // pixel AUROC on the test set (MULTIAD_EXP=1; EXP_* variables as in
 // TestExperimentKD, EXP_EPOCHS, EXP_NTRAIN, EXP_NTEST per class).
@@ -185,5 +184,34 @@ func TestExperimentTiles(t *testing.T) {
 		}
 		t.Logf("%s fusion: image AUROC %.4f, pixel AUROC %.4f (%d test images, final KD %.4f)", fuse,
 			auroc(labels, scores), auroc(pixLabels, pix), len(scores), res.EpochKDLoss[len(res.EpochKDLoss)-1])
+	}
+}
+
+// TestAUROCGolden checks the experiment's AUROC against scikit-learn's
+// roc_auc_score on the shared golden cases.
+func TestAUROCGolden(t *testing.T) {
+	data, err := os.ReadFile(shared.MustPath(t, "data", "golden", "metrics.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var g struct {
+		BinaryCases []struct {
+			Name   string    `json:"name"`
+			Labels []int     `json:"labels"`
+			Scores []float64 `json:"scores"`
+			AUROC  float64   `json:"auroc"`
+		} `json:"binary_cases"`
+	}
+	if err := json.Unmarshal(data, &g); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range g.BinaryCases {
+		labels := make([]bool, len(c.Labels))
+		for i, l := range c.Labels {
+			labels[i] = l == 1
+		}
+		if got := auroc(labels, c.Scores); math.Abs(got-c.AUROC) > 1e-9 {
+			t.Errorf("%s: AUROC %g, scikit-learn %g", c.Name, got, c.AUROC)
+		}
 	}
 }

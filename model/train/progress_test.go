@@ -27,3 +27,18 @@ func TestPrinter(t *testing.T) {
 		t.Errorf("bar %q", got)
 	}
 }
+
+func TestNewBackend(t *testing.T) {
+	t.Setenv("GOMLX_BACKEND", "")
+	for _, cfg := range []string{"", "go", "go:parallelism=1", "go:ops_parallel"} {
+		b, err := NewBackend(cfg)
+		if err != nil {
+			t.Errorf("%q: %v", cfg, err)
+			continue
+		}
+		b.Finalize()
+	}
+	if _, err := NewBackend("nosuchbackend"); err == nil {
+		t.Error("unknown backend accepted")
+	}
+}

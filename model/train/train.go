@@ -95,13 +95,23 @@ type Result struct {
 }
 
 // NewBackend returns the configured GoMLX backend: config if not empty,
-// else $GOMLX_BACKEND, else the pure-Go backend.
+// else $GOMLX_BACKEND, else the pure-Go backend "go". For the Go backend,
+// ops run one at a time (each op still uses all workers) unless the
+// configuration says otherwise: running independent ops in parallel
+// deadlocked in gomlx/compute v0.1.2 (two MatMuls each waiting in
+// workerspool.Saturate for the other's worker), and it was no faster.
 func NewBackend(config string) (b compute.Backend, err error) {
 	if config == "" {
 		config = os.Getenv(compute.ConfigEnvVar)
 	}
 	if config == "" {
 		config = "go"
+	}
+	if name, opts, _ := strings.Cut(config, ":"); name == "go" && !strings.Contains(opts, "ops_") {
+		if opts != "" {
+			opts += ","
+		}
+		config = "go:" + opts + "ops_sequential"
 	}
 	defer func() {
 		if r := recover(); r != nil {

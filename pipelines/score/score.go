@@ -3,6 +3,22 @@
 // against labels and masks where they exist, and write scores.jsonl,
 // failures.jsonl, heatmaps, summary.json and report.html, committed
 // atomically into the output folder.
+//
+// Metric groups (summary.json "by_group"): with --group-by COL, a labelled
+// image belongs to the group named by its manifest column COL (empty values
+// to "(missing)"), so per-patient metrics compare a patient's own slices.
+// Without it, an MVTec defect image belongs to its defect type and a good
+// image to every defect type: per-defect metrics compare that defect's
+// images with all good images, the convention for a single-category
+// dataset with several defect types such as the magnetic tiles (for a
+// multi-category MVTec set, score each category's folder separately).
+// Overall metrics use every labelled image once.
+//
+// PHI: DICOM patient names, IDs, birth dates and accession numbers stay out
+// of every output unless IncludePHI. Manifest columns are the user's own
+// and are written as given, except columns named like PHI (name,
+// patient_name, birth_date, dob, patient_id, mrn, accession...);
+// multiad's own "patient" column is a pseudonymous study ID and is kept.
 package score
 
 import (
@@ -13,6 +29,7 @@ import (
 	"flag"
 	"fmt"
 	"log"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -267,6 +284,19 @@ func (f *pixelGroupsFn) ProcessElement(p evaluate.PixelResult, all func(*string)
 	emit(p)
 }
 
+// checkLocalInput fails early, with a short message, when a local input
+// (not a glob) does not exist; the pipeline would fail later with Beam's
+// long error chain. Remote inputs are checked by the pipeline.
+func checkLocalInput(input string) error {
+	if storage.IsRemote(input) || strings.ContainsAny(input, "*?[") {
+		return nil
+	}
+	if _, err := os.Stat(strings.TrimPrefix(input, "file://")); err != nil {
+		return fmt.Errorf("score: --input: %w", err)
+	}
+	return nil
+}
+
 // Summary is the run's summary.json.
 type Summary = report.Summary
 
@@ -276,6 +306,9 @@ type Summary = report.Summary
 // exceed opt.MaxFailures (after committing the outputs).
 func Run(ctx context.Context, opt Options) (*Summary, error) {
 	if err := opt.Validate(); err != nil {
+		return nil, err
+	}
+	if err := checkLocalInput(opt.Input); err != nil {
 		return nil, err
 	}
 	info, err := loadModelInfo(ctx, opt.Model)

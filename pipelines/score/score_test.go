@@ -570,3 +570,53 @@ func TestDICOMPHIAndFLAIR(t *testing.T) {
 		t.Errorf("DICOM run has no metrics: %v", js)
 	}
 }
+
+// TestRealBundle scores magnetic tiles with a trained bundle named by
+// $MULTIAD_TEST_BUNDLE (skipped without it), writing into
+// $MULTIAD_TEST_OUT when set (to look at the report).
+func TestRealBundle(t *testing.T) {
+	b := os.Getenv("MULTIAD_TEST_BUNDLE")
+	if b == "" {
+		t.Skip("MULTIAD_TEST_BUNDLE not set")
+	}
+	root := t.TempDir()
+	data := filepath.Join(root, "tiles")
+	inputs := mvtecSubset(t, data, 6, 6)
+	out := os.Getenv("MULTIAD_TEST_OUT")
+	if out == "" {
+		out = filepath.Join(root, "out")
+	}
+	sum, err := Run(context.Background(), Options{Model: b, Input: data, Output: out, Heatmaps: report.HeatmapsAll, Device: "cpu"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("summary: %+v; metrics %+v", sum, sum.Metrics)
+	if sum.Inputs != len(inputs) || sum.Scored != 12 || sum.Failed != 5 {
+		t.Errorf("inputs %d scored %d failed %d", sum.Inputs, sum.Scored, sum.Failed)
+	}
+}
+
+// TestAllInputsFail: a run where nothing decodes still writes every output
+// and succeeds without --max-failures.
+func TestAllInputsFail(t *testing.T) {
+	root := t.TempDir()
+	data := filepath.Join(root, "in")
+	writeFile(t, filepath.Join(data, "a.png"), []byte("nope"))
+	writeFile(t, filepath.Join(data, "sub", "b.dcm"), nil)
+	out := filepath.Join(root, "out")
+	sum, err := Run(context.Background(), Options{Model: testBundle(t), Input: data, Output: out})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.Inputs != 2 || sum.Scored != 0 || sum.Failed != 2 {
+		t.Errorf("inputs %d scored %d failed %d, want 2, 0, 2", sum.Inputs, sum.Scored, sum.Failed)
+	}
+	for _, f := range []string{report.ScoresFile, report.FailuresFile, report.SummaryFile, report.ReportFile} {
+		if _, err := os.Stat(filepath.Join(out, f)); err != nil {
+			t.Error(err)
+		}
+	}
+	if _, err := Run(context.Background(), Options{Model: testBundle(t), Input: filepath.Join(root, "missing"), Output: out}); err == nil {
+		t.Error("Run on a missing input succeeded")
+	}
+}

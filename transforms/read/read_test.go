@@ -192,3 +192,35 @@ func TestReadImagesBadFiles(t *testing.T) {
 	passert.Sum(s, out.Inputs, "inputs", 4, 4)
 	ptest.RunAndValidate(t, p)
 }
+
+// FuzzListManifest: any manifest either lists or fails with an error; it
+// never panics, and every data row is accounted for.
+func FuzzListManifest(f *testing.F) {
+	for _, p := range [][]string{{"medical", "lgg_dicom", "test.csv"}, {"medical", "lgg_flair", "test.csv"}} {
+		if path, err := shared.Path(append([]string{"data"}, p...)...); err == nil {
+			if b, err := os.ReadFile(path); err == nil {
+				lines := strings.SplitN(string(b), "\n", 5)
+				f.Add(strings.Join(lines[:len(lines)-1], "\n"))
+			}
+		}
+	}
+	f.Add("uri,slice,label\na.png,1.0,1\n\"b,c.png\",,0\n")
+	f.Add("uri\n\"unterminated\n")
+	f.Add("\ufeffURI,Label\nx.dcm,1\n")
+	f.Fuzz(func(t *testing.T, csv string) {
+		dir := t.TempDir()
+		p := filepath.Join(dir, "m.csv")
+		if err := os.WriteFile(p, []byte(csv), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		files, err := List(context.Background(), p)
+		if err != nil {
+			return
+		}
+		for _, f := range files {
+			if len(f.Items) == 0 {
+				t.Fatalf("file %s without items", f.URI)
+			}
+		}
+	})
+}

@@ -178,7 +178,11 @@ func histogramSVG(hist Histogram, threshold float64) template.HTML {
 	}
 	tx := X(threshold)
 	fmt.Fprintf(&b, `<line x1="%.2f" y1="25" x2="%.2f" y2="%.2f" stroke="#000" stroke-width="2" stroke-dasharray="6 3"/>`, tx, tx, 25+ph)
-	fmt.Fprintf(&b, `<text x="%.2f" y="36" font-size="11">threshold %.4g</text>`, tx+4, threshold)
+	anchor, lx := "start", tx+4
+	if tx > m+pw/2 {
+		anchor, lx = "end", tx-4
+	}
+	fmt.Fprintf(&b, `<text x="%.2f" y="%g" font-size="11" text-anchor="%s">threshold %.4g</text>`, lx, 25+ph-6, anchor, threshold)
 	for i := 0; i <= 4; i++ {
 		v := hist.Lo + float64(i)/4*(hist.Hi-hist.Lo)
 		fmt.Fprintf(&b, `<text x="%.2f" y="%g" font-size="10" text-anchor="middle">%.3g</text>`, X(v), 25+ph+12, v)

@@ -69,7 +69,8 @@ type Identity struct {
 	AccessionNumber  string `json:"accession_number,omitempty"`
 }
 
-// FailureRecord is one line of failures.jsonl.
+// FailureRecord is one line of failures.jsonl. A failure's index is
+// written as slice (a Failure does not know whether it was a frame).
 type FailureRecord struct {
 	URI   string `json:"uri"`
 	Slice *int   `json:"slice,omitempty"`
@@ -141,7 +142,6 @@ func identityOf(id pixels.Identity) *Identity {
 // NewFailureRecord builds the failures.jsonl line of a failure.
 func NewFailureRecord(f read.Failure) FailureRecord {
 	rec := FailureRecord{URI: f.URI, Error: f.Error}
-	rec.Slice = nil
 	if f.Index >= 0 {
 		i := f.Index
 		rec.Slice = &i

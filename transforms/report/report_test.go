@@ -166,13 +166,13 @@ func TestCommitLocal(t *testing.T) {
 	out := filepath.Join(root, "out")
 	stage := filepath.Join(out, ".tmp-1")
 	files := map[string]string{
-		filepath.Join(out, "summary.json"):         "old",
-		filepath.Join(out, "heatmaps", "old.png"):  "old",
-		filepath.Join(out, "keep.txt"):             "user file",
-		filepath.Join(stage, "summary.json"):       "new",
-		filepath.Join(stage, "scores.jsonl"):       "new",
-		filepath.Join(stage, "heatmaps", "a.png"):  "new",
-		filepath.Join(stage, digestFile):           "digest",
+		filepath.Join(out, "summary.json"):        "old",
+		filepath.Join(out, "heatmaps", "old.png"): "old",
+		filepath.Join(out, "keep.txt"):            "user file",
+		filepath.Join(stage, "summary.json"):      "new",
+		filepath.Join(stage, "scores.jsonl"):      "new",
+		filepath.Join(stage, "heatmaps", "a.png"): "new",
+		filepath.Join(stage, digestFile):          "digest",
 	}
 	for p, c := range files {
 		os.MkdirAll(filepath.Dir(p), 0o755)

@@ -25,12 +25,12 @@ type GalleryEntry struct {
 // Digest is what the pipeline hands to Finish: counts, every score, the
 // gallery and the evaluation report.
 type Digest struct {
-	Inputs  int               `json:"inputs"`
-	Scored  int               `json:"scored"`
-	Failed  int               `json:"failed"`
-	Points  []Point           `json:"points"`
-	Gallery []GalleryEntry    `json:"gallery"`
-	Report  *evaluate.Report  `json:"report,omitempty"`
+	Inputs  int              `json:"inputs"`
+	Scored  int              `json:"scored"`
+	Failed  int              `json:"failed"`
+	Points  []Point          `json:"points"`
+	Gallery []GalleryEntry   `json:"gallery"`
+	Report  *evaluate.Report `json:"report,omitempty"`
 }
 
 // Metrics are the metrics of summary.json; absent ones need labels or

@@ -153,7 +153,6 @@ type scoreFn struct{ batcher }
 // Setup loads (or finds) the process's model.
 func (f *scoreFn) Setup(ctx context.Context) error { return f.load(ctx, f.Opt.Bundle) }
 
-
 func (f *scoreFn) ProcessElement(ctx context.Context, d read.Decoded, emit func(Result), emitPix func(evaluate.PixelResult), fail func(read.Failure)) error {
 	return f.add(ctx, d, emit, emitPix, fail)
 }
@@ -164,7 +163,6 @@ func (f *scoreFn) FinishBundle(ctx context.Context, emit func(Result), emitPix f
 
 // scoreSideFn scores with the bundle given as a side input.
 type scoreSideFn struct{ batcher }
-
 
 func (f *scoreSideFn) ProcessElement(ctx context.Context, d read.Decoded, bundle string, emit func(Result), emitPix func(evaluate.PixelResult), fail func(read.Failure)) error {
 	if err := f.load(ctx, bundle); err != nil {

@@ -1,0 +1,207 @@
+// Command scoring measures the images/s of `multiad score` (files on disk
+// to reports, on Prism) against a tight loop that feeds pre-decoded,
+// pre-resized tensors straight into the same ONNX Runtime session
+// (runtime.Model.Score) with the same threads and batch size, and against
+// the FLOP floor (the model's FLOPs per image over the CPU's measured
+// sgemm peak).
+//
+//	scoring -name tiles -model BUNDLE -input DIR_OR_CSV [-bin bin/multiad] [-runs 5]
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+
+	"github.com/multiad/multiad/bench/internal/benchutil"
+	"github.com/multiad/multiad/bench/internal/workload"
+	"github.com/multiad/multiad/model/ort"
+	"github.com/multiad/multiad/model/runtime"
+)
+
+func main() {
+	if err := run(context.Background(), os.Args[1:], os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "scoring:", err)
+		os.Exit(1)
+	}
+}
+
+type options struct {
+	name, model, input, bin, tmp string
+	runs, batch, threads, max    int
+	peakN                        int
+}
+
+func run(ctx context.Context, args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("scoring", flag.ContinueOnError)
+	var o options
+	fs.StringVar(&o.name, "name", "tiles", "dataset name used in the bench.* lines")
+	fs.StringVar(&o.model, "model", "", "model bundle")
+	fs.StringVar(&o.input, "input", "", "input: directory, MVTec layout or manifest CSV")
+	fs.StringVar(&o.bin, "bin", "bin/multiad", "multiad binary for the pipeline runs (empty: skip them)")
+	fs.StringVar(&o.tmp, "tmp", "", "folder for pipeline outputs (default: a temporary folder)")
+	fs.IntVar(&o.runs, "runs", 5, "timed runs of each path")
+	fs.IntVar(&o.batch, "batch", 1, "batch size (multiad score's CPU default is 1)")
+	fs.IntVar(&o.threads, "threads", 2, "ONNX Runtime intra-op threads")
+	fs.IntVar(&o.max, "max", 0, "use at most this many images in the raw loop (0: all; the pipeline always scores the whole input)")
+	fs.IntVar(&o.peakN, "peak-n", 2048, "matrix side of the sgemm peak measurement")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if o.model == "" || o.input == "" {
+		return fmt.Errorf("need -model and -input")
+	}
+	if o.tmp == "" {
+		d, err := os.MkdirTemp("", "bench-scoring-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(d)
+		o.tmp = d
+	}
+	name := "scoring/" + o.name
+	fig := &benchutil.Figures{Name: "scoring." + o.name}
+
+	benchutil.Progress(name, "decoding and preprocessing %s", o.input)
+	images, err := workload.Decode(ctx, o.input, o.max)
+	if err != nil {
+		return err
+	}
+	m, err := runtime.Load(ctx, o.model, ort.Options{IntraOpThreads: o.threads, Device: ort.DeviceCPU})
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+	tensors := make([][]float32, len(images))
+	for i, d := range images {
+		if tensors[i], err = m.Preprocess(d.Image); err != nil {
+			return fmt.Errorf("%s: %w", d.Item.URI, err)
+		}
+	}
+	n := len(tensors)
+	benchutil.Progress(name, "raw loop: %d images, batch %d, %d threads, %d runs", n, o.batch, o.threads, o.runs)
+	rawSecs, err := benchutil.Time(1, o.runs, func() error {
+		for i := 0; i < n; i += o.batch {
+			if _, _, err := m.Score(tensors[i:min(i+o.batch, n)]); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	raw := benchutil.Summarize(rawSecs).Rate(float64(n))
+
+	// The floor: FLOPs per image over the measured peak, same threads.
+	var peak benchutil.Stats
+	var tf, sf int64
+	shared, serr := benchutil.Shared()
+	if serr == nil {
+		tf, sf, serr = workload.FLOPs(m.Bundle, workload.TeacherPath(shared))
+	}
+	if serr != nil {
+		benchutil.Progress(name, "no FLOP count: %v", serr)
+	}
+	benchutil.Progress(name, "sgemm peak: ONNX Runtime MatMul %d², %d threads", o.peakN, o.threads)
+	if peak, err = benchutil.PeakGFLOPS(o.peakN, o.threads, max(o.runs, 5)); err != nil {
+		return err
+	}
+	flops := float64(tf + sf)
+
+	// The pipeline: the whole process, files on disk to committed reports.
+	var wall, inner benchutil.Stats
+	scored := 0
+	if o.bin != "" {
+		var wallSecs, innerSecs []float64
+		for r := 0; r < o.runs+1; r++ {
+			out := filepath.Join(o.tmp, fmt.Sprintf("out%d", r))
+			benchutil.Progress(name, "multiad score run %d/%d (first is warm-up)", r+1, o.runs+1)
+			secs, err := benchutil.Time(0, 1, func() error {
+				cmd := exec.CommandContext(ctx, o.bin, "score", "--model", o.model, "--input", o.input, "--output", out,
+					"--batch-size", fmt.Sprint(o.batch), "--threads", fmt.Sprint(o.threads), "--device", "cpu")
+				logf, err := os.Create(out + ".log")
+				if err != nil {
+					return err
+				}
+				defer logf.Close()
+				cmd.Stdout, cmd.Stderr = logf, logf
+				if err := cmd.Run(); err != nil {
+					tail, _ := os.ReadFile(out + ".log")
+					if len(tail) > 3000 {
+						tail = tail[len(tail)-3000:]
+					}
+					return fmt.Errorf("%s score: %w\n%s", o.bin, err, tail)
+				}
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+			var sum struct {
+				Scored     int
+				Throughput struct{ Seconds float64 }
+			}
+			js, err := os.ReadFile(filepath.Join(out, "summary.json"))
+			if err != nil {
+				return err
+			}
+			if err := json.Unmarshal(js, &sum); err != nil {
+				return fmt.Errorf("%s/summary.json: %w", out, err)
+			}
+			os.RemoveAll(out)
+			if r == 0 {
+				continue
+			}
+			scored = sum.Scored
+			wallSecs = append(wallSecs, secs[0])
+			innerSecs = append(innerSecs, sum.Throughput.Seconds)
+		}
+		wall = benchutil.Summarize(wallSecs).Rate(float64(scored))
+		inner = benchutil.Summarize(innerSecs).Rate(float64(scored))
+	}
+
+	fmt.Fprintf(stdout, "### Scoring efficiency: %s (%s)\n\n", o.name, o.input)
+	fmt.Fprintf(stdout, "Batch %d, %d intra-op threads, %d timed runs each (median (min–max)).\n\n", o.batch, o.threads, o.runs)
+	t := benchutil.Table{Header: []string{"path", "images", "images/s", "vs raw loop"}}
+	t.Add("raw loop: runtime.Model.Score on pre-decoded, pre-resized tensors", fmt.Sprint(n), raw.Format("%.1f"), "100%")
+	if o.bin != "" {
+		t.Add("`multiad score` process wall time (start-up, Prism, decode, reports)", fmt.Sprint(scored), wall.Format("%.1f"),
+			fmt.Sprintf("%.0f%%", 100*wall.Median/raw.Median))
+		t.Add("`multiad score` pipeline time (summary.json throughput)", fmt.Sprint(scored), inner.Format("%.1f"),
+			fmt.Sprintf("%.0f%%", 100*inner.Median/raw.Median))
+	}
+	if flops > 0 {
+		floor := peak.Scale(1e9 / flops)
+		t.Add(fmt.Sprintf("FLOP floor: %.3f GFLOP/image ÷ sgemm peak %.1f GFLOP/s", flops/1e9, peak.Median), "", floor.Format("%.1f"),
+			fmt.Sprintf("%.0f%%", 100*floor.Median/raw.Median))
+	}
+	t.Write(stdout)
+	if flops > 0 {
+		fmt.Fprintf(stdout, "Model: teacher %.3f GFLOP + student %.3f GFLOP per %d² image (convolutions and dense layers). "+
+			"Peak: ONNX Runtime MatMul of two %d² float32 matrices, %d threads, %s GFLOP/s. "+
+			"The raw loop runs at %.1f GFLOP/s, %.0f%% of that peak.\n\n",
+			float64(tf)/1e9, float64(sf)/1e9, m.Size(), o.peakN, o.threads, peak.Format("%.1f"),
+			raw.Median*flops/1e9, 100*raw.Median*flops/1e9/peak.Median)
+	}
+	fig.Set("raw_images_per_s", raw.Median)
+	if o.bin != "" {
+		fig.Set("pipeline_images_per_s", wall.Median)
+		fig.Set("efficiency", wall.Median/raw.Median)
+		fig.Set("efficiency_pipeline_only", inner.Median/raw.Median)
+	}
+	if flops > 0 {
+		fig.Set("gflop_per_image", flops/1e9)
+		fig.Set("peak_gflops", peak.Median)
+		fig.Set("floor_images_per_s", peak.Median*1e9/flops)
+		fig.Set("raw_fraction_of_peak", raw.Median*flops/1e9/peak.Median)
+	}
+	fig.Write(stdout)
+	fmt.Fprintln(stdout)
+	return nil
+}
