@@ -57,3 +57,8 @@ template:
 
 clean:
 	rm -rf bin out demo-out
+
+## bench-<name>: one benchmark (scoring, scaling, decode, metrics, train, memory)
+.PHONY: bench-scoring bench-scaling bench-decode bench-metrics bench-train bench-memory
+bench-scoring bench-scaling bench-decode bench-metrics bench-train bench-memory: build
+	./scripts/bench.sh $(@:bench-%=%)

@@ -34,10 +34,11 @@ func runTrain(ctx context.Context, args []string) int {
 	quantile := fs.Float64("quantile", def.Quantile, "threshold = this quantile of held-out normal scores")
 	width := fs.Int("width", def.Student.Width, "student width (channels at stride 4)")
 	depth := fs.Int("depth", def.Student.Depth, "student residual blocks per stage")
-	seRed := fs.Int("se-reduction", def.Student.SEReduction, "squeeze-and-excitation reduction ratio (0 disables SE)")
+	seRed := fs.Int("se-reduction", def.Student.SEReduction, "squeeze-and-excitation reduction ratio (0 leaves SE out, for ablations)")
 	adv := fs.Float64("adv-weight", def.AdvWeight, "weight of the adversarial term (0 disables the discriminator)")
 	fusion := fs.String("fusion", string(def.Map.Fuse), "per-scale map fusion: sum or product")
 	sigma := fs.Float64("sigma", 0, "Gaussian blur sigma in pixels (0: 4 px at 256, scaled)")
+	weights := fs.String("scale-weights", "", "per-scale map weights for strides 4,8,16 (e.g. 0,0,1; default 0.25,0.5,1)")
 	augment := fs.String("augment", "auto", "flip augmentation: auto (off for DICOM/NIfTI), on, off")
 	mode := fs.String("norm", preprocess.ModeAuto, "intensity normalisation: auto, range, percentile, window")
 	window := fs.String("window", "", "CT window center,width in HU (e.g. 40,400)")
@@ -64,6 +65,14 @@ func runTrain(ctx context.Context, args []string) int {
 	cfg.Map.Fuse = student.Fusion(*fusion)
 	if *sigma > 0 {
 		cfg.Map.Sigma = *sigma
+	}
+	if *weights != "" {
+		var w [3]float64
+		if n, err := fmt.Sscanf(strings.ReplaceAll(*weights, ",", " "), "%g %g %g", &w[0], &w[1], &w[2]); err != nil || n != 3 {
+			fmt.Fprintf(os.Stderr, "multiad train: --scale-weights %q: want three numbers\n", *weights)
+			return 2
+		}
+		cfg.Map.Weights = w
 	}
 	pcfg := preprocess.Default(*size)
 	pcfg.Mode = *mode

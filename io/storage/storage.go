@@ -8,6 +8,9 @@
 //
 // Paths are slash-separated for GCS. A GCS "directory" is an object-name
 // prefix ending in '/'.
+//
+// Other read-only sources plug in with RegisterScheme (io/dicomweb
+// registers dicomweb://, dicomweb+http:// and dicomweb+https://).
 package storage
 
 import (
@@ -168,6 +171,9 @@ func Open(ctx context.Context, uri string) (io.ReadCloser, error) {
 
 // open opens uri and returns its size.
 func open(ctx context.Context, uri string) (io.ReadCloser, int64, error) {
+	if b := backend(uri); b != nil {
+		return b.Open(ctx, uri)
+	}
 	if IsRemote(uri) {
 		o, err := object(uri)
 		if err != nil {
@@ -295,6 +301,9 @@ func WriteFileAtomic(ctx context.Context, uri string, data []byte) error {
 // Stat returns the size and modification time of the file or object at uri.
 // A missing file or object gives an error matching fs.ErrNotExist.
 func Stat(ctx context.Context, uri string) (Info, error) {
+	if b := backend(uri); b != nil {
+		return b.Stat(ctx, uri)
+	}
 	if IsRemote(uri) {
 		o, err := object(uri)
 		if err != nil {
@@ -352,6 +361,9 @@ func Dir(uri string) string {
 // List returns every file (object) under dir, recursively, sorted. The
 // results have the same form as dir (gs://, file:// or plain path).
 func List(ctx context.Context, dir string) ([]string, error) {
+	if b := backend(dir); b != nil {
+		return b.List(ctx, dir)
+	}
 	return find(ctx, dir, nil)
 }
 
@@ -360,6 +372,9 @@ func List(ctx context.Context, dir string) ([]string, error) {
 // a character class (as path.Match), and a path element '**' any number of
 // directories (zero or more). Directories themselves are not returned.
 func Glob(ctx context.Context, pattern string) ([]string, error) {
+	if b := backend(pattern); b != nil {
+		return b.Glob(ctx, pattern)
+	}
 	segs := strings.Split(patternPath(pattern), "/")
 	// The directory to walk is the longest prefix free of metacharacters.
 	n := 0

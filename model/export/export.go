@@ -208,11 +208,14 @@ func buildStudent(b *onnxb.Builder, w *weights, cfg student.Config, img string) 
 			y := relu(b, conv(b, w, bl+"/conv1", h, in, in, 3, 1))
 			y = conv(b, w, bl+"/conv2", y, in, in, 3, 1)
 			sum := b.Op("Add", []string{h, y}, nil)
-			hid := nn.SEHidden(in, cfg.SEReduction)
-			sq := b.Op("GlobalAveragePool", []string{sum}, nil)
-			sq = relu(b, dense1x1(b, w, bl+"/se/fc1", sq, in, hid))
-			sq = b.Op("Sigmoid", []string{dense1x1(b, w, bl+"/se/fc2", sq, hid, in)}, nil)
-			h = relu(b, b.Op("Mul", []string{sum, sq}, nil))
+			if cfg.SEReduction > 0 {
+				hid := nn.SEHidden(in, cfg.SEReduction)
+				sq := b.Op("GlobalAveragePool", []string{sum}, nil)
+				sq = relu(b, dense1x1(b, w, bl+"/se/fc1", sq, in, hid))
+				sq = b.Op("Sigmoid", []string{dense1x1(b, w, bl+"/se/fc2", sq, hid, in)}, nil)
+				sum = b.Op("Mul", []string{sum, sq}, nil)
+			}
+			h = relu(b, sum)
 		}
 		out[s] = conv(b, w, fmt.Sprintf("/head%d", s), h, in, cfg.Channels[s], 1, 1)
 	}

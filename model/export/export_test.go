@@ -114,6 +114,9 @@ func TestParityMobileNetV2(t *testing.T) {
 	t.Run("embedded", func(t *testing.T) {
 		checkParity(t, S, N, images, samples, student.MapConfig{Fuse: student.FuseSum}, func(o Options) ([]byte, error) { return Build(tonnx, o) })
 	})
+	t.Run("no-se", func(t *testing.T) {
+		checkParity(t, S, N, images, samples, student.MapConfig{Fuse: student.FuseProduct}, func(o Options) ([]byte, error) { return Build(tonnx, o) }, 0)
+	})
 	t.Run("pruned", func(t *testing.T) {
 		checkParity(t, S, N, images, samples, student.MapConfig{Fuse: student.FuseSum}, func(o Options) ([]byte, error) {
 			return BuildWith(onnxb.DefaultOpset, func(b *onnxb.Builder, img string) ([3]string, error) {
@@ -125,11 +128,15 @@ func TestParityMobileNetV2(t *testing.T) {
 
 // checkParity trains a tiny student for a few steps on samples, exports it
 // with build and compares ONNX Runtime's maps and scores with GoMLX's.
-func checkParity(t *testing.T, S, N int, images []float32, samples []train.Sample, mc student.MapConfig, build func(Options) ([]byte, error)) {
+// se, when given, overrides the SE reduction ratio (0: no SE blocks).
+func checkParity(t *testing.T, S, N int, images []float32, samples []train.Sample, mc student.MapConfig, build func(Options) ([]byte, error), se ...int) {
 	cfg := train.DefaultConfig(S)
 	cfg.Student.Width = 8
 	cfg.Student.Depth = 1
 	cfg.Student.SEReduction = 2
+	if len(se) > 0 {
+		cfg.Student.SEReduction = se[0]
+	}
 	cfg.Map.Fuse, cfg.Map.Weights = mc.Fuse, mc.Weights
 	if mc.Sigma < 0 {
 		cfg.Map.Sigma = 0

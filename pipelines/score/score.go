@@ -14,6 +14,17 @@
 // multi-category MVTec set, score each category's folder separately).
 // Overall metrics use every labelled image once.
 //
+// Studies: every run also groups the scored slices into series and
+// studies (package study) and writes studies.jsonl, with study-level
+// metrics in summary.json where study labels exist. --hash-uids replaces
+// the DICOM study and series UIDs in every output by salted hashes.
+//
+// Incremental runs: with --state LEDGER, only inputs that are new, changed
+// or were scored with another model are scored; the run writes into
+// OUT/runs/<UTC time>/, updates OUT/latest/ (every input's latest scores,
+// studies and a summary of them), and only then records the inputs it
+// scored in the ledger (package state).
+//
 // PHI: DICOM patient names, IDs, birth dates and accession numbers stay out
 // of every output unless IncludePHI. Manifest columns are the user's own
 // and are written as given, except columns named like PHI (name,
@@ -25,6 +36,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -45,6 +57,8 @@ import (
 	"github.com/multiad/multiad/transforms/read"
 	"github.com/multiad/multiad/transforms/report"
 	tscore "github.com/multiad/multiad/transforms/score"
+	"github.com/multiad/multiad/transforms/state"
+	"github.com/multiad/multiad/transforms/study"
 )
 
 // Options configure a scoring run.
@@ -80,10 +94,30 @@ type Options struct {
 	// Loader selects a score.Loader registered with score.RegisterLoader
 	// ("" loads bundles with model/runtime); for tests.
 	Loader string
+	// StudyScore is how a study's or series' score comes from its slices:
+	// "max" (default) or "topk:K", the mean of the K highest.
+	StudyScore string
+	// HashUIDs replaces DICOM study and series UIDs in the outputs with
+	// salted hashes (study.HashUID) of UIDSalt, which it requires.
+	HashUIDs bool
+	UIDSalt  string
+	// State is the ledger of an incremental run (local or gs://); see the
+	// package documentation. Empty: score everything into Output.
+	State string
 
 	// stage is where Build writes (Run's staging folder); empty: Output.
 	stage string
+	// run names an incremental run (its folder under runs/).
+	run string
+	// crashAt makes Run fail at a point of an incremental run, as if the
+	// process died there (tests): "before-commit", "before-latest" or
+	// "before-ledger".
+	crashAt string
 }
+
+// uidSaltEnv is the environment variable that supplies --uid-salt when the
+// flag is not given (keeping the salt out of shell history and job specs).
+const uidSaltEnv = "MULTIAD_UID_SALT"
 
 // RegisterFlags registers the score command's flags on fs and returns the
 // Options they fill.
@@ -100,6 +134,10 @@ func RegisterFlags(fs *flag.FlagSet) *Options {
 	fs.StringVar(&o.MaxFailures, "max-failures", "", "fail the run when more images fail: a count (10) or a fraction (0.05 or 5%); empty: no limit")
 	fs.BoolVar(&o.IncludePHI, "include-phi", false, "write patient identity (DICOM names, birth dates, IDs) into the outputs")
 	fs.IntVar(&o.Gallery, "gallery", 12, "top-scoring images shown in report.html")
+	fs.StringVar(&o.StudyScore, "study-score", "max", "score of a study or series from its slices: max, or topk:K (mean of the K highest)")
+	fs.BoolVar(&o.HashUIDs, "hash-uids", false, "write salted hashes of DICOM study and series UIDs instead of the UIDs (needs --uid-salt)")
+	fs.StringVar(&o.UIDSalt, "uid-salt", "", "secret salt for --hash-uids (default: $"+uidSaltEnv+")")
+	fs.StringVar(&o.State, "state", "", "ledger file of an incremental run (local or gs://): score only new or changed inputs (or all after a model change), into OUT/runs/<time>/ and OUT/latest/")
 	return o
 }
 
@@ -123,7 +161,25 @@ func (o *Options) Validate() error {
 	if _, _, err := ParseMaxFailures(o.MaxFailures); err != nil {
 		return err
 	}
-	return nil
+	if _, err := study.ParseScore(o.StudyScore); err != nil {
+		return err
+	}
+	if o.HashUIDs && o.salt() == "" {
+		return fmt.Errorf("score: --hash-uids needs --uid-salt or $%s", uidSaltEnv)
+	}
+	return state.Validate(o.State)
+}
+
+// salt returns the UID salt in effect: --uid-salt, else $MULTIAD_UID_SALT;
+// empty without --hash-uids.
+func (o *Options) salt() string {
+	if !o.HashUIDs {
+		return ""
+	}
+	if o.UIDSalt != "" {
+		return o.UIDSalt
+	}
+	return os.Getenv(uidSaltEnv)
 }
 
 // ParseMaxFailures parses --max-failures: a count ("10"), a fraction
@@ -187,6 +243,7 @@ func init() {
 type modelInfo struct {
 	threshold  float64
 	lo, hi     float64
+	sha256     string
 	properties map[string]any
 }
 
@@ -197,7 +254,7 @@ func loadModelInfo(ctx context.Context, uri string) (*modelInfo, error) {
 	}
 	m := b.Manifest
 	return &modelInfo{
-		threshold: m.Scores.Threshold, lo: m.Scores.PixelMin, hi: m.Scores.PixelMax,
+		threshold: m.Scores.Threshold, lo: m.Scores.PixelMin, hi: m.Scores.PixelMax, sha256: m.ModelSHA256,
 		properties: map[string]any{
 			"uri": uri, "multiad_version": m.Version, "size": m.Preprocess.Size, "preprocess": m.Preprocess,
 			"teacher": m.Teacher.Name, "model_sha256": m.ModelSHA256, "trained_at": m.Trained,
@@ -226,12 +283,25 @@ func build(s beam.Scope, opt Options, info *modelInfo) {
 		dir = opt.Output
 	}
 	heatmaps, _ := report.ParseHeatmaps(opt.Heatmaps)
-	in := read.ReadImages(s, opt.Input, read.Options{})
+	files := read.ListFiles(s.Scope("ReadImages"), opt.Input)
+	var entries, tally beam.PCollection
+	if opt.State != "" {
+		files, entries, tally = state.Select(s, files, state.Options{Ledger: opt.State, Model: info.sha256, Run: opt.run})
+	}
+	in := read.ReadFiles(s.Scope("ReadImages"), files, read.Options{})
 	results, pix, scoreFailures := tscore.Score(s, in.Images, tscore.Options{
 		Bundle: opt.Model, BatchSize: opt.BatchSize, Device: opt.Device, Threads: opt.Threads, GPUMemLimit: opt.GPUMemLimit,
 		KeepMaps: true, KeepIdentity: opt.IncludePHI, GroupBy: opt.GroupBy, Loader: opt.Loader,
 	})
+	results = study.Identify(s, results, opt.salt())
 	failures := beam.Flatten(s, in.Failures, scoreFailures)
+	if opt.State != "" {
+		state.WriteEntries(s, entries, failures, tally, dir)
+	}
+	k, _ := study.ParseScore(opt.StudyScore)
+	studies := study.Groups(s, results, study.Options{K: k, Threshold: info.threshold})
+	study.Write(s, studies, study.WriteOptions{Dir: dir, Score: opt.StudyScore, Heatmaps: heatmaps, SkipWritten: true,
+		MapLo: info.lo, MapHi: info.hi, IncludePHI: opt.IncludePHI})
 
 	groups := filter.Distinct(s, beam.ParDo(s, &groupFn{GroupBy: opt.GroupBy}, results))
 	images := beam.ParDo(s, &imageResultFn{GroupBy: opt.GroupBy}, results, beam.SideInput{Input: groups})
@@ -300,10 +370,33 @@ func checkLocalInput(input string) error {
 // Summary is the run's summary.json.
 type Summary = report.Summary
 
+// Crash points of an incremental run (Options.crashAt, for tests).
+const (
+	crashBeforeCommit = "before-commit"
+	crashBeforeLatest = "before-latest"
+	crashBeforeLedger = "before-ledger"
+)
+
+// errCrash is the error of a simulated crash.
+var errCrash = errors.New("simulated crash")
+
+// RunsDir and LatestDir are the folders of an incremental run's output:
+// runs/<UTC time>/ holds each run's outputs, latest/ the merged view.
+const (
+	RunsDir   = "runs"
+	LatestDir = "latest"
+)
+
+// runName names an incremental run's folder: its UTC start time, to the
+// millisecond, sortable.
+func runName(t time.Time) string { return t.UTC().Format("20060102T150405.000Z") }
+
 // Run builds the pipeline, runs it (Prism unless --runner says otherwise),
 // writes the summary and report, and commits every output atomically into
-// opt.Output. It returns an error wrapping ErrTooManyFailures when failures
-// exceed opt.MaxFailures (after committing the outputs).
+// opt.Output (with --state: into opt.Output/runs/<time>/, then updates
+// opt.Output/latest/ and the ledger). It returns an error wrapping
+// ErrTooManyFailures when failures exceed opt.MaxFailures (after
+// committing the outputs).
 func Run(ctx context.Context, opt Options) (*Summary, error) {
 	if err := opt.Validate(); err != nil {
 		return nil, err
@@ -315,34 +408,92 @@ func Run(ctx context.Context, opt Options) (*Summary, error) {
 	if err != nil {
 		return nil, err
 	}
+	start := time.Now()
 	id := make([]byte, 4)
 	rand.Read(id)
-	opt.stage = storage.Join(opt.Output, ".tmp-"+time.Now().UTC().Format("20060102T150405")+"-"+hex.EncodeToString(id))
+	out := opt.Output
+	if opt.State != "" {
+		opt.run = runName(start)
+		out = storage.Join(opt.Output, RunsDir, opt.run)
+		opt.stage = storage.Join(opt.Output, RunsDir, ".tmp-"+opt.run+"-"+hex.EncodeToString(id))
+	} else {
+		opt.stage = storage.Join(opt.Output, ".tmp-"+start.UTC().Format("20060102T150405")+"-"+hex.EncodeToString(id))
+	}
 	p, s := beam.NewPipelineWithRoot()
 	build(s, opt, info)
 
-	start := time.Now()
-	log.Printf("multiad: scoring %s with %s into %s", opt.Input, opt.Model, opt.Output)
+	log.Printf("multiad: scoring %s with %s into %s", opt.Input, opt.Model, out)
 	if err := beamx.Run(ctx, p); err != nil {
 		report.Discard(ctx, opt.stage)
 		return nil, fmt.Errorf("score: pipeline failed: %w", err)
 	}
+	var inc *report.Incremental
+	var entries []state.Entry
+	if opt.State != "" {
+		if inc, entries, err = readSelection(ctx, opt); err != nil {
+			report.Discard(ctx, opt.stage)
+			return nil, err
+		}
+	}
 	heatmaps, _ := report.ParseHeatmaps(opt.Heatmaps)
 	sum, err := report.Finish(ctx, opt.stage, report.RunInfo{
-		Input: opt.Input, Output: opt.Output, Threshold: info.threshold, Model: info.properties,
-		Heatmaps: heatmaps, GroupBy: opt.GroupBy, Started: start, Elapsed: time.Since(start),
+		Input: opt.Input, Output: out, Threshold: info.threshold, Model: info.properties,
+		Heatmaps: heatmaps, GroupBy: opt.GroupBy, Started: start, Elapsed: time.Since(start), Incremental: inc,
 	})
 	if err != nil {
 		report.Discard(ctx, opt.stage)
 		return nil, err
 	}
-	if err := report.Commit(ctx, opt.stage, opt.Output); err != nil {
+	if opt.crashAt == crashBeforeCommit {
+		return nil, fmt.Errorf("score: %w %s", errCrash, opt.crashAt)
+	}
+	if err := report.Commit(ctx, opt.stage, out); err != nil {
 		return nil, err
 	}
 	log.Printf("multiad: %d inputs: %d images scored, %d failed in %.1f s (%.1f images/s); wrote %s",
-		sum.Inputs, sum.Scored, sum.Failed, sum.Throughput.Seconds, sum.Throughput.ImagesPerSecond, opt.Output)
+		sum.Inputs, sum.Scored, sum.Failed, sum.Throughput.Seconds, sum.Throughput.ImagesPerSecond, out)
+	if opt.State != "" {
+		if opt.crashAt == crashBeforeLatest {
+			return nil, fmt.Errorf("score: %w %s", errCrash, opt.crashAt)
+		}
+		if err := updateLatest(ctx, opt, info, sum); err != nil {
+			return nil, err
+		}
+		if opt.crashAt == crashBeforeLedger {
+			return nil, fmt.Errorf("score: %w %s", errCrash, opt.crashAt)
+		}
+		n, err := state.Merge(ctx, opt.State, entries)
+		if err != nil {
+			return nil, fmt.Errorf("score: outputs written to %s, but the ledger was not updated (the next run scores these inputs again): %w", out, err)
+		}
+		log.Printf("multiad: incremental run %s: %d listed, %d new, %d changed, %d with a new model, %d unchanged; ledger %s has %d inputs",
+			opt.run, inc.Listed, inc.New, inc.Changed, inc.ModelChanged, inc.Unchanged, opt.State, n)
+	}
 	if err := CheckFailures(opt.MaxFailures, sum.Scored, sum.Failed); err != nil {
 		return sum, err
 	}
 	return sum, nil
+}
+
+// readSelection reads what state.Select and state.WriteEntries left in
+// the staging folder.
+func readSelection(ctx context.Context, opt Options) (*report.Incremental, []state.Entry, error) {
+	b, err := storage.ReadFile(ctx, storage.Join(opt.stage, state.TallyFile), 1<<20)
+	if err != nil {
+		return nil, nil, fmt.Errorf("score: the pipeline left no selection counts: %w", err)
+	}
+	var t state.Tally
+	if err := json.Unmarshal(b, &t); err != nil {
+		return nil, nil, fmt.Errorf("score: %s: %w", state.TallyFile, err)
+	}
+	b, err = storage.ReadFile(ctx, storage.Join(opt.stage, state.EntriesFile), 0)
+	if err != nil {
+		return nil, nil, fmt.Errorf("score: the pipeline left no ledger entries: %w", err)
+	}
+	entries, err := state.Parse(state.EntriesFile, b)
+	if err != nil {
+		return nil, nil, err
+	}
+	return &report.Incremental{State: opt.State, Run: opt.run, Listed: t.Listed, New: t.New, Changed: t.Changed,
+		ModelChanged: t.ModelChanged, Unchanged: t.Unchanged}, entries, nil
 }

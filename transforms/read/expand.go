@@ -97,6 +97,9 @@ func (f *expandFn) emitOne(ctx context.Context, it Item, img *pixels.Image, emit
 		fail(Failure{URI: it.URI, Index: it.Index, Error: err.Error()})
 		return
 	}
+	if id := img.Meta.Identity; it.Study == "" && it.Series == "" {
+		it.Study, it.Series = id.StudyInstanceUID, id.SeriesInstanceUID
+	}
 	emit(Decoded{Item: it, Image: img, Mask: mask})
 }
 

@@ -39,6 +39,11 @@ type Item struct {
 	Group string
 	// Meta holds the extra manifest columns (e.g. patient).
 	Meta map[string]string
+	// Study and Series identify the study and series the image belongs
+	// to: the DICOM StudyInstanceUID and SeriesInstanceUID as decoded
+	// (empty for other formats). Package study may replace them with
+	// salted hashes before anything is written.
+	Study, Series string
 }
 
 // EmptyMask is the MaskURI of a normal image whose mask is all zero (MVTec
@@ -104,9 +109,22 @@ func init() {
 }
 
 // ReadImages lists input and decodes every image, slice and frame in it.
+// It is ListFiles followed by ReadFiles.
 func ReadImages(s beam.Scope, input string, opt Options) Output {
 	s = s.Scope("ReadImages")
-	files := beam.ParDo(s, &listFn{Input: input}, beam.Impulse(s))
+	return ReadFiles(s, ListFiles(s, input), opt)
+}
+
+// ListFiles lists input (see List) into a PCollection<File>, in one step.
+// A pipeline that selects files (e.g. only new ones) filters this
+// collection and hands the rest to ReadFiles.
+func ListFiles(s beam.Scope, input string) beam.PCollection {
+	return beam.ParDo(s, &listFn{Input: input}, beam.Impulse(s))
+}
+
+// ReadFiles reshuffles a PCollection<File> across workers and decodes every
+// image, slice and frame its items ask for.
+func ReadFiles(s beam.Scope, files beam.PCollection, opt Options) Output {
 	inputs := beam.ParDo(s, rowCount, files)
 	files = beam.Reshuffle(s, files)
 	images, failures := beam.ParDo2(s, &expandFn{Limits: opt.Limits}, files)

@@ -29,7 +29,7 @@ func Commit(ctx context.Context, stage, out string) error {
 	for _, f := range files {
 		r := strings.TrimPrefix(strings.TrimPrefix(filepathToSlash(f), filepathToSlash(stage)), "/")
 		switch {
-		case r == digestFile:
+		case IsSidecar(r):
 		case r == SummaryFile:
 			hasSummary = true
 		default:
@@ -55,6 +55,13 @@ func Commit(ctx context.Context, stage, out string) error {
 	}
 	return Discard(ctx, stage)
 }
+
+// IsSidecar reports whether rel, a path relative to a staging folder,
+// names a hand-over file between the pipeline and the driver: a top-level
+// file whose name starts with "_" (the digest, the study digest, a
+// ledger's new entries). Commit does not move sidecars; they go with the
+// staging folder.
+func IsSidecar(rel string) bool { return strings.HasPrefix(rel, "_") && !strings.Contains(rel, "/") }
 
 // Discard removes a staging folder.
 func Discard(ctx context.Context, stage string) error {

@@ -203,6 +203,14 @@ type htmlGroup struct {
 	M    Metrics
 }
 
+// htmlStudies is the study table: rows sorted by score, at most
+// maxStudyRows of them.
+type htmlStudies struct {
+	Summary StudySummary
+	Rows    []StudyRow
+	More    int
+}
+
 type htmlTile struct {
 	Src       template.URL
 	Caption   string
@@ -237,6 +245,12 @@ th{background:#e8ebf0} .num{text-align:right;font-variant-numeric:tabular-nums}
 <table><tr><th>group</th><th>images</th><th>anomalous</th><th>image AUROC</th><th>image AP</th><th>image F1 max</th><th>pixel AUROC</th><th>AUPRO</th></tr>
 {{range .Groups}}<tr><td>{{.Name}}</td><td class="num">{{.M.Count}}</td><td class="num">{{.M.Positives}}</td><td class="num">{{f .M.ImageAUROC}}</td><td class="num">{{f .M.ImageAP}}</td><td class="num">{{f .M.ImageF1Max}}</td><td class="num">{{f .M.PixelAUROC}}</td><td class="num">{{f .M.AUPRO}}</td></tr>
 {{end}}</table>{{end}}
+{{with .Studies}}<h2>Studies and series</h2>
+<p>Score: {{.Summary.Score}} over slices · {{.Summary.Studies}} studies ({{.Summary.Flagged}} flagged), {{.Summary.Series}} series ({{.Summary.FlaggedSeries}} flagged){{with .Summary.Metrics}} · study AUROC {{f .ImageAUROC}}{{end}}{{with .Summary.SeriesMetrics}} · series AUROC {{f .ImageAUROC}}{{end}}{{range .Summary.Notes}}<br>{{.}}{{end}}</p>
+<table><tr><th>level</th><th>study</th><th>series</th><th>score</th><th>verdict</th><th>label</th><th>slices</th><th>top slices</th></tr>
+{{range .Rows}}<tr><td>{{.Level}}</td><td>{{.Study}}</td><td>{{.Series}}</td><td class="num">{{printf "%.4f" .Score}}</td><td>{{if .Anomalous}}<span class="anom">anomalous</span>{{else}}normal{{end}}</td><td>{{with .Label}}{{.}}{{end}}</td><td class="num">{{.Slices}}</td>
+<td>{{range .Top}}<div>{{if .Heatmap}}<a href="{{.Heatmap}}">{{.URI}}{{with .Slice}} [slice {{.}}]{{end}}{{with .Frame}} [frame {{.}}]{{end}}</a>{{else}}{{.URI}}{{with .Slice}} [slice {{.}}]{{end}}{{with .Frame}} [frame {{.}}]{{end}}{{end}} {{printf "%.4f" .Score}}</div>{{end}}</td></tr>
+{{end}}</table>{{if .More}}<p>{{.More}} more rows in studies.jsonl.</p>{{end}}{{end}}
 <h2>Curves</h2>
 <div class="plots">{{.ROC}}{{.PR}}</div>
 <h2>Score distribution</h2>
@@ -256,7 +270,16 @@ func HTML(sum *Summary, d *Digest) ([]byte, error) {
 		Groups        []htmlGroup
 		ROC, PR, Hist template.HTML
 		Tiles         []htmlTile
+		Studies       *htmlStudies
 	}{}
+	if d.Studies != nil {
+		rows := d.Studies.Rows
+		more := 0
+		if len(rows) > maxStudyRows {
+			rows, more = rows[:maxStudyRows], len(rows)-maxStudyRows
+		}
+		data.Studies = &htmlStudies{Summary: d.Studies.Summary, Rows: rows, More: more}
+	}
 	add := func(n, v string) { data.Rows = append(data.Rows, htmlRow{n, v}) }
 	add("input", sum.Input)
 	add("inputs", fmt.Sprint(sum.Inputs))

@@ -57,6 +57,11 @@ type Record struct {
 	Group     string            `json:"group,omitempty"`
 	Meta      map[string]string `json:"meta,omitempty"`
 	Heatmap   string            `json:"heatmap,omitempty"`
+	// Study and Series are the DICOM study and series identifiers (UIDs,
+	// or their salted hashes with --hash-uids); empty for other formats,
+	// whose file is their study.
+	Study  string `json:"study,omitempty"`
+	Series string `json:"series,omitempty"`
 	// Identity appears only with --include-phi.
 	Identity *Identity `json:"identity,omitempty"`
 }
@@ -109,7 +114,8 @@ func indexFields(index int, kind string) (slice, frame *int) {
 // NewRecord builds the scores.jsonl line of a result.
 func NewRecord(r score.Result, heatmap string, includePHI bool) Record {
 	it := r.Item
-	rec := Record{URI: it.URI, Score: r.Score, Anomalous: r.Anomalous, Group: it.Group, Heatmap: heatmap}
+	rec := Record{URI: it.URI, Score: r.Score, Anomalous: r.Anomalous, Group: it.Group, Heatmap: heatmap,
+		Study: it.Study, Series: it.Series}
 	rec.Slice, rec.Frame = indexFields(it.Index, it.IndexKind)
 	if it.Label >= 0 {
 		l := it.Label
@@ -130,6 +136,10 @@ func NewRecord(r score.Result, heatmap string, includePHI bool) Record {
 	return rec
 }
 
+// IdentityOf returns the --include-phi identity record of id, or nil when
+// id holds no patient identity.
+func IdentityOf(id pixels.Identity) *Identity { return identityOf(id) }
+
 func identityOf(id pixels.Identity) *Identity {
 	out := &Identity{PatientName: id.PatientName, PatientID: id.PatientID,
 		PatientBirthDate: id.PatientBirthDate, AccessionNumber: id.AccessionNumber}
@@ -147,6 +157,12 @@ func NewFailureRecord(f read.Failure) FailureRecord {
 		rec.Slice = &i
 	}
 	return rec
+}
+
+// WritesHeatmap reports whether Write writes the heatmap of a result under
+// a --heatmaps mode.
+func WritesHeatmap(mode string, anomalous bool) bool {
+	return mode == HeatmapsAll || mode == HeatmapsAnomalous && anomalous
 }
 
 // HeatmapName returns the heatmap file name (relative to the output folder)

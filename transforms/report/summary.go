@@ -3,7 +3,9 @@ package report
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
 	"time"
 
 	"github.com/multiad/multiad/io/storage"
@@ -31,6 +33,9 @@ type Digest struct {
 	Points  []Point          `json:"points"`
 	Gallery []GalleryEntry   `json:"gallery"`
 	Report  *evaluate.Report `json:"report,omitempty"`
+	// Studies is the study step's digest, read by Finish (not part of
+	// the pipeline's digest file).
+	Studies *StudyDigest `json:"-"`
 }
 
 // Metrics are the metrics of summary.json; absent ones need labels or
@@ -45,6 +50,9 @@ type Metrics struct {
 	PixelAUROC       *float64 `json:"pixel_auroc,omitempty"`
 	AUPRO            *float64 `json:"aupro,omitempty"`
 }
+
+// MetricsOf converts evaluated metrics to their summary.json form.
+func MetricsOf(m evaluate.Metrics) Metrics { return metricsOf(m) }
 
 func metricsOf(m evaluate.Metrics) Metrics {
 	return Metrics{Count: m.Count, Positives: m.Positives, ImageAUROC: m.ImageAUROC, ImageAP: m.ImageAP,
@@ -72,6 +80,75 @@ type Summary struct {
 	Throughput Throughput         `json:"throughput"`
 	Metrics    *Metrics           `json:"metrics,omitempty"`
 	ByGroup    map[string]Metrics `json:"by_group,omitempty"`
+	// Studies summarizes the series and studies (package study), when
+	// the pipeline grouped them.
+	Studies *StudySummary `json:"studies,omitempty"`
+	// Incremental describes a run with --state: what the ledger let it skip.
+	Incremental *Incremental `json:"incremental,omitempty"`
+}
+
+// StudySummary is summary.json's "studies": counts, and the study- and
+// series-level metrics where study labels exist (a study_label column, or
+// derived: a study is abnormal when any of its slices is).
+type StudySummary struct {
+	// Score is how a group's score comes from its slices: max or topk:K.
+	Score         string   `json:"score"`
+	Studies       int      `json:"studies"`
+	Series        int      `json:"series"`
+	Flagged       int      `json:"flagged_studies"`
+	FlaggedSeries int      `json:"flagged_series"`
+	Metrics       *Metrics `json:"metrics,omitempty"`
+	SeriesMetrics *Metrics `json:"series_metrics,omitempty"`
+	// Notes say why a metric is missing (e.g. every study is abnormal).
+	Notes []string `json:"notes,omitempty"`
+}
+
+// StudySlice is one of a study's top slices in the report.
+type StudySlice struct {
+	URI     string  `json:"uri"`
+	Slice   *int    `json:"slice,omitempty"`
+	Frame   *int    `json:"frame,omitempty"`
+	Score   float64 `json:"score"`
+	Heatmap string  `json:"heatmap,omitempty"`
+}
+
+// StudyRow is one study or series of the report's study table.
+type StudyRow struct {
+	Level     string       `json:"level"`
+	Study     string       `json:"study"`
+	Series    string       `json:"series,omitempty"`
+	Score     float64      `json:"score"`
+	Anomalous bool         `json:"anomalous"`
+	Label     *int         `json:"label,omitempty"`
+	Slices    int          `json:"slices"`
+	Top       []StudySlice `json:"top,omitempty"`
+}
+
+// StudyDigest is what the study step hands to Finish in StudyDigestFile:
+// the summary and the table's rows, highest score first.
+type StudyDigest struct {
+	Summary StudySummary `json:"summary"`
+	Rows    []StudyRow   `json:"rows"`
+}
+
+// StudyDigestFile is the study step's sidecar in the staging folder.
+const StudyDigestFile = "_studies.json"
+
+// maxStudyRows bounds the study table of report.html.
+const maxStudyRows = 500
+
+// Incremental is summary.json's "incremental" for a run with --state.
+type Incremental struct {
+	// State is the ledger URI; Run the run's folder name under runs/.
+	State string `json:"state"`
+	Run   string `json:"run"`
+	// Listed inputs, of which New, Changed and ModelChanged were scored and
+	// Unchanged skipped.
+	Listed       int `json:"listed"`
+	New          int `json:"new"`
+	Changed      int `json:"changed"`
+	ModelChanged int `json:"model_changed"`
+	Unchanged    int `json:"unchanged"`
 }
 
 // RunInfo is what the driver knows about a run.
@@ -83,6 +160,8 @@ type RunInfo struct {
 	GroupBy       string
 	Started       time.Time
 	Elapsed       time.Duration
+	// Incremental, when set, goes into summary.json as is.
+	Incremental *Incremental
 }
 
 // Finish reads the digest that Write left in dir and writes summary.json
@@ -98,7 +177,7 @@ func Finish(ctx context.Context, dir string, info RunInfo) (*Summary, error) {
 	}
 	sum := &Summary{Input: info.Input, Output: info.Output, Inputs: d.Inputs, Scored: d.Scored, Failed: d.Failed,
 		Threshold: info.Threshold, Model: info.Model, Heatmaps: info.Heatmaps, GroupBy: info.GroupBy,
-		Started: info.Started.UTC()}
+		Started: info.Started.UTC(), Incremental: info.Incremental}
 	sum.Throughput.Seconds = info.Elapsed.Seconds()
 	if s := info.Elapsed.Seconds(); s > 0 {
 		sum.Throughput.ImagesPerSecond = float64(d.Scored) / s
@@ -113,6 +192,17 @@ func Finish(ctx context.Context, dir string, info RunInfo) (*Summary, error) {
 			sum.ByGroup[g] = metricsOf(gm)
 		}
 	}
+	var studies *StudyDigest
+	if b, err := storage.ReadFile(ctx, storage.Join(dir, StudyDigestFile), 4<<30); err == nil {
+		studies = new(StudyDigest)
+		if err := json.Unmarshal(b, studies); err != nil {
+			return nil, fmt.Errorf("report: %s: %w", StudyDigestFile, err)
+		}
+		sum.Studies = &studies.Summary
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("report: %w", err)
+	}
+	d.Studies = studies
 	sj, err := json.MarshalIndent(sum, "", "  ")
 	if err != nil {
 		return nil, err

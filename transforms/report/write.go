@@ -92,7 +92,7 @@ type lineFn struct {
 
 func (f *lineFn) ProcessElement(ctx context.Context, r score.Result) (Line, error) {
 	heatmap := ""
-	if r.Map != nil && (f.Opt.Heatmaps == HeatmapsAll || f.Opt.Heatmaps == HeatmapsAnomalous && r.Anomalous) {
+	if r.Map != nil && WritesHeatmap(f.Opt.Heatmaps, r.Anomalous) {
 		png, err := OverlayPNG(r, f.Opt.MapLo, f.Opt.MapHi)
 		if err != nil {
 			return Line{}, err

@@ -84,22 +84,22 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		}
 	}
 	n := len(tensors)
-	benchutil.Progress(name, "raw loop: %d images, batch %d, %d threads, %d runs", n, o.batch, o.threads, o.runs)
-	rawSecs, err := benchutil.Time(1, o.runs, func() error {
-		for i := 0; i < n; i += o.batch {
-			if _, _, err := m.Score(tensors[i:min(i+o.batch, n)]); err != nil {
-				return err
+	rawOnce := func() (float64, error) {
+		secs, err := benchutil.Time(0, 1, func() error {
+			for i := 0; i < n; i += o.batch {
+				if _, _, err := m.Score(tensors[i:min(i+o.batch, n)]); err != nil {
+					return err
+				}
 			}
+			return nil
+		})
+		if err != nil {
+			return 0, err
 		}
-		return nil
-	})
-	if err != nil {
-		return err
+		return secs[0], nil
 	}
-	raw := benchutil.Summarize(rawSecs).Rate(float64(n))
 
 	// The floor: FLOPs per image over the measured peak, same threads.
-	var peak benchutil.Stats
 	var tf, sf int64
 	shared, serr := benchutil.Shared()
 	if serr == nil {
@@ -108,60 +108,78 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	if serr != nil {
 		benchutil.Progress(name, "no FLOP count: %v", serr)
 	}
-	benchutil.Progress(name, "sgemm peak: ONNX Runtime MatMul %d², %d threads", o.peakN, o.threads)
-	if peak, err = benchutil.PeakGFLOPS(o.peakN, o.threads, max(o.runs, 5)); err != nil {
-		return err
-	}
 	flops := float64(tf + sf)
 
-	// The pipeline: the whole process, files on disk to committed reports.
-	var wall, inner benchutil.Stats
+	// The raw loop, the pipeline (the whole process, files on disk to
+	// committed reports) and the sgemm peak take turns within each run, so
+	// that a shared machine's drifting load affects them alike.
+	var rawSecs, wallSecs, innerSecs, peakRates []float64
 	scored := 0
-	if o.bin != "" {
-		var wallSecs, innerSecs []float64
-		for r := 0; r < o.runs+1; r++ {
-			out := filepath.Join(o.tmp, fmt.Sprintf("out%d", r))
-			benchutil.Progress(name, "multiad score run %d/%d (first is warm-up)", r+1, o.runs+1)
-			secs, err := benchutil.Time(0, 1, func() error {
-				cmd := exec.CommandContext(ctx, o.bin, "score", "--model", o.model, "--input", o.input, "--output", out,
-					"--batch-size", fmt.Sprint(o.batch), "--threads", fmt.Sprint(o.threads), "--device", "cpu")
-				logf, err := os.Create(out + ".log")
-				if err != nil {
-					return err
-				}
-				defer logf.Close()
-				cmd.Stdout, cmd.Stderr = logf, logf
-				if err := cmd.Run(); err != nil {
-					tail, _ := os.ReadFile(out + ".log")
-					if len(tail) > 3000 {
-						tail = tail[len(tail)-3000:]
-					}
-					return fmt.Errorf("%s score: %w\n%s", o.bin, err, tail)
-				}
-				return nil
-			})
-			if err != nil {
-				return err
-			}
-			var sum struct {
-				Scored     int
-				Throughput struct{ Seconds float64 }
-			}
-			js, err := os.ReadFile(filepath.Join(out, "summary.json"))
-			if err != nil {
-				return err
-			}
-			if err := json.Unmarshal(js, &sum); err != nil {
-				return fmt.Errorf("%s/summary.json: %w", out, err)
-			}
-			os.RemoveAll(out)
-			if r == 0 {
-				continue
-			}
-			scored = sum.Scored
-			wallSecs = append(wallSecs, secs[0])
-			innerSecs = append(innerSecs, sum.Throughput.Seconds)
+	for r := 0; r < o.runs+1; r++ {
+		benchutil.Progress(name, "run %d/%d (first is warm-up): raw loop over %d images, batch %d, %d threads", r+1, o.runs+1, n, o.batch, o.threads)
+		s, err := rawOnce()
+		if err != nil {
+			return err
 		}
+		if r > 0 {
+			rawSecs = append(rawSecs, s)
+		}
+		p, err := benchutil.PeakGFLOPS(o.peakN, o.threads, 1)
+		if err != nil {
+			return err
+		}
+		if r > 0 {
+			peakRates = append(peakRates, p.Median)
+		}
+		if o.bin == "" {
+			continue
+		}
+		out := filepath.Join(o.tmp, fmt.Sprintf("out%d", r))
+		benchutil.Progress(name, "run %d/%d: multiad score --input %s", r+1, o.runs+1, o.input)
+		secs, err := benchutil.Time(0, 1, func() error {
+			cmd := exec.CommandContext(ctx, o.bin, "score", "--model", o.model, "--input", o.input, "--output", out,
+				"--batch-size", fmt.Sprint(o.batch), "--threads", fmt.Sprint(o.threads), "--device", "cpu")
+			logf, err := os.Create(out + ".log")
+			if err != nil {
+				return err
+			}
+			defer logf.Close()
+			cmd.Stdout, cmd.Stderr = logf, logf
+			if err := cmd.Run(); err != nil {
+				tail, _ := os.ReadFile(out + ".log")
+				if len(tail) > 3000 {
+					tail = tail[len(tail)-3000:]
+				}
+				return fmt.Errorf("%s score: %w\n%s", o.bin, err, tail)
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		var sum struct {
+			Scored     int
+			Throughput struct{ Seconds float64 }
+		}
+		js, err := os.ReadFile(filepath.Join(out, "summary.json"))
+		if err != nil {
+			return err
+		}
+		if err := json.Unmarshal(js, &sum); err != nil {
+			return fmt.Errorf("%s/summary.json: %w", out, err)
+		}
+		os.RemoveAll(out)
+		if r == 0 {
+			continue
+		}
+		scored = sum.Scored
+		wallSecs = append(wallSecs, secs[0])
+		innerSecs = append(innerSecs, sum.Throughput.Seconds)
+	}
+	raw := benchutil.Summarize(rawSecs).Rate(float64(n))
+	peak := benchutil.Summarize(peakRates)
+	var wall, inner benchutil.Stats
+	if o.bin != "" {
 		wall = benchutil.Summarize(wallSecs).Rate(float64(scored))
 		inner = benchutil.Summarize(innerSecs).Rate(float64(scored))
 	}
@@ -188,6 +206,25 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 			"The raw loop runs at %.1f GFLOP/s, %.0f%% of that peak.\n\n",
 			float64(tf)/1e9, float64(sf)/1e9, m.Size(), o.peakN, o.threads, peak.Format("%.1f"),
 			raw.Median*flops/1e9, 100*raw.Median*flops/1e9/peak.Median)
+	}
+	if o.bin != "" {
+		verdict := "misses"
+		if wall.Median/raw.Median >= 0.85 {
+			verdict = "meets"
+		}
+		fmt.Fprintf(stdout, "Reading: `multiad score` runs at %.0f%% of the raw loop here, so it %s the 85%% target. "+
+			"The raw loop only runs ONNX Runtime on tensors that are already decoded and resized; the pipeline, on the same cores, "+
+			"also lists and decodes the files, preprocesses, computes the pixel metrics (two passes over every map), writes the reports, "+
+			"and pays Beam's per-element costs under Prism (coding each result's %d² map and gray image between stages, watermark bookkeeping). "+
+			"Every CPU-second spent outside inference is taken from ONNX Runtime's threads, so the efficiency is roughly inference CPU ÷ total CPU; "+
+			"the Scaling section times the stages the pipeline calls, and the report that ships with this file names the profile's shares. "+
+			"Start-up (process, Prism, model load) is the gap between the wall-time and pipeline-time rows: %.1f s of %.1f s.\n\n",
+			100*wall.Median/raw.Median, verdict, m.Size(), float64(scored)/wall.Median-float64(scored)/inner.Median, float64(scored)/wall.Median)
+	}
+	if flops > 0 {
+		fmt.Fprintf(stdout, "Against the hardware, the raw loop itself reaches %.0f%% of the sgemm peak: at %d² and batch %d MobileNetV2's depthwise "+
+			"and 1×1 convolutions and the student's small convolutions are short, memory-bound kernels that ONNX Runtime cannot run at matrix-multiply speed.\n\n",
+			100*raw.Median*flops/1e9/peak.Median, m.Size(), o.batch)
 	}
 	fig.Set("raw_images_per_s", raw.Median)
 	if o.bin != "" {

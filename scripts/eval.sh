@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# make eval: train and evaluate Multi-AD on the two real datasets in the
+# shared folder and print the accuracy table (image AUROC, pixel AUROC,
+# AU-PRO). The two trainings run in parallel (GoMLX's pure-Go backend uses
+# about one core each). `make ablation` (--ablation) repeats it without SE,
+# without the discriminator, and with product instead of sum fusion.
+#   EVAL_EPOCHS (default 20), EVAL_SIZE (128), EVAL_OUT (out/eval), EVAL_ARGS (extra train flags)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+shared=${MULTIAD_SHARED:-$(cd .. && pwd)/shared}
+out=${EVAL_OUT:-out/eval}
+epochs=${EVAL_EPOCHS:-20}
+size=${EVAL_SIZE:-128}
+bin=./bin/multiad
+tiles="$shared/data/industrial/magnetic_tile"
+lgg="$shared/data/medical/lgg_flair"
+variants=("multiad:")
+if [ "${1:-}" = --ablation ]; then
+  variants=("multiad:" "no-se:--se-reduction 0" "no-disc:--adv-weight 0" "product:--fusion product")
+fi
+mkdir -p "$out"
+start=$(date +%s)
+for v in "${variants[@]}"; do
+  name=${v%%:*}; extra=${v#*:}
+  mkdir -p "$out/$name"
+  echo "eval: [$name] training on tiles and lgg_flair ($epochs epochs at ${size}px) ..."
+  $bin train --data "$tiles" --out "$out/$name/tiles.bundle" --size "$size" --epochs "$epochs" --threads 1 $extra ${EVAL_ARGS:-} > "$out/$name/tiles.train.log" 2>&1 &
+  p1=$!
+  $bin train --data "$lgg/train.csv" --out "$out/$name/lgg.bundle" --size "$size" --epochs "$epochs" --threads 1 $extra ${EVAL_ARGS:-} > "$out/$name/lgg.train.log" 2>&1 &
+  p2=$!
+  while kill -0 $p1 2>/dev/null || kill -0 $p2 2>/dev/null; do
+    sleep 30
+    echo "eval: [$name] $(( $(date +%s) - start ))s | tiles: $(tail -c 200 "$out/$name/tiles.train.log" | tr '\r' '\n' | tail -1) | lgg: $(tail -c 200 "$out/$name/lgg.train.log" | tr '\r' '\n' | tail -1)"
+  done
+  wait $p1 || { cat "$out/$name/tiles.train.log"; exit 1; }
+  wait $p2 || { cat "$out/$name/lgg.train.log"; exit 1; }
+  echo "eval: [$name] scoring the test sets on Prism ..."
+  $bin score --model "$out/$name/tiles.bundle" --input "$tiles" --output "$out/$name/tiles" --heatmaps none --threads 2 > "$out/$name/tiles.score.log" 2>&1
+  $bin score --model "$out/$name/lgg.bundle" --input "$lgg/test.csv" --output "$out/$name/lgg" --heatmaps none --threads 2 > "$out/$name/lgg.score.log" 2>&1
+done
+echo
+echo "| variant | dataset | images | image AUROC | pixel AUROC | AU-PRO | image AP | F1-max |"
+echo "|---|---|---|---|---|---|---|---|"
+for v in "${variants[@]}"; do
+  name=${v%%:*}
+  for d in tiles lgg; do
+    jq -r --arg v "$name" --arg d "$d" '"| \($v) | \($d) | \(.scored) | \(.metrics.image_auroc // "-" | tostring | .[0:6]) | \(.metrics.pixel_auroc // "-" | tostring | .[0:6]) | \(.metrics.aupro // "-" | tostring | .[0:6]) | \(.metrics.image_ap // "-" | tostring | .[0:6]) | \(.metrics.image_f1_max // "-" | tostring | .[0:6]) |"' "$out/$name/$d/summary.json"
+  done
+done
+echo
+echo "eval: done in $(( $(date +%s) - start ))s; outputs in $out"

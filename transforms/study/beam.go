@@ -1,0 +1,104 @@
+package study
+
+import (
+	"bytes"
+	"encoding/gob"
+	"fmt"
+	"io"
+	"reflect"
+
+	"github.com/apache/beam/sdks/v2/go/pkg/beam"
+	"github.com/apache/beam/sdks/v2/go/pkg/beam/register"
+
+	"github.com/multiad/multiad/transforms/score"
+)
+
+func init() {
+	for _, t := range []reflect.Type{reflect.TypeFor[Slice](), reflect.TypeFor[Group](), reflect.TypeFor[Accumulator]()} {
+		beam.RegisterType(t)
+	}
+	// Slices, groups and accumulators carry maps, pointers and anomaly
+	// maps; they travel gob-encoded.
+	// (Beam resolves coder functions by symbol name, so each type has its
+	// own non-generic pair.)
+	beam.RegisterCoder(reflect.TypeFor[Slice](), encodeSlice, decodeSlice)
+	beam.RegisterCoder(reflect.TypeFor[Group](), encodeGroup, decodeGroup)
+	beam.RegisterCoder(reflect.TypeFor[Accumulator](), encodeAccumulator, decodeAccumulator)
+	register.Combiner3[Accumulator, Slice, Group](&CombineFn{})
+	register.DoFn2x0[score.Result, func(score.Result)](&identifyFn{})
+	register.DoFn2x0[score.Result, func(string, Slice)](&keyFn{})
+	register.Function2x1[string, Group, Group](withKey)
+	register.Emitter1[score.Result]()
+	register.Emitter2[string, Slice]()
+}
+
+func encodeSlice(v Slice) ([]byte, error)             { return encodeGob(v) }
+func decodeSlice(b []byte) (Slice, error)             { return decodeGob[Slice](b) }
+func encodeGroup(v Group) ([]byte, error)             { return encodeGob(v) }
+func decodeGroup(b []byte) (Group, error)             { return decodeGob[Group](b) }
+func encodeAccumulator(v Accumulator) ([]byte, error) { return encodeGob(v) }
+func decodeAccumulator(b []byte) (Accumulator, error) { return decodeGob[Accumulator](b) }
+
+func encodeGob[T any](v T) ([]byte, error) {
+	var buf bytes.Buffer
+	if err := gob.NewEncoder(&buf).Encode(&v); err != nil {
+		return nil, fmt.Errorf("study: encoding %T: %w", v, err)
+	}
+	return buf.Bytes(), nil
+}
+
+func decodeGob[T any](b []byte) (T, error) {
+	var v T
+	if err := gob.NewDecoder(bytes.NewReader(b)).Decode(&v); err != nil && err != io.EOF {
+		return v, fmt.Errorf("study: decoding %T: %w", v, err)
+	}
+	return v, nil
+}
+
+// Identify replaces the study and series UIDs of a PCollection<score.Result>
+// by their salted hashes (HashUID) when salt is not empty; it returns
+// results unchanged otherwise. Apply it before anything is written.
+func Identify(s beam.Scope, results beam.PCollection, salt string) beam.PCollection {
+	if salt == "" {
+		return results
+	}
+	return beam.ParDo(s.Scope("study.Identify"), &identifyFn{Salt: salt}, results)
+}
+
+type identifyFn struct{ Salt string }
+
+func (f *identifyFn) ProcessElement(r score.Result, emit func(score.Result)) {
+	r.Item.Study, r.Item.Series = HashUID(f.Salt, r.Item.Study), HashUID(f.Salt, r.Item.Series)
+	emit(r)
+}
+
+// Options configure Groups.
+type Options struct {
+	// K is the number of top slice scores averaged into a group's score
+	// (ParseScore; 0 or 1: the maximum).
+	K int
+	// Keep is the number of top slices a Group lists (DefaultTop when 0).
+	Keep int
+	// Threshold is the bundle's score threshold: a group is anomalous when
+	// its score exceeds it.
+	Threshold float64
+}
+
+// Groups combines a PCollection<score.Result> into a PCollection<Group>:
+// one per study and one per DICOM series.
+func Groups(s beam.Scope, results beam.PCollection, opt Options) beam.PCollection {
+	s = s.Scope("study.Groups")
+	keyed := beam.ParDo(s, &keyFn{}, results)
+	combined := beam.CombinePerKey(s, &CombineFn{K: opt.K, Keep: opt.Keep, Threshold: opt.Threshold}, keyed)
+	return beam.ParDo(s, withKey, combined)
+}
+
+// keyFn keys a result's Slice by its study and series.
+type keyFn struct{}
+
+func (f *keyFn) ProcessElement(r score.Result, emit func(string, Slice)) {
+	sl := FromResult(r)
+	for _, k := range Keys(sl) {
+		emit(k, sl)
+	}
+}
