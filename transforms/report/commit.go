@@ -2,15 +2,11 @@ package report
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 
-	gcs "cloud.google.com/go/storage"
 
 	"github.com/multiad/multiad/io/storage"
 )
@@ -100,59 +96,7 @@ func move(ctx context.Context, src, dst string) error {
 }
 
 // remove deletes one file or object; a missing one is not an error.
-func remove(ctx context.Context, uri string) error {
-	if !storage.IsRemote(uri) {
-		if err := os.Remove(localOf(uri)); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return fmt.Errorf("report: %w", err)
-		}
-		return nil
-	}
-	c, err := gcsClient(ctx)
-	if err != nil {
-		return err
-	}
-	bucket, object, _ := strings.Cut(strings.TrimPrefix(uri, "gs://"), "/")
-	if err := c.Bucket(bucket).Object(object).Delete(ctx); err != nil && !errors.Is(err, gcs.ErrObjectNotExist) {
-		return fmt.Errorf("report: deleting %s: %w", uri, err)
-	}
-	return nil
-}
+func remove(ctx context.Context, uri string) error { return storage.Remove(ctx, uri) }
 
 // removeAll deletes a folder (every object under a GCS prefix).
-func removeAll(ctx context.Context, dir string) error {
-	if !storage.IsRemote(dir) {
-		if err := os.RemoveAll(localOf(dir)); err != nil {
-			return fmt.Errorf("report: %w", err)
-		}
-		return nil
-	}
-	files, err := storage.List(ctx, dir)
-	if err != nil {
-		return fmt.Errorf("report: %w", err)
-	}
-	for _, f := range files {
-		if err := remove(ctx, f); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-var (
-	gcsOnce sync.Once
-	gcsC    *gcs.Client
-	gcsErr  error
-)
-
-// gcsClient is the client used for deletes, which io/storage does not offer
-// (TODO: move into io/storage as storage.Remove). The Go client honours
-// STORAGE_EMULATOR_HOST by itself.
-func gcsClient(ctx context.Context) (*gcs.Client, error) {
-	gcsOnce.Do(func() {
-		gcsC, gcsErr = gcs.NewClient(context.WithoutCancel(ctx))
-		if gcsErr != nil {
-			gcsErr = fmt.Errorf("report: GCS client: %w", gcsErr)
-		}
-	})
-	return gcsC, gcsErr
-}
+func removeAll(ctx context.Context, dir string) error { return storage.RemoveAll(ctx, dir) }
