@@ -7,7 +7,7 @@
 #
 # Environment: MULTIAD_SHARED (default ../shared), BENCH_RUNS (default 5),
 # BENCH_OUT (work folder, default /tmp/multiad-bench), BENCH_MEMORY_SIZES
-# (default 1000,10000). bin/multiad must be built (make build).
+# (default 250,1000,10000; sizes whose extrapolated peak RSS passes 40% of memory are skipped). bin/multiad must be built (make build).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -52,18 +52,19 @@ bundle=$out/bundle
 cmd_train="$bin train --data $tiles --size 128 --epochs 1 --max-images 64 --threads 2 --out $bundle"
 needs_bundle=0
 for n in "${names[@]}"; do case $n in scoring|scaling|memory) needs_bundle=1 ;; esac; done
-if [ $needs_bundle = 1 ] && [ ! -f "$bundle/model.json" ]; then
+if [ $needs_bundle = 1 ]; then
+  rm -rf "$bundle"
   log "training a small bundle for the scoring benchmarks: $cmd_train"
   $cmd_train >"$out/train-bundle.log" 2>&1 || { tail -20 "$out/train-bundle.log" >&2; exit 1; }
 fi
 
 declare -A cmds
 cmds[scoring]="bin/bench/scoring -name tiles -model $bundle -input $tiles -bin $bin -runs $runs && bin/bench/scoring -name lgg_dicom -model $bundle -input $lgg -bin $bin -runs $runs"
-cmds[scaling]="bin/bench/stages -model $bundle -input $tiles -max 120 -runs $runs -threads 1,2 -batch 1,4,16"
-cmds[decode]="bin/bench/decode -runs $runs"
+cmds[scaling]="bin/bench/stages -model $bundle -input $tiles -max 80 -runs $runs -threads 1,2 -batch 1,4,16"
+cmds[decode]="bin/bench/decode -runs $runs -min-secs 0.2"
 cmds[metrics]="bin/bench/metrics -runs $runs"
 cmds[train]="bin/bench/train -runs $runs"
-cmds[memory]="bin/bench/memory -bin $bin -model $bundle -input $tiles -sizes ${BENCH_MEMORY_SIZES:-1000,10000}"
+cmds[memory]="bin/bench/memory -bin $bin -model $bundle -input $tiles -sizes ${BENCH_MEMORY_SIZES:-250,1000,10000}"
 
 start=$(date +%s)
 for n in "${names[@]}"; do

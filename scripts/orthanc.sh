@@ -18,12 +18,13 @@ dir=${MULTIAD_ORTHANC_DIR:-/tmp/multiad-orthanc-$(id -u)}
 port=${MULTIAD_ORTHANC_PORT:-8042}
 url="http://127.0.0.1:$port"
 
-up() { curl -fsS -m 2 "$url/system" >/dev/null 2>&1; }
+# up: Orthanc answers, with the DICOMweb plugin.
+up() { curl -fsS -m 2 "$url/system" >/dev/null 2>&1 && curl -fsS -m 2 "$url/dicom-web/studies?limit=1" >/dev/null 2>&1; }
 
 case "${1:-}" in
 start)
   if up; then
-    echo "orthanc: already answering at $url" >&2
+    echo "orthanc: already answering at $url (with DICOMweb)" >&2
     echo "$url"
     exit 0
   fi

@@ -2,9 +2,10 @@
 
 usage: decode_ref.py SPEC.json RUNS
 
-SPEC.json maps a group name to {"kind": "dicom"|"nifti", "files": [paths]}.
+SPEC.json maps a group name to {"kind": "dicom"|"nifti", "files": [paths],
+"reps": N}.
 Every file is read into memory first; each timed run decodes all files of a
-group from memory: pydicom.dcmread + pixel_array (with whatever pixel data
+group from memory, "reps" times (default 1): pydicom.dcmread + pixel_array (with whatever pixel data
 handlers this pydicom has), or nibabel's Nifti1Image.from_bytes of the
 gunzipped bytes + the data array. Prints one JSON object: per group the
 seconds of each run, the decoded bytes, and an error when the reference
@@ -43,8 +44,9 @@ def main():
             res["bytes"] = int(sum(dec(b).nbytes for b in blobs))  # warm-up
             for r in range(runs):
                 t = time.perf_counter()
-                for b in blobs:
-                    dec(b)
+                for _ in range(g.get("reps", 1)):
+                    for b in blobs:
+                        dec(b)
                 res["secs"].append(time.perf_counter() - t)
                 print(f"[decode_ref] {name} run {r + 1}/{runs}: {res['secs'][-1]:.3f} s", file=sys.stderr)
         except Exception as e:  # the reference has no handler for this syntax

@@ -115,10 +115,8 @@ func Parse(uri string) (Location, error) {
 			break
 		}
 	}
-	for _, s := range []string{l.Study, l.Series, l.Instance} {
-		if s != "" && !validUID(s) {
-			return Location{}, fmt.Errorf("dicomweb: %q: %q is not a UID", uri, s)
-		}
+	if l.Study == "" && len(segs) >= 2 && segs[len(segs)-2] == "studies" {
+		return Location{}, fmt.Errorf("dicomweb: %q: %q is not a UID", uri, segs[len(segs)-1])
 	}
 	l.Base = httpScheme + "://" + u.Host
 	if len(base) > 0 {
@@ -132,15 +130,16 @@ func Parse(uri string) (Location, error) {
 }
 
 // scopeOK reports whether segs is studies/S, studies/S/series/R or
-// studies/S/series/R/instances/I.
+// studies/S/series/R/instances/I with UIDs S, R, I (so that a base path
+// with a segment named "studies" stays part of the base).
 func scopeOK(segs []string) bool {
 	switch len(segs) {
 	case 2:
-		return segs[1] != ""
+		return validUID(segs[1])
 	case 4:
-		return segs[1] != "" && segs[2] == "series" && segs[3] != ""
+		return validUID(segs[1]) && segs[2] == "series" && validUID(segs[3])
 	case 6:
-		return segs[1] != "" && segs[2] == "series" && segs[3] != "" && segs[4] == "instances" && segs[5] != ""
+		return validUID(segs[1]) && segs[2] == "series" && validUID(segs[3]) && segs[4] == "instances" && validUID(segs[5])
 	}
 	return false
 }

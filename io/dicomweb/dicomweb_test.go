@@ -33,6 +33,8 @@ func TestParse(t *testing.T) {
 		// Google Cloud Healthcare API: the base itself contains "studies"-free segments.
 		{uri: "dicomweb://healthcare.googleapis.com/v1/projects/p/locations/l/datasets/d/dicomStores/s/dicomWeb/studies/1.2",
 			base: "https://healthcare.googleapis.com/v1/projects/p/locations/l/datasets/d/dicomStores/s/dicomWeb", study: "1.2"},
+		// A base path segment named "studies" (a DICOM store called so).
+		{uri: "dicomweb://h/stores/studies/dicomWeb/studies/1.2", base: "https://h/stores/studies/dicomWeb", study: "1.2"},
 		{uri: "http://h/dw", err: true},
 		{uri: "dicomweb:///dw", err: true},
 		{uri: "dicomweb+http://u:p@h/dw", err: true},

@@ -245,3 +245,50 @@ func TestNightly(t *testing.T) {
 	}
 	t.Logf("timing: full night of 8 files %v, incremental night of 3 changed among 10 %v", full.Round(time.Millisecond), incr.Round(time.Millisecond))
 }
+
+// TestNightlyTiming measures an incremental night against a full run over
+// all of lgg_dicom (116 slices), with the bundle named by
+// $MULTIAD_TEST_BUNDLE; skipped unless $MULTIAD_NIGHTLY_BENCH is set.
+func TestNightlyTiming(t *testing.T) {
+	if os.Getenv("MULTIAD_NIGHTLY_BENCH") == "" {
+		t.Skip("MULTIAD_NIGHTLY_BENCH not set")
+	}
+	bundle := os.Getenv("MULTIAD_TEST_BUNDLE")
+	if bundle == "" {
+		bundle = testBundle(t)
+	}
+	ctx := context.Background()
+	root := t.TempDir()
+	data := filepath.Join(root, "archive")
+	counts := []int{48, 36, 32}
+	var last []string
+	for i, p := range patients {
+		n := counts[i]
+		if i == 0 {
+			n -= 3 // held back for the second night
+		}
+		copySlices(t, data, p, 0, n)
+	}
+	timed := func(name string, o Options) *Summary {
+		start := time.Now()
+		sum, err := Run(ctx, o)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		t.Logf("%s: %d images scored in %v", name, sum.Scored, time.Since(start).Round(time.Millisecond))
+		return sum
+	}
+	// The first run loads the model into the process's cache; the others
+	// reuse it, as the nights of a long-lived worker would.
+	full := Options{Model: bundle, Input: data, Output: filepath.Join(root, "full"), Heatmaps: report.HeatmapsAnomalous, Device: "cpu"}
+	timed("warm-up full run (no ledger, 113 files)", full)
+	opt := full
+	opt.Output, opt.State = filepath.Join(root, "out"), filepath.Join(root, "ledger.jsonl")
+	timed("night 1 (incremental, empty ledger, 113 files)", opt)
+	last = copySlices(t, data, patients[0], counts[0]-3, counts[0])
+	if sum := timed("night 2 (incremental, 3 new of 116)", opt); sum.Scored != len(last) {
+		t.Errorf("night 2 scored %d, want %d", sum.Scored, len(last))
+	}
+	timed("night 3 (incremental, nothing new of 116)", opt)
+	timed("full run (no ledger, 116 files)", full)
+}

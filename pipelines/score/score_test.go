@@ -134,6 +134,8 @@ type scoreLine struct {
 	Group     string            `json:"group"`
 	Meta      map[string]string `json:"meta"`
 	Heatmap   string            `json:"heatmap"`
+	Study     string            `json:"study"`
+	Series    string            `json:"series"`
 }
 
 type failLine struct {

@@ -147,3 +147,21 @@ func TestSelect(t *testing.T) {
 func fileURI(f read.File) string { return f.URI }
 
 func init() { register.Function1x1[read.File, string](fileURI) }
+
+// FuzzParse: any ledger text parses or fails with an error; what parses
+// formats and parses back to the same entries.
+func FuzzParse(f *testing.F) {
+	f.Add([]byte(`{"uri":"gs://b/a.dcm","size":10,"mtime":"2026-11-29T01:02:03.456Z","generation":7,"model_sha256":"ab","run":"r"}` + "\n"))
+	f.Add([]byte("\n\n{\"uri\":\"x\"}\n{"))
+	f.Add([]byte(`{"uri":"","size":-1}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		es, err := Parse("fuzz", data)
+		if err != nil {
+			return
+		}
+		again, err := Parse("fuzz", Format(es))
+		if err != nil || len(again) != len(es) {
+			t.Fatalf("round trip: %d entries, then %d (%v)", len(es), len(again), err)
+		}
+	})
+}

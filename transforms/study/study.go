@@ -13,9 +13,10 @@
 // the study digest that report.Finish turns into summary.json's "studies"
 // and report.html's study table.
 //
-// Labels: a study_label manifest column gives a study's label; without one
-// it is derived from the slices: abnormal when any slice is labelled 1,
-// normal when every slice is labelled 0, unknown otherwise.
+// Labels: a study_label manifest column gives a study's label (and its
+// series'); without one it is derived from the slices: abnormal when any
+// slice is labelled 1, normal when every slice is labelled 0, unknown
+// otherwise.
 package study
 
 import (

@@ -38,6 +38,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	input := fs.String("input", "", "images to repeat (directory or MVTec layout)")
 	sizeList := fs.String("sizes", "1000,10000", "input sizes in images")
 	threads := fs.Int("threads", 2, "ONNX Runtime intra-op threads")
+	budget := fs.Float64("max-rss-mib", 0, "skip a size whose extrapolated peak RSS exceeds this, and kill a run that exceeds it (0: 40% of MemTotal)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -73,10 +74,22 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	defer os.RemoveAll(tmp)
+	if *budget <= 0 {
+		*budget = 0.4 * memTotalMiB()
+	}
 	fig := &benchutil.Figures{Name: "memory"}
+	var done [][2]float64 // (images, MiB) of finished runs
 	t := benchutil.Table{Header: []string{"images", "peak RSS", "wall time", "images/s"}}
-	var first float64
 	for _, n := range sizes {
+		if k := len(done); k >= 2 {
+			slope := (done[k-1][1] - done[k-2][1]) / (done[k-1][0] - done[k-2][0])
+			if est := done[k-1][1] + slope*(float64(n)-done[k-1][0]); est > *budget {
+				benchutil.Progress("memory", "skipping %d images: extrapolated peak RSS %.0f MiB exceeds the %.0f MiB budget", n, est, *budget)
+				t.Add(fmt.Sprint(n), fmt.Sprintf("not run: ≈ %.0f MiB extrapolated (%.2f MiB/image) > %.0f MiB budget", est, slope, *budget), "", "")
+				fig.Set(fmt.Sprintf("n%d.peak_rss_mib_extrapolated", n), est)
+				continue
+			}
+		}
 		dir := filepath.Join(tmp, fmt.Sprint(n))
 		manifest, err := repeat(dir, items, n)
 		if err != nil {
@@ -92,8 +105,15 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 			"--threads", fmt.Sprint(*threads), "--device", "cpu")
 		cmd.Stdout, cmd.Stderr = logf, logf
 		start := time.Now()
-		err = cmd.Run()
+		if err := cmd.Start(); err != nil {
+			return err
+		}
+		killed := watch(cmd.Process.Pid, *budget)
+		err = cmd.Wait()
 		wall := time.Since(start).Seconds()
+		if *killed {
+			return fmt.Errorf("memory: %d images: the run passed the %.0f MiB budget and was stopped", n, *budget)
+		}
 		logf.Close()
 		if err != nil {
 			tail, _ := os.ReadFile(filepath.Join(dir, "score.log"))
@@ -107,27 +127,20 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 			return fmt.Errorf("memory: no rusage on this platform")
 		}
 		mib := float64(ru.Maxrss) / 1024 // kilobytes on Linux
-		if first == 0 {
-			first = mib
-		}
 		t.Add(fmt.Sprint(n), fmt.Sprintf("%.0f MiB", mib), fmt.Sprintf("%.1f s", wall), fmt.Sprintf("%.1f", float64(n)/wall))
 		fig.Set(fmt.Sprintf("n%d.peak_rss_mib", n), mib)
+		done = append(done, [2]float64{float64(n), mib})
 		fig.Set(fmt.Sprintf("n%d.images_per_s", n), float64(n)/wall)
 		os.RemoveAll(dir)
 	}
 	fmt.Fprintf(stdout, "### Memory: peak RSS of `multiad score` (%d real test images repeated; batch 1 (CPU default), %d threads, one run each)\n\n", len(items), *threads)
 	t.Write(stdout)
-	if len(sizes) > 1 {
-		var last float64
-		fmt.Sscanf(t.Rows[len(t.Rows)-1][1], "%f", &last)
-		fig.Set("growth_ratio", last/first)
-	}
-	if len(sizes) > 1 {
-		var a, b float64
-		fmt.Sscanf(t.Rows[0][1], "%f", &a)
-		fmt.Sscanf(t.Rows[len(t.Rows)-1][1], "%f", &b)
-		fmt.Fprintf(stdout, "Reading: from %d to %d images (%.0f× more) peak RSS goes from %.0f to %.0f MiB (%.2f×). ",
-			sizes[0], sizes[len(sizes)-1], float64(sizes[len(sizes)-1])/float64(sizes[0]), a, b, b/a)
+	if k := len(done); k > 1 {
+		a, b := done[0][1], done[k-1][1]
+		fig.Set("growth_ratio", b/a)
+		fig.Set("mib_per_1000_images", 1000*(b-a)/(done[k-1][0]-done[0][0]))
+		fmt.Fprintf(stdout, "Reading: from %.0f to %.0f images (%.0f× more) peak RSS goes from %.0f to %.0f MiB (%.2f×, %.2f MiB per image). ",
+			done[0][0], done[k-1][0], done[k-1][0]/done[0][0], a, b, b/a, (b-a)/(done[k-1][0]-done[0][0]))
 		if b > 1.25*a {
 			fmt.Fprintln(stdout, "It does not stay flat. Prism, the local runner, holds the elements waiting between stages in memory, and "+
 				"every scoring result travels with S×S maps (the anomaly map and gray input for heatmaps, and a copy of the map with its resized "+
@@ -188,4 +201,45 @@ func repeat(dir string, items []read.Item, n int) (string, error) {
 		return "", err
 	}
 	return path, f.Close()
+}
+
+// memTotalMiB returns MemTotal from /proc/meminfo in MiB (8 GiB if unknown).
+func memTotalMiB() float64 {
+	data, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		return 8192
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "MemTotal:" {
+			kb, _ := strconv.ParseFloat(f[1], 64)
+			return kb / 1024
+		}
+	}
+	return 8192
+}
+
+// watch polls the RSS of pid every 200 ms and kills the process when it
+// passes budget MiB; the returned flag is set when it did.
+func watch(pid int, budget float64) *bool {
+	killed := new(bool)
+	go func() {
+		for {
+			data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+			if err != nil {
+				return
+			}
+			for _, line := range strings.Split(string(data), "\n") {
+				if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmRSS:" {
+					kb, _ := strconv.ParseFloat(f[1], 64)
+					if kb/1024 > budget {
+						*killed = true
+						syscall.Kill(pid, syscall.SIGKILL)
+						return
+					}
+				}
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}()
+	return killed
 }

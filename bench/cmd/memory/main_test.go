@@ -13,10 +13,13 @@ import (
 	"github.com/multiad/multiad/model/runtime"
 )
 
-// TestSmoke scores 3 and 6 repeated images with bin/multiad (skipped when
-// `make build` has not made it).
+// TestSmoke scores 3 and 6 repeated images with $MULTIAD_BIN, else
+// bin/multiad (skipped when `make build` has not made it).
 func TestSmoke(t *testing.T) {
-	bin, _ := filepath.Abs("../../../bin/multiad")
+	bin := os.Getenv("MULTIAD_BIN")
+	if bin == "" {
+		bin, _ = filepath.Abs("../../../bin/multiad")
+	}
 	if _, err := os.Stat(bin); err != nil {
 		t.Skip("bin/multiad not built")
 	}

@@ -13,9 +13,13 @@ import (
 	"github.com/multiad/multiad/model/runtime"
 )
 
-// multiadBin returns bin/multiad when `make build` has made it.
+// multiadBin returns $MULTIAD_BIN, else bin/multiad when `make build` has
+// made it, else "".
 func multiadBin() string {
-	p, _ := filepath.Abs("../../../bin/multiad")
+	p := os.Getenv("MULTIAD_BIN")
+	if p == "" {
+		p, _ = filepath.Abs("../../../bin/multiad")
+	}
 	if _, err := os.Stat(p); err != nil {
 		return ""
 	}
