@@ -18,26 +18,21 @@ import (
 // ledger records object generations, and an object rewritten with the same
 // bytes (a new generation) is scored again.
 func TestNightlyGCS(t *testing.T) {
-	srv, err := fakestorage.NewServerWithOptions(fakestorage.Options{Scheme: "http", Host: "127.0.0.1", PublicHost: "127.0.0.1"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Stop()
-	t.Setenv("STORAGE_EMULATOR_HOST", strings.TrimPrefix(srv.URL(), "http://"))
-	srv.CreateBucketWithOpts(fakestorage.CreateBucketOpts{Name: "b", VersioningEnabled: true})
+	srv := fakeGCS(t)
+	srv.CreateBucketWithOpts(fakestorage.CreateBucketOpts{Name: "n", VersioningEnabled: true})
 	src := shared.MustPath(t, "data", "medical", "lgg_dicom", "series", patients[2])
 	put := func(name string) {
 		b, err := os.ReadFile(filepath.Join(src, name))
 		if err != nil {
 			t.Fatal(err)
 		}
-		srv.CreateObject(fakestorage.Object{ObjectAttrs: fakestorage.ObjectAttrs{BucketName: "b", Name: "archive/" + name}, Content: b})
+		srv.CreateObject(fakestorage.Object{ObjectAttrs: fakestorage.ObjectAttrs{BucketName: "n", Name: "archive/" + name}, Content: b})
 	}
 	for _, n := range []string{"IM0010.dcm", "IM0011.dcm", "IM0012.dcm"} {
 		put(n)
 	}
 	bundle := testBundle(t)
-	opt := Options{Model: bundle, Input: "gs://b/archive", Output: "gs://b/out", State: "gs://b/state/ledger.jsonl", Heatmaps: report.HeatmapsAll}
+	opt := Options{Model: bundle, Input: "gs://n/archive", Output: "gs://n/out", State: "gs://n/state/ledger.jsonl", Heatmaps: report.HeatmapsAll}
 	ctx := context.Background()
 	sum, err := Run(ctx, opt)
 	if err != nil {
@@ -59,14 +54,14 @@ func TestNightlyGCS(t *testing.T) {
 	if inc := *sum.Incremental; sum.Scored != 2 || inc.New != 1 || inc.Changed != 1 || inc.Unchanged != 2 {
 		t.Fatalf("night 2 scored %d (%+v), want 1 new and 1 changed", sum.Scored, inc)
 	}
-	o, err := srv.GetObject("b", "out/latest/"+report.ScoresFile)
+	o, err := srv.GetObject("n", "out/latest/"+report.ScoresFile)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if n := strings.Count(string(o.Content), "\n"); n != 4 {
 		t.Errorf("latest scores on GCS: %d lines, want 4", n)
 	}
-	objs, _, err := srv.ListObjects("b", "out/", "", false)
+	objs, _, err := srv.ListObjects("n", "out/", "", false)
 	if err != nil {
 		t.Fatal(err)
 	}

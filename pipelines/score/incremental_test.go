@@ -186,6 +186,14 @@ func TestNightly(t *testing.T) {
 	if studies[6] != 1 || studies[4] != 1 || len(studies) != 2 {
 		t.Errorf("latest studies by slice count %v, want one of 6 and one of 4", studies)
 	}
+	// With --hash-uids no raw UID is written anywhere (pydicom reads them).
+	var raw []string
+	for _, u := range dicomUIDs(t, all) {
+		raw = append(raw, u[0], u[1])
+	}
+	if hits := grepTree(t, out, raw); len(hits) > 0 {
+		t.Errorf("raw UIDs in the outputs with --hash-uids:\n%s", strings.Join(hits, "\n"))
+	}
 	for _, l := range n2.latest {
 		if l.Heatmap == "" || !strings.HasPrefix(l.Heatmap, "../runs/") {
 			t.Errorf("latest heatmap %q of %s", l.Heatmap, l.URI)

@@ -264,10 +264,14 @@ func loadModelInfo(ctx context.Context, uri string) (*modelInfo, error) {
 }
 
 // Build adds the scoring pipeline to s. It reads the bundle's manifest
-// (threshold, display range) at construction time.
+// (threshold, display range) at construction time. It refuses --state,
+// whose ledger only Run can update.
 func Build(s beam.Scope, opt Options) error {
 	if err := opt.Validate(); err != nil {
 		return err
+	}
+	if opt.State != "" {
+		return errors.New("score: --state needs Run, which commits the run and then records it in the ledger: it cannot be used when the job is only submitted (--dry_run, --async, --template_location)")
 	}
 	info, err := loadModelInfo(context.Background(), opt.Model)
 	if err != nil {

@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/testing/ptest"
@@ -345,16 +346,34 @@ func TestCheckFailures(t *testing.T) {
 	}
 }
 
+var (
+	gcsOnce sync.Once
+	gcsSrv  *fakestorage.Server
+	gcsErr  error
+)
+
+// fakeGCS returns the test binary's embedded fake GCS server, started on
+// first use, with STORAGE_EMULATOR_HOST pointing at it. The GCS clients of
+// io/storage and transforms/report are created once per process, so every
+// test that uses GCS must share one server (each with its own bucket).
+func fakeGCS(t *testing.T) *fakestorage.Server {
+	t.Helper()
+	gcsOnce.Do(func() {
+		gcsSrv, gcsErr = fakestorage.NewServerWithOptions(fakestorage.Options{Scheme: "http", Host: "127.0.0.1", PublicHost: "127.0.0.1"})
+		if gcsErr == nil {
+			os.Setenv("STORAGE_EMULATOR_HOST", strings.TrimPrefix(gcsSrv.URL(), "http://"))
+		}
+	})
+	if gcsErr != nil {
+		t.Fatal(gcsErr)
+	}
+	return gcsSrv
+}
+
 // TestEndToEndGCS reads the images and the bundle from, and writes every
 // output to, an embedded fake GCS server.
 func TestEndToEndGCS(t *testing.T) {
-	srv, err := fakestorage.NewServerWithOptions(fakestorage.Options{Scheme: "http", Host: "127.0.0.1", PublicHost: "127.0.0.1"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Stop()
-	host := strings.TrimPrefix(srv.URL(), "http://")
-	t.Setenv("STORAGE_EMULATOR_HOST", host)
+	srv := fakeGCS(t)
 	srv.CreateBucketWithOpts(fakestorage.CreateBucketOpts{Name: "b"})
 	upload := func(dir, prefix string) {
 		filepath.Walk(dir, func(p string, info os.FileInfo, err error) error {

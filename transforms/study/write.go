@@ -142,6 +142,7 @@ func (f *lineFn) ProcessElement(ctx context.Context, g Group) (Line, error) {
 // for into opt.Dir and sets their Heatmap names. Slices without maps keep
 // the name they have.
 func Heatmaps(ctx context.Context, g *Group, opt WriteOptions) error {
+	g.Top = append([]Slice(nil), g.Top...) // the input element is not ours to change
 	for i := range g.Top {
 		sl := &g.Top[i]
 		if sl.Map == nil {
