@@ -47,12 +47,15 @@ import (
 	"time"
 
 	"github.com/apache/beam/sdks/v2/go/pkg/beam"
+	blog "github.com/apache/beam/sdks/v2/go/pkg/beam/log"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/register"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/transforms/filter"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/x/beamx"
 
+	"github.com/multiad/multiad/io/dicomweb"
 	"github.com/multiad/multiad/io/storage"
 	"github.com/multiad/multiad/model/bundle"
+	"github.com/multiad/multiad/transforms/dicomout"
 	"github.com/multiad/multiad/transforms/evaluate"
 	"github.com/multiad/multiad/transforms/read"
 	"github.com/multiad/multiad/transforms/report"
@@ -101,6 +104,14 @@ type Options struct {
 	// salted hashes (study.HashUID) of UIDSalt, which it requires.
 	HashUIDs bool
 	UIDSalt  string
+	// DicomOut writes the heatmap overlays of flagged DICOM series as
+	// Secondary Capture instances in their source study: a DICOMweb base
+	// URI receives them by STOW-RS, a folder (local or gs://) as
+	// STUDY/SERIES/SOP.dcm. They carry the patient's identity by design.
+	DicomOut string
+	// DicomWebToken is the bearer token for DICOMweb input and output
+	// (default $MULTIAD_DICOMWEB_TOKEN).
+	DicomWebToken string
 	// State is the ledger of an incremental run (local or gs://); see the
 	// package documentation. Empty: score everything into Output.
 	State string
@@ -133,6 +144,8 @@ func RegisterFlags(fs *flag.FlagSet) *Options {
 	fs.IntVar(&o.Threads, "threads", 0, "ONNX Runtime intra-op threads per worker (0: default)")
 	fs.StringVar(&o.MaxFailures, "max-failures", "", "fail the run when more images fail: a count (10) or a fraction (0.05 or 5%); empty: no limit")
 	fs.BoolVar(&o.IncludePHI, "include-phi", false, "write patient identity (DICOM names, birth dates, IDs) into the outputs")
+	fs.StringVar(&o.DicomOut, "dicom-out", "", "write heatmap overlays of flagged DICOM series as Secondary Captures in their source study: a DICOMweb URL (dicomweb+http://host:8042/dicom-web; dicomweb://… is https) gets them by STOW-RS, a folder (local or gs://) as STUDY/SERIES/SOP.dcm; they carry patient identity")
+	fs.StringVar(&o.DicomWebToken, "dicomweb-token", "", "bearer token for DICOMweb (default $MULTIAD_DICOMWEB_TOKEN; Google Healthcare API: Application Default Credentials)")
 	fs.IntVar(&o.Gallery, "gallery", 12, "top-scoring images shown in report.html")
 	fs.StringVar(&o.StudyScore, "study-score", "max", "score of a study or series from its slices: max, or topk:K (mean of the K highest)")
 	fs.BoolVar(&o.HashUIDs, "hash-uids", false, "write salted hashes of DICOM study and series UIDs instead of the UIDs (needs --uid-salt)")
@@ -163,6 +176,11 @@ func (o *Options) Validate() error {
 	}
 	if _, err := study.ParseScore(o.StudyScore); err != nil {
 		return err
+	}
+	if o.DicomOut != "" {
+		if err := (dicomout.Options{Target: o.DicomOut}).Validate(); err != nil {
+			return err
+		}
 	}
 	if o.HashUIDs && o.salt() == "" {
 		return fmt.Errorf("score: --hash-uids needs --uid-salt or $%s", uidSaltEnv)
@@ -234,6 +252,7 @@ func init() {
 	register.DoFn3x0[evaluate.PixelResult, func(*string) bool, func(evaluate.PixelResult)](&pixelGroupsFn{})
 	register.DoFn3x0[tscore.Result, func(*string) bool, func(evaluate.ImageResult)](&imageResultFn{})
 	register.DoFn2x0[tscore.Result, func(string)](&groupFn{})
+	register.DoFn2x0[context.Context, read.Failure](&dicomOutFailureFn{})
 	register.Emitter1[evaluate.ImageResult]()
 	register.Emitter1[string]()
 	register.Iter1[string]()
@@ -295,9 +314,16 @@ func build(s beam.Scope, opt Options, info *modelInfo) {
 	in := read.ReadFiles(s.Scope("ReadImages"), files, read.Options{})
 	results, pix, scoreFailures := tscore.Score(s, in.Images, tscore.Options{
 		Bundle: opt.Model, BatchSize: opt.BatchSize, Device: opt.Device, Threads: opt.Threads, GPUMemLimit: opt.GPUMemLimit,
-		KeepMaps: true, KeepIdentity: opt.IncludePHI, GroupBy: opt.GroupBy, Loader: opt.Loader,
+		KeepMaps: true, KeepIdentity: opt.IncludePHI || opt.DicomOut != "", GroupBy: opt.GroupBy, Loader: opt.Loader,
 	})
 	results = study.Identify(s, results, opt.salt())
+	if opt.DicomOut != "" {
+		_, dfail := dicomout.Write(s, results, dicomout.Options{Target: opt.DicomOut, MapLo: info.lo, MapHi: info.hi,
+			ModelVersion: fmt.Sprint(info.properties["multiad_version"]), ModelID: info.sha256})
+		// A capture that cannot be written is an output failure, not an
+		// input one: it is logged and counted, and the image stays scored.
+		beam.ParDo0(s, &dicomOutFailureFn{}, dfail)
+	}
 	failures := beam.Flatten(s, in.Failures, scoreFailures)
 	if opt.State != "" {
 		state.WriteEntries(s, entries, failures, tally, dir)
@@ -315,6 +341,16 @@ func build(s beam.Scope, opt Options, info *modelInfo) {
 	report.Write(s, results, failures, in.Inputs, rep, report.Options{
 		Dir: dir, Heatmaps: heatmaps, IncludePHI: opt.IncludePHI, MapLo: info.lo, MapHi: info.hi, Gallery: opt.Gallery,
 	})
+}
+
+// dicomOutFailureFn logs Secondary Captures that could not be written.
+type dicomOutFailureFn struct{}
+
+var dicomOutFailed = beam.NewCounter("multiad", "dicom_out_failed")
+
+func (f *dicomOutFailureFn) ProcessElement(ctx context.Context, fl read.Failure) {
+	dicomOutFailed.Inc(ctx, 1)
+	blog.Errorf(ctx, "multiad: --dicom-out: %s[%d]: %s", fl.URI, fl.Index, fl.Error)
 }
 
 // groupFn emits the metric groups of a result.
@@ -362,7 +398,7 @@ func (f *pixelGroupsFn) ProcessElement(p evaluate.PixelResult, all func(*string)
 // (not a glob) does not exist; the pipeline would fail later with Beam's
 // long error chain. Remote inputs are checked by the pipeline.
 func checkLocalInput(input string) error {
-	if storage.IsRemote(input) || strings.ContainsAny(input, "*?[") {
+	if storage.IsRemote(input) || storage.Registered(input) || strings.ContainsAny(input, "*?[") {
 		return nil
 	}
 	if _, err := os.Stat(strings.TrimPrefix(input, "file://")); err != nil {
@@ -407,6 +443,9 @@ func Run(ctx context.Context, opt Options) (*Summary, error) {
 	}
 	if err := checkLocalInput(opt.Input); err != nil {
 		return nil, err
+	}
+	if opt.DicomWebToken != "" {
+		dicomweb.SetToken(opt.DicomWebToken)
 	}
 	info, err := loadModelInfo(ctx, opt.Model)
 	if err != nil {

@@ -544,6 +544,49 @@ func TestDICOMPHIAndFLAIR(t *testing.T) {
 	if len(sum.ByGroup) != 3 {
 		t.Errorf("by_group %v, want the 3 patients", sum.ByGroup)
 	}
+
+	// --dicom-out into a folder: every flagged slice gets a Secondary
+	// Capture filed under its source study; the usual outputs still carry
+	// no identity.
+	outSC, scDir := filepath.Join(root, "out-sc"), filepath.Join(root, "captures")
+	sumSC, err := Run(context.Background(), Options{Model: bundle, Input: manifest, Output: outSC, DicomOut: scDir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if hits := grepTree(t, outSC, ids); len(hits) > 0 {
+		t.Errorf("PHI in the outputs with --dicom-out but without --include-phi:\n%s", strings.Join(hits, "\n"))
+	}
+	flagged := 0
+	for _, l := range readJSONL[scoreLine](t, filepath.Join(outSC, report.ScoresFile)) {
+		if l.Anomalous {
+			flagged++
+		}
+	}
+	var captures []string
+	filepath.Walk(scDir, func(p string, info os.FileInfo, err error) error {
+		if err == nil && !info.IsDir() && strings.HasSuffix(p, ".dcm") {
+			captures = append(captures, p)
+		}
+		return nil
+	})
+	if flagged == 0 || len(captures) < flagged || sumSC.Scored != len(rows) {
+		t.Errorf("%d flagged slices, %d captures written", flagged, len(captures))
+	}
+	studies := map[string]bool{}
+	for _, f := range files {
+		py := exec.Command("/usr/bin/python3", "-c", "import pydicom,sys; print(pydicom.dcmread(sys.argv[1]).StudyInstanceUID)", f)
+		o, err := py.Output()
+		if err != nil {
+			t.Fatalf("pydicom: %v", err)
+		}
+		studies[strings.TrimSpace(string(o))] = true
+	}
+	for _, c := range captures {
+		study := filepath.Base(filepath.Dir(filepath.Dir(c)))
+		if !studies[study] {
+			t.Errorf("capture %s is not filed under a source study", c)
+		}
+	}
 	outPHI := filepath.Join(root, "out-phi")
 	if _, err := Run(context.Background(), Options{Model: bundle, Input: manifest, Output: outPHI, IncludePHI: true}); err != nil {
 		t.Fatal(err)

@@ -262,6 +262,16 @@ th{background:#e8ebf0} .num{text-align:right;font-variant-numeric:tabular-nums}
 </body></html>
 `))
 
+// multiSlice reports whether any study or series row covers more than one image.
+func multiSlice(rows []StudyRow) bool {
+	for _, r := range rows {
+		if r.Slices > 1 {
+			return true
+		}
+	}
+	return false
+}
+
 // HTML renders report.html: summary table, metrics by group, ROC and PR
 // curves, score histogram with the threshold, and the gallery, all inline.
 func HTML(sum *Summary, d *Digest) ([]byte, error) {
@@ -272,7 +282,9 @@ func HTML(sum *Summary, d *Digest) ([]byte, error) {
 		Tiles         []htmlTile
 		Studies       *htmlStudies
 	}{}
-	if d.Studies != nil {
+	// Studies of one image each (plain pictures) would only repeat the
+	// gallery: the table is for series and volumes.
+	if d.Studies != nil && multiSlice(d.Studies.Rows) {
 		rows := d.Studies.Rows
 		more := 0
 		if len(rows) > maxStudyRows {

@@ -216,8 +216,9 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 			"The raw loop only runs ONNX Runtime on tensors that are already decoded and resized; the pipeline, on the same cores, "+
 			"also lists and decodes the files, preprocesses, computes the pixel metrics (two passes over every map), writes the reports, "+
 			"and pays Beam's per-element costs under Prism (coding each result's %d² map and gray image between stages, watermark bookkeeping). "+
-			"Every CPU-second spent outside inference is taken from ONNX Runtime's threads, so the efficiency is roughly inference CPU ÷ total CPU; "+
-			"the Scaling section times the stages the pipeline calls, and the report that ships with this file names the profile's shares. "+
+			"On a 2-core machine every CPU-second spent outside inference is taken from ONNX Runtime, so the efficiency is roughly inference CPU ÷ "+
+			"total CPU. The Scaling section runs the same functions in one goroutine without Beam: compare its images/s at the same threads and batch "+
+			"with this pipeline's to see Beam's share. "+
 			"Start-up (process, Prism, model load) is the gap between the wall-time and pipeline-time rows: %.1f s of %.1f s.\n\n",
 			100*wall.Median/raw.Median, verdict, m.Size(), float64(scored)/wall.Median-float64(scored)/inner.Median, float64(scored)/wall.Median)
 	}

@@ -199,7 +199,8 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 			"map post-processing (copies, the resized mask, the pixel-metric histogram, whose Go map costs a hash insert per pixel); writing "+
 			"(JSON line, heatmap PNG for anomalous images) is small. The fastest configuration here is %d thread(s) at batch %d (%.1f images/s), "+
 			"the slowest %d at batch %d (%.1f). On a 2-core machine shared with other work, a second intra-op thread only helps when the other "+
-			"core is idle: ONNX Runtime's worker threads spin while they wait, and compete with the decoding goroutine and other processes.\n\n",
+			"core is idle: ONNX Runtime's worker threads spin while they wait (its default session.intra_op.allow_spinning=1, which model/ort keeps), "+
+			"burning CPU that the decoding goroutine and other processes need.\n\n",
 			100*inf, best.threads, best.batch, best.total.Median, worst.threads, worst.batch, worst.total.Median)
 	}
 	// Scaling figures relative to 1 thread, batch 1.
