@@ -47,6 +47,7 @@ func runTrain(ctx context.Context, args []string) int {
 	maxImages := fs.Int("max-images", 0, "use at most this many images (0: all)")
 	ckpt := fs.String("checkpoint", "", "checkpoint file: saved every epoch, resumed from if it exists")
 	threads := fs.Int("threads", 0, "ONNX Runtime intra-op threads (0: default)")
+	verify := fs.Bool("verify-export", false, "also run the exported graph in ONNX Runtime on the held-out images and record its largest score difference from training")
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "usage: multiad train --data D --out BUNDLE [flags]")
 		fs.PrintDefaults()
@@ -90,7 +91,7 @@ func runTrain(ctx context.Context, args []string) int {
 	}
 	res, err := training.Run(ctx, training.Options{
 		Data: *data, Out: *out, Teacher: *teacherPath, TeacherFeatures: feats, Train: cfg, Preprocess: pcfg,
-		Augment: *augment, ValFraction: *valFrac, MaxImages: *maxImages, Threads: *threads,
+		Augment: *augment, ValFraction: *valFrac, MaxImages: *maxImages, Threads: *threads, VerifyExport: *verify,
 	})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "multiad train:", err)

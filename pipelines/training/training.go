@@ -66,6 +66,10 @@ type Options struct {
 	Threads int
 	// Log receives progress lines (nil: stderr).
 	Log io.Writer
+	// VerifyExport runs the exported scoring graph in ONNX Runtime on the
+	// held-out images and records the largest difference from GoMLX's
+	// scores in the bundle (Result.ParityMax).
+	VerifyExport bool
 }
 
 // Result summarises a training run.
@@ -74,7 +78,7 @@ type Result struct {
 	Train     *train.Result
 	Images    int      // images used (train + validation)
 	Failed    []string // inputs that could not be used, with reasons
-	ParityMax float64  // max |score(ONNX) − score(GoMLX)| on the validation images
+	ParityMax float64  // max |score(ONNX) − score(GoMLX)| on the validation images (NaN unless VerifyExport)
 	Elapsed   time.Duration
 }
 
@@ -265,40 +269,31 @@ func Run(ctx context.Context, opt Options) (*Result, error) {
 	b := &bundle.Bundle{Model: model, Manifest: man}
 	b.Manifest.ModelSHA256 = bundle.SHA256(model)
 	b.Manifest.Format = bundle.FormatVersion
-	rt, err := runtime.New(b, opt.Out, ort.Options{IntraOpThreads: opt.Threads, Device: ort.DeviceCPU})
-	if err != nil {
-		return nil, err
-	}
-	defer rt.Close()
-	var maps [][]float32
-	var scores []float64
-	for i := 0; i < len(calibSet); i += 8 {
-		j := min(i+8, len(calibSet))
-		batch := make([][]float32, 0, j-i)
-		for _, s := range calibSet[i:j] {
-			batch = append(batch, s.Image)
-		}
-		m, sc, err := rt.Score(batch)
+	// Calibration comes from GoMLX's validation pass. With VerifyExport the
+	// exported graph is also run in ONNX Runtime on the same images, and
+	// the largest score difference is recorded (and must stay tiny).
+	cal := res.Calibration
+	parity := math.NaN()
+	if opt.VerifyExport {
+		scores, err := scoreONNX(b, opt, calibSet)
 		if err != nil {
 			return nil, err
 		}
-		for k := range m {
-			maps = append(maps, append([]float32(nil), m[k]...))
-			scores = append(scores, float64(sc[k]))
-		}
-	}
-	parity := 0.0
-	if len(res.Calibration.Scores) == len(scores) {
+		parity = 0
 		for i := range scores {
-			parity = math.Max(parity, math.Abs(scores[i]-res.Calibration.Scores[i]))
+			if i < len(cal.Scores) {
+				parity = math.Max(parity, math.Abs(scores[i]-cal.Scores[i]))
+			}
 		}
+		if len(scores) != len(cal.Scores) {
+			return nil, fmt.Errorf("training: ONNX scored %d validation images, GoMLX %d", len(scores), len(cal.Scores))
+		}
+		b.Manifest.Training["parity_max_abs_score_diff"] = parity
 	}
-	cal := train.Calibrate(maps, scores, cfg.Quantile)
 	b.Manifest.Scores = bundle.Scores{
 		Threshold: cal.ImageThreshold, Quantile: cal.Quantile, PixelThreshold: cal.PixelThreshold,
 		Min: cal.ScoreMin, Max: cal.ScoreMax, PixelMin: cal.MapMin, PixelMax: cal.MapMax, Validation: len(calibSet),
 	}
-	b.Manifest.Training["parity_max_abs_score_diff"] = parity
 	b.Manifest.TrainSecs = time.Since(start).Seconds()
 	if err := bundle.Save(ctx, opt.Out, b); err != nil {
 		return nil, err
@@ -398,4 +393,29 @@ func LoadTeacherDir() (string, error) {
 		return "", err
 	}
 	return filepath.Dir(p), nil
+}
+
+// scoreONNX scores samples with the bundle's exported graph in ONNX Runtime.
+func scoreONNX(b *bundle.Bundle, opt Options, ss []train.Sample) ([]float64, error) {
+	rt, err := runtime.New(b, opt.Out, ort.Options{IntraOpThreads: opt.Threads, Device: ort.DeviceCPU})
+	if err != nil {
+		return nil, err
+	}
+	defer rt.Close()
+	var scores []float64
+	for i := 0; i < len(ss); i += 8 {
+		j := min(i+8, len(ss))
+		batch := make([][]float32, 0, j-i)
+		for _, s := range ss[i:j] {
+			batch = append(batch, s.Image)
+		}
+		_, sc, err := rt.Score(batch)
+		if err != nil {
+			return nil, err
+		}
+		for _, v := range sc {
+			scores = append(scores, float64(v))
+		}
+	}
+	return scores, nil
 }

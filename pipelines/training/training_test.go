@@ -61,7 +61,7 @@ func TestTrainExportAgree(t *testing.T) {
 	cfg.Student.Width = 8
 	cfg.Student.Depth = 1
 	var logs bytes.Buffer
-	res, err := Run(ctx, Options{Data: data, Out: out, Train: cfg, ValFraction: 0.25, Threads: 1, Log: &logs})
+	res, err := Run(ctx, Options{Data: data, Out: out, Train: cfg, ValFraction: 0.25, Threads: 1, Log: &logs, VerifyExport: true})
 	t.Log(logs.String())
 	if err != nil {
 		t.Fatalf("%v\n%s", err, logs.String())
