@@ -12,6 +12,7 @@ package evaluate
 
 import (
 	"fmt"
+	"github.com/multiad/multiad/internal/gobcoder"
 	"math"
 	"reflect"
 	"slices"
@@ -86,7 +87,8 @@ type Options struct {
 
 func init() {
 	beam.RegisterType(reflectTypeOf[ImageResult]())
-	beam.RegisterType(reflectTypeOf[PixelResult]())
+	beam.RegisterType(reflect.TypeOf((*PixelResult)(nil)).Elem())
+	beam.RegisterCoder(reflect.TypeOf((*PixelResult)(nil)).Elem(), encodePixelResult, decodePixelResult)
 	beam.RegisterType(reflectTypeOf[Metrics]())
 	beam.RegisterType(reflectTypeOf[Report]())
 	beam.RegisterType(reflectTypeOf[PixelSummary]())
@@ -411,3 +413,9 @@ func (f *reportFn) ProcessElement(_ []byte, images func(*string, *Metrics) bool,
 	emit(r)
 	return nil
 }
+
+// PixelResult elements carry large float and byte slices; they travel
+// gob-encoded (see internal/gobcoder).
+func encodePixelResult(v PixelResult) ([]byte, error) { return gobcoder.Encode(v) }
+
+func decodePixelResult(b []byte) (PixelResult, error) { return gobcoder.Decode[PixelResult](b) }

@@ -1,11 +1,8 @@
 package read
 
 import (
-	"bytes"
 	"context"
-	"encoding/gob"
 	"fmt"
-	"io"
 
 	"github.com/apache/beam/sdks/v2/go/pkg/beam"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/log"
@@ -175,22 +172,4 @@ func (f *expandFn) mask(ctx context.Context, it Item, img *pixels.Image) ([]uint
 		}
 	}
 	return out, nil
-}
-
-// Decoded elements carry pixel data and DICOM identity fields, which a
-// schema coder would not keep; they travel gob-encoded.
-func encodeDecoded(d Decoded) ([]byte, error) {
-	var buf bytes.Buffer
-	if err := gob.NewEncoder(&buf).Encode(&d); err != nil {
-		return nil, fmt.Errorf("read: encoding %s: %w", d.Item.URI, err)
-	}
-	return buf.Bytes(), nil
-}
-
-func decodeDecoded(b []byte) (Decoded, error) {
-	var d Decoded
-	if err := gob.NewDecoder(bytes.NewReader(b)).Decode(&d); err != nil && err != io.EOF {
-		return d, fmt.Errorf("read: decoding element: %w", err)
-	}
-	return d, nil
 }

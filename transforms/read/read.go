@@ -11,6 +11,7 @@ package read
 import (
 	"context"
 	"fmt"
+	"github.com/multiad/multiad/internal/gobcoder"
 	"reflect"
 
 	"github.com/apache/beam/sdks/v2/go/pkg/beam"
@@ -151,3 +152,9 @@ func (f *listFn) ProcessElement(ctx context.Context, _ []byte, emit func(File)) 
 
 // String names the step in logs.
 func (f *listFn) String() string { return fmt.Sprintf("list(%s)", f.Input) }
+
+// Decoded elements carry large float and byte slices; they travel
+// gob-encoded (see internal/gobcoder).
+func encodeDecoded(v Decoded) ([]byte, error) { return gobcoder.Encode(v) }
+
+func decodeDecoded(b []byte) (Decoded, error) { return gobcoder.Decode[Decoded](b) }

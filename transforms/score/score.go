@@ -7,6 +7,7 @@ package score
 import (
 	"context"
 	"fmt"
+	"github.com/multiad/multiad/internal/gobcoder"
 	"reflect"
 	"sync"
 
@@ -124,6 +125,7 @@ type Options struct {
 
 func init() {
 	beam.RegisterType(reflect.TypeOf((*Result)(nil)).Elem())
+	beam.RegisterCoder(reflect.TypeOf((*Result)(nil)).Elem(), encodeResult, decodeResult)
 	register.DoFn5x1[context.Context, read.Decoded, func(Result), func(evaluate.PixelResult), func(read.Failure), error](&scoreFn{})
 	// The generic registration cannot infer a FinishBundle that takes the
 	// side input; this DoFn runs through reflection.
@@ -174,3 +176,9 @@ func (f *scoreSideFn) ProcessElement(ctx context.Context, d read.Decoded, bundle
 func (f *scoreSideFn) FinishBundle(ctx context.Context, _ string, emit func(Result), emitPix func(evaluate.PixelResult), fail func(read.Failure)) error {
 	return f.flush(ctx, emit, emitPix, fail)
 }
+
+// Result elements carry large float and byte slices; they travel
+// gob-encoded (see internal/gobcoder).
+func encodeResult(v Result) ([]byte, error) { return gobcoder.Encode(v) }
+
+func decodeResult(b []byte) (Result, error) { return gobcoder.Decode[Result](b) }
