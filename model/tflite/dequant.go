@@ -57,14 +57,10 @@ func (m *Model) Data(t *Tensor) ([]byte, error) {
 // per-channel (QuantizedDimension) scale and zero point. Integer tensors
 // without quantization parameters are converted as plain numbers.
 func (m *Model) Float32(t *Tensor) ([]float32, error) {
-	b, err := m.Data(t)
+	b, n, err := m.constData(t)
 	if err != nil {
 		return nil, err
 	}
-	if b == nil {
-		return nil, fmt.Errorf("tflite: tensor %s has no constant data", t.Name)
-	}
-	n, _ := t.NumElements()
 	out := make([]float32, n)
 	raw := func(i int) float64 {
 		switch t.Type {
@@ -133,14 +129,10 @@ func (m *Model) Float32(t *Tensor) ([]float32, error) {
 
 // Int32s returns a constant INT32 or INT64 tensor's values (shapes, axes).
 func (m *Model) Int32s(t *Tensor) ([]int32, error) {
-	b, err := m.Data(t)
+	b, n, err := m.constData(t)
 	if err != nil {
 		return nil, err
 	}
-	if b == nil {
-		return nil, fmt.Errorf("tflite: tensor %s has no constant data", t.Name)
-	}
-	n, _ := t.NumElements()
 	out := make([]int32, n)
 	switch t.Type {
 	case TypeInt32:
@@ -159,4 +151,18 @@ func (m *Model) Int32s(t *Tensor) ([]int32, error) {
 		return nil, fmt.Errorf("tflite: tensor %s has type %v, want INT32 or INT64", t.Name, t.Type)
 	}
 	return out, nil
+}
+
+// constData returns a constant tensor's bytes and element count, or an
+// error when the tensor has no constant data.
+func (m *Model) constData(t *Tensor) ([]byte, int, error) {
+	b, err := m.Data(t)
+	if err != nil {
+		return nil, 0, err
+	}
+	if b == nil {
+		return nil, 0, fmt.Errorf("tflite: tensor %s has no constant data", t.Name)
+	}
+	n, _ := t.NumElements()
+	return b, n, nil
 }
