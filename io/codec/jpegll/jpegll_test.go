@@ -443,6 +443,20 @@ func FuzzDecode(f *testing.F) {
 	r := rand.New(rand.NewPCG(13, 14))
 	f.Add(encodeTest(testImage(r, 9, 5, 3, 16), encParams{w: 9, h: 5, nc: 3, precision: 16, sv: 7, restart: 18}))
 	f.Add(encodeTest(testImage(r, 9, 5, 2, 8), encParams{w: 9, h: 5, nc: 2, precision: 8, sv: 5, pt: 1}))
+	// Real streams from the shared test files (read at test time, never
+	// copied into the repository).
+	dir := shared.MustPath(f, "data", "decoders", "dicom")
+	for _, name := range []string{"SC_rgb_jpeg_gdcm.dcm", "pydicom_data/JPGLosslessP14SV1_1s_1f_8b.dcm"} {
+		df, err := codectest.ReadFile(filepath.Join(dir, name))
+		if err != nil {
+			f.Fatal(err)
+		}
+		frames, err := df.Frames()
+		if err != nil || len(frames) == 0 {
+			f.Fatalf("%s: %v", name, err)
+		}
+		f.Add(frames[0])
+	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		fr, err := Decode(data, 1<<20)
 		if err != nil {

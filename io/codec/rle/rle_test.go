@@ -301,6 +301,20 @@ func TestTruncated(t *testing.T) {
 // on success, and that Encode's output of a decoded frame decodes to it.
 func FuzzDecode(f *testing.F) {
 	f.Add(mustEncode(f, []byte{1, 2, 2, 2, 2, 3}, 2, 3, 1, 8), uint16(2), uint16(3), uint8(1), uint8(8))
+	// Real frames from the shared pydicom test files (read at test time,
+	// never copied into the repository).
+	dir := shared.MustPath(f, "data", "decoders", "dicom")
+	for _, name := range []string{"MR_small_RLE.dcm", "SC_rgb_rle.dcm", "SC_rgb_rle_16bit.dcm", "rtdose_rle_1frame.dcm"} {
+		df, err := codectest.ReadFile(filepath.Join(dir, name))
+		if err != nil {
+			f.Fatal(err)
+		}
+		frames, err := df.Frames()
+		if err != nil || len(frames) == 0 {
+			f.Fatalf("%s: %v", name, err)
+		}
+		f.Add(frames[0], uint16(df.Rows), uint16(df.Cols), uint8(df.SamplesPerPixel), uint8(df.BitsAllocated))
+	}
 	f.Fuzz(func(t *testing.T, frame []byte, rows, cols uint16, spp, bits uint8) {
 		out, err := Decode(frame, int(rows), int(cols), int(spp), int(bits))
 		if err != nil {
