@@ -56,15 +56,15 @@ func TestInspectJSON(t *testing.T) {
 		t.Fatalf("exit: %v, want exit status 1 (two bad inputs)", err)
 	}
 	type line struct {
-		URI                                     string
-		Frame, Slice                            *int
-		Rows, Cols, Channels                    int
-		DType                                   string
-		Min, Max, Mean                          *float64
+		URI                                    string
+		Frame, Slice                           *int
+		Rows, Cols, Channels                   int
+		DType                                  string
+		Min, Max, Mean                         *float64
 		RescaledMin, RescaledMax, RescaledMean *float64
-		Modality                                string
-		TransferSyntax                          string `json:"transfer_syntax"`
-		Error                                   string
+		Modality                               string
+		TransferSyntax                         string `json:"transfer_syntax"`
+		Error                                  string
 	}
 	byURI := map[string][]line{}
 	sc := bufio.NewScanner(&stdout)

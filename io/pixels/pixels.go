@@ -215,7 +215,7 @@ func (m *Image) Rescaled() []float64 {
 // non-NaN values.
 type Stats struct {
 	Min, Max, Mean, Sum float64
-	Count              int
+	Count               int
 }
 
 // StatsOf computes Stats over vs, ignoring NaNs.

@@ -49,7 +49,6 @@ import (
 	"github.com/apache/beam/sdks/v2/go/pkg/beam"
 	blog "github.com/apache/beam/sdks/v2/go/pkg/beam/log"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/register"
-	"github.com/apache/beam/sdks/v2/go/pkg/beam/transforms/filter"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/x/beamx"
 
 	"github.com/multiad/multiad/io/dicomweb"
@@ -249,9 +248,7 @@ func CheckFailures(maxFailures string, scored, failed int) error {
 }
 
 func init() {
-	register.DoFn3x0[evaluate.PixelResult, func(*string) bool, func(evaluate.PixelResult)](&pixelGroupsFn{})
-	register.DoFn3x0[tscore.Result, func(*string) bool, func(evaluate.ImageResult)](&imageResultFn{})
-	register.DoFn2x0[tscore.Result, func(string)](&groupFn{})
+	register.DoFn2x0[tscore.Result, func(evaluate.ImageResult)](&imageResultFn{})
 	register.DoFn2x0[context.Context, read.Failure](&dicomOutFailureFn{})
 	register.Emitter1[evaluate.ImageResult]()
 	register.Emitter1[string]()
@@ -329,13 +326,11 @@ func build(s beam.Scope, opt Options, info *modelInfo) {
 		state.WriteEntries(s, entries, failures, tally, dir)
 	}
 	k, _ := study.ParseScore(opt.StudyScore)
-	studies := study.Groups(s, results, study.Options{K: k, Threshold: info.threshold})
+	studies := study.Groups(s, results, study.Options{K: k, Threshold: info.threshold, Heatmaps: heatmaps, SkipWritten: true})
 	study.Write(s, studies, study.WriteOptions{Dir: dir, Score: opt.StudyScore, Heatmaps: heatmaps, SkipWritten: true,
 		MapLo: info.lo, MapHi: info.hi, IncludePHI: opt.IncludePHI})
 
-	groups := filter.Distinct(s, beam.ParDo(s, &groupFn{GroupBy: opt.GroupBy}, results))
-	images := beam.ParDo(s, &imageResultFn{GroupBy: opt.GroupBy}, results, beam.SideInput{Input: groups})
-	pix = beam.ParDo(s, &pixelGroupsFn{}, pix, beam.SideInput{Input: groups})
+	images := beam.ParDo(s, &imageResultFn{GroupBy: opt.GroupBy}, results)
 	rep := evaluate.Evaluate(s, images, pix)
 
 	report.Write(s, results, failures, in.Inputs, rep, report.Options{
@@ -353,45 +348,16 @@ func (f *dicomOutFailureFn) ProcessElement(ctx context.Context, fl read.Failure)
 	blog.Errorf(ctx, "multiad: --dicom-out: %s[%d]: %s", fl.URI, fl.Index, fl.Error)
 }
 
-// groupFn emits the metric groups of a result.
-type groupFn struct{ GroupBy string }
-
-func (f *groupFn) ProcessElement(r tscore.Result, emit func(string)) {
-	for _, g := range tscore.GroupsOf(r.Item, f.GroupBy) {
-		emit(g)
-	}
-}
-
-// groupsOrAll returns groups, or every group when an item has none (an
-// MVTec good image is a normal reference for every defect type).
-func groupsOrAll(groups []string, all func(*string) bool) []string {
-	if len(groups) > 0 {
-		return groups
-	}
-	var out []string
-	var g string
-	for all(&g) {
-		out = append(out, g)
-	}
-	return out
-}
-
-// imageResultFn turns labelled results into evaluate.ImageResults.
+// imageResultFn turns labelled results into evaluate.ImageResults; an
+// item without a group (an MVTec good image) counts in every group.
 type imageResultFn struct{ GroupBy string }
 
-func (f *imageResultFn) ProcessElement(r tscore.Result, all func(*string) bool, emit func(evaluate.ImageResult)) {
+func (f *imageResultFn) ProcessElement(r tscore.Result, emit func(evaluate.ImageResult)) {
 	if r.Item.Label < 0 {
 		return
 	}
-	emit(evaluate.ImageResult{Groups: groupsOrAll(tscore.GroupsOf(r.Item, f.GroupBy), all), Label: r.Item.Label, Score: r.Score})
-}
-
-// pixelGroupsFn fills the groups of pixel results of ungrouped items.
-type pixelGroupsFn struct{}
-
-func (f *pixelGroupsFn) ProcessElement(p evaluate.PixelResult, all func(*string) bool, emit func(evaluate.PixelResult)) {
-	p.Groups = groupsOrAll(p.Groups, all)
-	emit(p)
+	groups := tscore.GroupsOf(r.Item, f.GroupBy)
+	emit(evaluate.ImageResult{Groups: groups, AllGroups: len(groups) == 0, Label: r.Item.Label, Score: r.Score})
 }
 
 // checkLocalInput fails early, with a short message, when a local input

@@ -1,13 +1,13 @@
 // Package evaluate computes anomaly detection metrics over scored images in
 // an Apache Beam pipeline: exact image-level AUROC, average precision and
 // F1-max, and pixel-level AUROC and MVTec AD AU-PRO through the mergeable
-// accumulators of package metrics, overall and per group.
+// metrics.Histogram, overall and per group.
 //
-// Image metrics keep every (label, score) pair: exact, a few bytes per
-// image. Pixel metrics take two passes over the maps: pass 1 combines a
-// metrics.Histogram of pixel scores per group (pixel AUROC, and the AU-PRO
-// thresholds from its normal pixels); pass 2, with pass 1 as side input,
-// accumulates each image's per-region overlap (metrics.PRO) per group.
+// Each kind is one global combine, so every result is read once and never
+// copied per group: image metrics keep every (label, score) pair (exact, a
+// few bytes per image); pixel metrics fold each map into the histograms of
+// its groups as it arrives (one pass, bounded memory), so maps are not held
+// until the end of the run.
 package evaluate
 
 import (
@@ -29,6 +29,10 @@ type ImageResult struct {
 	// overall group, e.g. ["crack"] or ["patient=X"]; empty names are
 	// ignored, repeated ones count once.
 	Groups []string
+	// AllGroups counts the image in every named group of the evaluation
+	// as well (an MVTec AD good image is the normal reference of every
+	// defect type).
+	AllGroups bool
 	// Label is 1 for an anomalous image, 0 for a normal one.
 	Label int
 	// Score is the image anomaly score: higher is more anomalous.
@@ -37,9 +41,11 @@ type ImageResult struct {
 
 // PixelResult is one scored image with its ground-truth mask for pixel
 // metrics: Map and Mask are row-major with Rows*Cols elements; a mask value
-// of 0 marks a normal pixel, any other value an anomalous one.
+// of 0 marks a normal pixel, any other value an anomalous one. Groups and
+// AllGroups are as in ImageResult.
 type PixelResult struct {
 	Groups     []string
+	AllGroups  bool
 	Rows, Cols int
 	Map        []float32
 	Mask       []uint8
@@ -87,31 +93,21 @@ type Options struct {
 
 func init() {
 	beam.RegisterType(reflectTypeOf[ImageResult]())
-	beam.RegisterType(reflect.TypeOf((*PixelResult)(nil)).Elem())
-	beam.RegisterCoder(reflect.TypeOf((*PixelResult)(nil)).Elem(), encodePixelResult, decodePixelResult)
+	beam.RegisterType(reflectTypeOf[PixelResult]())
+	beam.RegisterCoder(reflectTypeOf[PixelResult](), encodePixelResult, decodePixelResult)
 	beam.RegisterType(reflectTypeOf[Metrics]())
 	beam.RegisterType(reflectTypeOf[Report]())
-	beam.RegisterType(reflectTypeOf[PixelSummary]())
-	beam.RegisterType(reflectTypeOf[metrics.PRO]())
-	beam.RegisterType(reflectTypeOf[metrics.Histogram]())
-	beam.RegisterType(reflectTypeOf[metrics.Thresholds]())
 	beam.RegisterType(reflectTypeOf[ImageAccumulator]())
+	beam.RegisterType(reflectTypeOf[GroupedImages]())
+	beam.RegisterCoder(reflectTypeOf[GroupedImages](), encodeGroupedImages, decodeGroupedImages)
+	beam.RegisterType(reflectTypeOf[GroupedPixels]())
+	beam.RegisterCoder(reflectTypeOf[GroupedPixels](), encodeGroupedPixels, decodeGroupedPixels)
 
 	register.Combiner3[ImageAccumulator, ImageResult, Metrics](&ImageCombineFn{})
-	register.Combiner3[metrics.Histogram, PixelResult, PixelSummary](&HistogramCombineFn{})
-	register.Combiner1[metrics.PRO](&PROCombineFn{})
-
-	register.DoFn2x0[ImageResult, func(string, ImageResult)](&explodeImagesFn{})
-	register.Emitter2[string, ImageResult]()
-	register.DoFn2x0[PixelResult, func(string, PixelResult)](&explodePixelsFn{})
-	register.Emitter2[string, PixelResult]()
-	register.DoFn3x1[PixelResult, func(*string, *PixelSummary) bool, func(string, metrics.PRO), error](&overlapFn{})
-	register.Iter2[string, PixelSummary]()
-	register.Emitter2[string, metrics.PRO]()
-	register.DoFn5x1[[]byte, func(*string, *Metrics) bool, func(*string, *PixelSummary) bool, func(*string, *metrics.PRO) bool, func(Report), error](&reportFn{})
-	register.Iter2[string, Metrics]()
-	register.Iter2[string, metrics.PRO]()
-	register.Emitter1[Report]()
+	register.Combiner3[GroupedImages, ImageResult, Report](&GroupedImageCombineFn{})
+	register.Combiner3[GroupedPixels, PixelResult, Report](&PixelCombineFn{})
+	register.DoFn3x1[[]byte, func(*Report) bool, func(*Report) bool, Report](&reportFn{})
+	register.Iter1[Report]()
 }
 
 // reflectTypeOf returns the reflect.Type of T.
@@ -130,16 +126,9 @@ func EvaluateWith(s beam.Scope, images, pixels beam.PCollection, opts Options) b
 		opts.FPRLimit = metrics.PROLimit
 	}
 	s = s.Scope("evaluate.Evaluate")
-	byGroup := beam.ParDo(s, &explodeImagesFn{}, images)
-	imageMetrics := beam.CombinePerKey(s, &ImageCombineFn{}, byGroup)
-
-	pixelsByGroup := beam.ParDo(s, &explodePixelsFn{}, pixels)
-	summaries := beam.CombinePerKey(s, &HistogramCombineFn{Bits: opts.HistogramBits}, pixelsByGroup)
-	overlaps := beam.ParDo(s, &overlapFn{}, pixels, beam.SideInput{Input: summaries})
-	pros := beam.CombinePerKey(s, &PROCombineFn{}, overlaps)
-
-	return beam.ParDo(s, &reportFn{FPRLimit: opts.FPRLimit}, beam.Impulse(s),
-		beam.SideInput{Input: imageMetrics}, beam.SideInput{Input: summaries}, beam.SideInput{Input: pros})
+	imageReport := beam.Combine(s, &GroupedImageCombineFn{}, images)
+	pixelReport := beam.Combine(s, &PixelCombineFn{Bits: opts.HistogramBits, FPRLimit: opts.FPRLimit}, pixels)
+	return beam.ParDo(s, &reportFn{}, beam.Impulse(s), beam.SideInput{Input: imageReport}, beam.SideInput{Input: pixelReport})
 }
 
 // groupsOf returns the overall group "" and the distinct non-empty names
@@ -154,36 +143,15 @@ func groupsOf(groups []string) []string {
 	return out
 }
 
-// explodeImagesFn keys an image by the overall group and each of its groups.
-type explodeImagesFn struct{}
-
-// ProcessElement emits (group, r) for every group of r.
-func (*explodeImagesFn) ProcessElement(r ImageResult, emit func(string, ImageResult)) {
-	for _, g := range groupsOf(r.Groups) {
-		emit(g, r)
-	}
-}
-
-// explodePixelsFn keys a pixel result by the overall group and each of its
-// groups.
-type explodePixelsFn struct{}
-
-// ProcessElement emits (group, r) for every group of r.
-func (*explodePixelsFn) ProcessElement(r PixelResult, emit func(string, PixelResult)) {
-	for _, g := range groupsOf(r.Groups) {
-		emit(g, r)
-	}
-}
-
 // ImageAccumulator holds the scores of a group's anomalous (Pos) and normal
 // (Neg) images.
 type ImageAccumulator struct {
 	Pos, Neg []float64
 }
 
-// ImageCombineFn combines ImageResults into their group's exact image
-// metrics (Count, Positives, ImageAUROC, ImageAP, ImageF1Max,
-// ImageF1Threshold).
+// ImageCombineFn combines the ImageResults of one group into its exact
+// image metrics (Count, Positives, ImageAUROC, ImageAP, ImageF1Max,
+// ImageF1Threshold); it ignores Groups.
 type ImageCombineFn struct{}
 
 // CreateAccumulator returns an empty accumulator.
@@ -252,74 +220,223 @@ func (*ImageCombineFn) ExtractOutput(a ImageAccumulator) (Metrics, error) {
 	return m, nil
 }
 
-// PixelSummary is pass 1 of the pixel metrics for one group: pixel counts,
-// pixel AUROC, and the AU-PRO thresholds of pass 2 (nil without normal
-// pixels).
-type PixelSummary struct {
-	Normal, Anomalous int64
-	PixelAUROC        *float64
-	Thresholds        *metrics.Thresholds
+// GroupedImages accumulates image scores per group ("" is overall); Every
+// holds the AllGroups images, added to every named group at extraction.
+type GroupedImages struct {
+	ByGroup map[string]ImageAccumulator
+	Every   ImageAccumulator
 }
 
-// HistogramCombineFn combines PixelResults into a metrics.Histogram of
-// Bits mantissa bits (0 means metrics.DefaultHistogramBits) and extracts
-// the group's PixelSummary.
-type HistogramCombineFn struct {
-	Bits int
+// GroupedImageCombineFn combines ImageResults into a Report with the image
+// metrics of the overall group and of every named group.
+type GroupedImageCombineFn struct{ one ImageCombineFn }
+
+// CreateAccumulator returns an empty accumulator.
+func (*GroupedImageCombineFn) CreateAccumulator() GroupedImages {
+	return GroupedImages{ByGroup: map[string]ImageAccumulator{}}
 }
 
-// bits returns the histogram resolution.
-func (f *HistogramCombineFn) bits() int {
-	if f.Bits == 0 {
-		return metrics.DefaultHistogramBits
+// AddInput adds r to its groups.
+func (f *GroupedImageCombineFn) AddInput(a GroupedImages, r ImageResult) (GroupedImages, error) {
+	if a.ByGroup == nil {
+		a.ByGroup = map[string]ImageAccumulator{}
 	}
-	return f.Bits
-}
-
-// CreateAccumulator returns an empty histogram.
-func (f *HistogramCombineFn) CreateAccumulator() (metrics.Histogram, error) {
-	h, err := metrics.NewHistogram(f.bits())
-	if err != nil {
-		return metrics.Histogram{}, fmt.Errorf("evaluate: %w", err)
+	groups := groupsOf(r.Groups)
+	if r.AllGroups {
+		groups = groups[:1] // named groups get it at extraction
+		acc, err := f.one.AddInput(a.Every, r)
+		if err != nil {
+			return a, err
+		}
+		a.Every = acc
 	}
-	return *h, nil
-}
-
-// AddInput counts the pixels of r.
-func (f *HistogramCombineFn) AddInput(h metrics.Histogram, r PixelResult) (metrics.Histogram, error) {
-	if err := h.Add(pixelMap(r)); err != nil {
-		return h, fmt.Errorf("evaluate: pixel result (groups %q): %w", r.Groups, err)
-	}
-	return h, nil
-}
-
-// MergeAccumulators adds the counts of b to a.
-func (f *HistogramCombineFn) MergeAccumulators(a, b metrics.Histogram) (metrics.Histogram, error) {
-	if err := a.Merge(&b); err != nil {
-		return a, fmt.Errorf("evaluate: %w", err)
+	for _, g := range groups {
+		acc, err := f.one.AddInput(a.ByGroup[g], r)
+		if err != nil {
+			return a, err
+		}
+		a.ByGroup[g] = acc
 	}
 	return a, nil
 }
 
-// ExtractOutput computes the pixel AUROC and AU-PRO thresholds.
-func (f *HistogramCombineFn) ExtractOutput(h metrics.Histogram) (PixelSummary, error) {
-	var s PixelSummary
-	s.Normal, s.Anomalous = h.Counts()
-	if s.Normal > 0 && s.Anomalous > 0 {
-		v, err := h.AUROC()
-		if err != nil {
-			return s, fmt.Errorf("evaluate: %w", err)
-		}
-		s.PixelAUROC = &v
+// MergeAccumulators returns the union of a and b.
+func (f *GroupedImageCombineFn) MergeAccumulators(a, b GroupedImages) GroupedImages {
+	if a.ByGroup == nil {
+		a.ByGroup = map[string]ImageAccumulator{}
 	}
-	if s.Normal > 0 {
-		t, err := h.Thresholds()
-		if err != nil {
-			return s, fmt.Errorf("evaluate: %w", err)
-		}
-		s.Thresholds = &t
+	for g, acc := range b.ByGroup {
+		a.ByGroup[g] = f.one.MergeAccumulators(a.ByGroup[g], acc)
 	}
-	return s, nil
+	a.Every = f.one.MergeAccumulators(a.Every, b.Every)
+	return a
+}
+
+// ExtractOutput computes every group's image metrics.
+func (f *GroupedImageCombineFn) ExtractOutput(a GroupedImages) (Report, error) {
+	r := Report{ByGroup: map[string]Metrics{}}
+	for g, acc := range a.ByGroup {
+		if g != "" {
+			acc = f.one.MergeAccumulators(ImageAccumulator{Pos: slices.Clone(acc.Pos), Neg: slices.Clone(acc.Neg)}, a.Every)
+		}
+		m, err := f.one.ExtractOutput(acc)
+		if err != nil {
+			return r, err
+		}
+		if g == "" {
+			r.Overall = m
+		} else {
+			r.ByGroup[g] = m
+		}
+	}
+	return r, nil
+}
+
+// GroupedPixels accumulates one metrics.Histogram per group ("" is
+// overall); Every holds the AllGroups maps, merged into every named group
+// at extraction.
+type GroupedPixels struct {
+	ByGroup map[string]*metrics.Histogram
+	Every   *metrics.Histogram
+}
+
+// PixelCombineFn combines PixelResults into a Report with the pixel AUROC
+// and AU-PRO of the overall group and of every named group.
+type PixelCombineFn struct {
+	// Bits is the histogram resolution (0: metrics.DefaultHistogramBits).
+	Bits int
+	// FPRLimit is the AU-PRO false positive rate limit (0: metrics.PROLimit).
+	FPRLimit float64
+}
+
+// newHistogram returns an empty histogram at f's resolution.
+func (f *PixelCombineFn) newHistogram() (*metrics.Histogram, error) {
+	bits := f.Bits
+	if bits == 0 {
+		bits = metrics.DefaultHistogramBits
+	}
+	h, err := metrics.NewHistogram(bits)
+	if err != nil {
+		return nil, fmt.Errorf("evaluate: %w", err)
+	}
+	return h, nil
+}
+
+// CreateAccumulator returns an empty accumulator.
+func (f *PixelCombineFn) CreateAccumulator() (GroupedPixels, error) {
+	if _, err := f.newHistogram(); err != nil {
+		return GroupedPixels{}, err
+	}
+	return GroupedPixels{ByGroup: map[string]*metrics.Histogram{}}, nil
+}
+
+// histogram returns the histogram of group g of a, creating it.
+func (f *PixelCombineFn) histogram(a *GroupedPixels, g string) (*metrics.Histogram, error) {
+	if a.ByGroup == nil {
+		a.ByGroup = map[string]*metrics.Histogram{}
+	}
+	if h := a.ByGroup[g]; h != nil {
+		return h, nil
+	}
+	h, err := f.newHistogram()
+	a.ByGroup[g] = h
+	return h, err
+}
+
+// AddInput counts the pixels of r in the histograms of its groups.
+func (f *PixelCombineFn) AddInput(a GroupedPixels, r PixelResult) (GroupedPixels, error) {
+	groups := groupsOf(r.Groups)
+	var hs []*metrics.Histogram
+	if r.AllGroups {
+		groups = groups[:1]
+		if a.Every == nil {
+			h, err := f.newHistogram()
+			if err != nil {
+				return a, err
+			}
+			a.Every = h
+		}
+		hs = append(hs, a.Every)
+	}
+	for _, g := range groups {
+		h, err := f.histogram(&a, g)
+		if err != nil {
+			return a, err
+		}
+		hs = append(hs, h)
+	}
+	if err := metrics.AddMap(pixelMap(r), hs...); err != nil {
+		return a, fmt.Errorf("evaluate: pixel result (groups %q): %w", r.Groups, err)
+	}
+	return a, nil
+}
+
+// MergeAccumulators adds the counts of b to a.
+func (f *PixelCombineFn) MergeAccumulators(a, b GroupedPixels) (GroupedPixels, error) {
+	for g, hb := range b.ByGroup {
+		ha, err := f.histogram(&a, g)
+		if err != nil {
+			return a, err
+		}
+		if err := ha.Merge(hb); err != nil {
+			return a, fmt.Errorf("evaluate: %w", err)
+		}
+	}
+	if b.Every != nil {
+		if a.Every == nil {
+			a.Every = b.Every
+		} else if err := a.Every.Merge(b.Every); err != nil {
+			return a, fmt.Errorf("evaluate: %w", err)
+		}
+	}
+	return a, nil
+}
+
+// ExtractOutput computes every group's pixel AUROC and AU-PRO (nil where
+// undefined: AUROC needs both classes, AU-PRO normal pixels and a region).
+func (f *PixelCombineFn) ExtractOutput(a GroupedPixels) (Report, error) {
+	r := Report{ByGroup: map[string]Metrics{}}
+	limit := f.FPRLimit
+	if limit == 0 {
+		limit = metrics.PROLimit
+	}
+	for g, h := range a.ByGroup {
+		if g != "" && a.Every != nil {
+			merged, err := f.newHistogram()
+			if err != nil {
+				return r, err
+			}
+			if err := merged.Merge(h); err != nil {
+				return r, fmt.Errorf("evaluate: %w", err)
+			}
+			if err := merged.Merge(a.Every); err != nil {
+				return r, fmt.Errorf("evaluate: %w", err)
+			}
+			h = merged
+		}
+		var m Metrics
+		normal, anomalous := h.Counts()
+		if normal > 0 && anomalous > 0 {
+			v, err := h.AUROC()
+			if err != nil {
+				return r, fmt.Errorf("evaluate: group %q: %w", g, err)
+			}
+			m.PixelAUROC = &v
+		}
+		if normal > 0 && h.Regions > 0 {
+			v, err := h.AUPRO(limit)
+			if err != nil {
+				return r, fmt.Errorf("evaluate: group %q: %w", g, err)
+			}
+			m.AUPRO = &v
+		}
+		if g == "" {
+			r.Overall = m
+		} else {
+			r.ByGroup[g] = m
+		}
+	}
+	return r, nil
 }
 
 // pixelMap views r as a metrics.Map.
@@ -327,95 +444,45 @@ func pixelMap(r PixelResult) metrics.Map {
 	return metrics.Map{Rows: r.Rows, Cols: r.Cols, Scores: r.Map, Mask: r.Mask}
 }
 
-// overlapFn is pass 2 of AU-PRO: for every group of a PixelResult whose
-// pass-1 summary has thresholds, it emits the image's per-region overlap.
-type overlapFn struct{}
+// reportFn joins the image and pixel reports into the Report.
+type reportFn struct{}
 
-// ProcessElement emits (group, PRO of r) for every group of r.
-func (*overlapFn) ProcessElement(r PixelResult, summaries func(*string, *PixelSummary) bool, emit func(string, metrics.PRO)) error {
-	th := map[string]*metrics.Thresholds{}
-	var g string
-	var s PixelSummary
-	for summaries(&g, &s) {
-		th[g] = s.Thresholds
+// ProcessElement emits the one Report: image fields from the image report,
+// pixel fields from the pixel report.
+func (f *reportFn) ProcessElement(_ []byte, images, pixels func(*Report) bool) Report {
+	var img, pix Report
+	if !images(&img) {
+		img = Report{}
 	}
-	for _, g := range groupsOf(r.Groups) {
-		t := th[g]
-		if t == nil {
-			continue // no normal pixels in the group: AU-PRO undefined
-		}
-		var p metrics.PRO
-		if err := p.Add(*t, pixelMap(r)); err != nil {
-			return fmt.Errorf("evaluate: pixel result (groups %q): %w", r.Groups, err)
-		}
-		if p.Regions > 0 {
-			emit(g, p)
+	if !pixels(&pix) {
+		pix = Report{}
+	}
+	join := func(m, p Metrics) Metrics {
+		m.PixelAUROC, m.AUPRO = p.PixelAUROC, p.AUPRO
+		return m
+	}
+	r := Report{Overall: join(img.Overall, pix.Overall), ByGroup: map[string]Metrics{}}
+	for g, m := range img.ByGroup {
+		r.ByGroup[g] = join(m, pix.ByGroup[g])
+	}
+	for g, p := range pix.ByGroup {
+		if _, ok := r.ByGroup[g]; !ok {
+			r.ByGroup[g] = join(Metrics{}, p)
 		}
 	}
-	return nil
+	return r
 }
 
-// PROCombineFn merges per-image metrics.PRO accumulators.
-type PROCombineFn struct{}
-
-// MergeAccumulators adds the regions of b to a.
-func (*PROCombineFn) MergeAccumulators(a, b metrics.PRO) (metrics.PRO, error) {
-	if err := a.Merge(b); err != nil {
-		return a, fmt.Errorf("evaluate: %w", err)
-	}
-	return a, nil
-}
-
-// reportFn gathers the per-group results into the Report.
-type reportFn struct {
-	FPRLimit float64
-}
-
-// ProcessElement emits the one Report.
-func (f *reportFn) ProcessElement(_ []byte, images func(*string, *Metrics) bool, summaries func(*string, *PixelSummary) bool, pros func(*string, *metrics.PRO) bool, emit func(Report)) error {
-	all := map[string]*Metrics{}
-	get := func(g string) *Metrics {
-		if all[g] == nil {
-			all[g] = &Metrics{}
-		}
-		return all[g]
-	}
-	var g string
-	var m Metrics
-	for images(&g, &m) {
-		*get(g) = m
-		m = Metrics{}
-	}
-	th := map[string]*metrics.Thresholds{}
-	var s PixelSummary
-	for summaries(&g, &s) {
-		get(g).PixelAUROC = s.PixelAUROC
-		th[g] = s.Thresholds
-		s = PixelSummary{}
-	}
-	var p metrics.PRO
-	for pros(&g, &p) {
-		if t := th[g]; t != nil && p.Regions > 0 {
-			v, err := t.AUPRO(p, f.FPRLimit)
-			if err != nil {
-				return fmt.Errorf("evaluate: group %q: %w", g, err)
-			}
-			get(g).AUPRO = &v
-		}
-		p = metrics.PRO{}
-	}
-	r := Report{Overall: *get(""), ByGroup: map[string]Metrics{}}
-	for name, m := range all {
-		if name != "" {
-			r.ByGroup[name] = *m
-		}
-	}
-	emit(r)
-	return nil
-}
-
-// PixelResult elements carry large float and byte slices; they travel
-// gob-encoded (see internal/gobcoder).
+// PixelResult elements and the accumulators carry large slices and maps;
+// they travel gob-encoded (see internal/gobcoder).
 func encodePixelResult(v PixelResult) ([]byte, error) { return gobcoder.Encode(v) }
 
 func decodePixelResult(b []byte) (PixelResult, error) { return gobcoder.Decode[PixelResult](b) }
+
+func encodeGroupedImages(v GroupedImages) ([]byte, error) { return gobcoder.Encode(v) }
+
+func decodeGroupedImages(b []byte) (GroupedImages, error) { return gobcoder.Decode[GroupedImages](b) }
+
+func encodeGroupedPixels(v GroupedPixels) ([]byte, error) { return gobcoder.Encode(v) }
+
+func decodeGroupedPixels(b []byte) (GroupedPixels, error) { return gobcoder.Decode[GroupedPixels](b) }

@@ -6,6 +6,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"os"
+	"slices"
 	"testing"
 
 	"github.com/apache/beam/sdks/v2/go/pkg/beam"
@@ -332,58 +333,125 @@ func TestCombineFnsMergeOrder(t *testing.T) {
 	images, pixels := goldenInputs(t, g)
 	r := rand.New(rand.NewPCG(5, 6))
 
-	imgFn := &ImageCombineFn{}
-	var first Metrics
+	imgFn := &GroupedImageCombineFn{}
+	var first Report
 	for trial := range 6 {
 		acc := mergeShuffled(r, images, 1+r.IntN(9), imgFn.CreateAccumulator,
-			func(a ImageAccumulator, in ImageResult) ImageAccumulator {
-				return must[ImageAccumulator](t)(imgFn.AddInput(a, in))
+			func(a GroupedImages, in ImageResult) GroupedImages {
+				return must[GroupedImages](t)(imgFn.AddInput(a, in))
 			},
 			imgFn.MergeAccumulators)
-		m := must[Metrics](t)(imgFn.ExtractOutput(acc))
+		rep := must[Report](t)(imgFn.ExtractOutput(acc))
 		if trial == 0 {
-			first = m
+			first = rep
 			continue
 		}
-		if err := equalMetrics(m, first, 1e-12); err != nil {
+		if err := equalReports(rep, first, 1e-12); err != nil {
 			t.Errorf("image metrics, trial %d: %v", trial, err)
 		}
 	}
 
-	histFn := &HistogramCombineFn{}
-	proFn := &PROCombineFn{}
-	var firstAUC, firstPRO float64
+	pixFn := &PixelCombineFn{}
 	c := g.AUPROCases[0]
 	for trial := range 6 {
-		h := mergeShuffled(r, pixels, 1+r.IntN(5), func() metrics.Histogram { return must[metrics.Histogram](t)(histFn.CreateAccumulator()) },
-			func(a metrics.Histogram, in PixelResult) metrics.Histogram {
-				return must[metrics.Histogram](t)(histFn.AddInput(a, in))
+		acc := mergeShuffled(r, pixels, 1+r.IntN(5), func() GroupedPixels { return must[GroupedPixels](t)(pixFn.CreateAccumulator()) },
+			func(a GroupedPixels, in PixelResult) GroupedPixels {
+				return must[GroupedPixels](t)(pixFn.AddInput(a, in))
 			},
-			func(a, b metrics.Histogram) metrics.Histogram {
-				return must[metrics.Histogram](t)(histFn.MergeAccumulators(a, b))
+			func(a, b GroupedPixels) GroupedPixels {
+				// Round-trip b through its coder, as between bundles.
+				b = must[GroupedPixels](t)(decodeGroupedPixels(must[[]byte](t)(encodeGroupedPixels(b))))
+				return must[GroupedPixels](t)(pixFn.MergeAccumulators(a, b))
 			})
-		sum := must[PixelSummary](t)(histFn.ExtractOutput(h))
-		var perImage []metrics.PRO
-		for _, p := range pixels {
-			var pro metrics.PRO
-			if err := pro.Add(*sum.Thresholds, pixelMap(p)); err != nil {
-				t.Fatal(err)
-			}
-			perImage = append(perImage, pro)
-		}
-		pro := mergeShuffled(r, perImage, 1+r.IntN(5), func() metrics.PRO { return metrics.PRO{} },
-			func(a, in metrics.PRO) metrics.PRO { return must[metrics.PRO](t)(proFn.MergeAccumulators(a, in)) },
-			func(a, b metrics.PRO) metrics.PRO { return must[metrics.PRO](t)(proFn.MergeAccumulators(a, b)) })
-		aupro := must[float64](t)(sum.Thresholds.AUPRO(pro, metrics.PROLimit))
+		rep := must[Report](t)(pixFn.ExtractOutput(acc))
 		if trial == 0 {
-			firstAUC, firstPRO = *sum.PixelAUROC, aupro
-			if math.Abs(firstAUC-c.PixelAUROC) > 1e-4 || math.Abs(firstPRO-c.AUPRO) > 1e-4 {
-				t.Errorf("pixel AUROC %v AU-PRO %v, golden %v %v", firstAUC, firstPRO, c.PixelAUROC, c.AUPRO)
+			first = rep
+			if math.Abs(*rep.Overall.PixelAUROC-c.PixelAUROC) > 1e-4 || math.Abs(*rep.Overall.AUPRO-c.AUPRO) > 1e-4 {
+				t.Errorf("pixel AUROC %v AU-PRO %v, golden %v %v", *rep.Overall.PixelAUROC, *rep.Overall.AUPRO, c.PixelAUROC, c.AUPRO)
 			}
 			continue
 		}
-		if math.Abs(*sum.PixelAUROC-firstAUC) > 1e-12 || math.Abs(aupro-firstPRO) > 1e-12 {
-			t.Errorf("trial %d: pixel AUROC %v AU-PRO %v, first order %v %v", trial, *sum.PixelAUROC, aupro, firstAUC, firstPRO)
+		if err := equalReports(rep, first, 1e-12); err != nil {
+			t.Errorf("pixel metrics, trial %d: %v", trial, err)
+		}
+	}
+}
+
+// equalReports compares every group of a and b.
+func equalReports(a, b Report, tol float64) error {
+	if err := equalMetrics(a.Overall, b.Overall, tol); err != nil {
+		return fmt.Errorf("overall: %w", err)
+	}
+	if len(a.ByGroup) != len(b.ByGroup) {
+		return fmt.Errorf("%d groups vs %d", len(a.ByGroup), len(b.ByGroup))
+	}
+	for g, m := range a.ByGroup {
+		if err := equalMetrics(m, b.ByGroup[g], tol); err != nil {
+			return fmt.Errorf("group %q: %w", g, err)
+		}
+	}
+	return nil
+}
+
+// TestAllGroups checks that AllGroups results count in every named group:
+// each group's metrics equal those computed on its own results plus the
+// AllGroups ones, and the overall group counts each result once.
+func TestAllGroups(t *testing.T) {
+	g := loadGolden(t)
+	_, pixels := goldenInputs(t, g)
+	r := rand.New(rand.NewPCG(1, 2))
+	var images []ImageResult
+	var pix []PixelResult
+	byGroup := map[string][]ImageResult{}
+	pixByGroup := map[string][]metrics.Map{}
+	for i, p := range pixels {
+		p.Groups = nil
+		anomalous := slices.ContainsFunc(p.Mask, func(v uint8) bool { return v != 0 })
+		img := ImageResult{Score: r.Float64()}
+		if anomalous {
+			grp := []string{"a", "b"}[i%2]
+			p.Groups, img.Groups, img.Label = []string{grp}, []string{grp}, 1
+			img.Score += 0.5
+			byGroup[grp] = append(byGroup[grp], img)
+			pixByGroup[grp] = append(pixByGroup[grp], pixelMap(p))
+		} else {
+			p.AllGroups, img.AllGroups = true, true
+			for _, grp := range []string{"a", "b"} {
+				byGroup[grp] = append(byGroup[grp], img)
+				pixByGroup[grp] = append(pixByGroup[grp], pixelMap(p))
+			}
+		}
+		images, pix = append(images, img), append(pix, p)
+	}
+	if len(byGroup["a"]) == len(pixByGroup["a"]) && len(byGroup["a"]) == 0 {
+		t.Fatal("no anomalous golden maps")
+	}
+	imgFn, pixFn := &GroupedImageCombineFn{}, &PixelCombineFn{}
+	ia, pa := imgFn.CreateAccumulator(), must[GroupedPixels](t)(pixFn.CreateAccumulator())
+	for i := range images {
+		ia = must[GroupedImages](t)(imgFn.AddInput(ia, images[i]))
+		pa = must[GroupedPixels](t)(pixFn.AddInput(pa, pix[i]))
+	}
+	irep, prep := must[Report](t)(imgFn.ExtractOutput(ia)), must[Report](t)(pixFn.ExtractOutput(pa))
+	if irep.Overall.Count != len(images) {
+		t.Errorf("overall count %d, want %d", irep.Overall.Count, len(images))
+	}
+	for _, grp := range []string{"a", "b"} {
+		var labels []int
+		var scores []float64
+		for _, im := range byGroup[grp] {
+			labels, scores = append(labels, im.Label), append(scores, im.Score)
+		}
+		m := irep.ByGroup[grp]
+		auc := must[float64](t)(metrics.AUROC(labels, scores))
+		if m.Count != len(labels) || m.ImageAUROC == nil || math.Abs(*m.ImageAUROC-auc) > 1e-12 {
+			t.Errorf("group %s: count %d AUROC %v, want %d %v", grp, m.Count, m.ImageAUROC, len(labels), auc)
+		}
+		pauc := must[float64](t)(metrics.PixelAUROC(pixByGroup[grp]))
+		ppro := must[float64](t)(metrics.AUPRO(pixByGroup[grp], metrics.PROLimit))
+		pm := prep.ByGroup[grp]
+		if pm.PixelAUROC == nil || pm.AUPRO == nil || math.Abs(*pm.PixelAUROC-pauc) > 1e-4 || math.Abs(*pm.AUPRO-ppro) > 1e-4 {
+			t.Errorf("group %s: pixel AUROC %v AU-PRO %v, want %v %v", grp, pm.PixelAUROC, pm.AUPRO, pauc, ppro)
 		}
 	}
 }

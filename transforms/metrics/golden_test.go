@@ -104,8 +104,8 @@ func TestGoldenPixelExact(t *testing.T) {
 	}
 }
 
-// histogramMetrics computes pixel AUROC and AU-PRO with the two-pass
-// accumulators, each pass over the maps split into parts merged in order.
+// histogramMetrics computes pixel AUROC and AU-PRO with the one-pass
+// Histogram, the maps split into parts merged in order.
 func histogramMetrics(t testing.TB, maps []Map, bits int, limit float64, parts int) (auroc, aupro float64, h *Histogram) {
 	t.Helper()
 	h, _ = NewHistogram(bits)
@@ -124,23 +124,7 @@ func histogramMetrics(t testing.TB, maps []Map, bits int, limit float64, parts i
 	if err != nil {
 		t.Fatal(err)
 	}
-	th, err := h.Thresholds()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var pro PRO
-	for p := range parts {
-		var pp PRO
-		for i := p; i < len(maps); i += parts {
-			if err := pp.Add(th, maps[i]); err != nil {
-				t.Fatal(err)
-			}
-		}
-		if err := pro.Merge(pp); err != nil {
-			t.Fatal(err)
-		}
-	}
-	aupro, err = th.AUPRO(pro, limit)
+	aupro, err = h.AUPRO(limit)
 	if err != nil {
 		t.Fatal(err)
 	}

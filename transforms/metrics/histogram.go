@@ -12,10 +12,11 @@ import (
 const DefaultHistogramBits = 14
 
 // Histogram is a mergeable histogram of pixel scores, split into normal and
-// anomalous pixels, for pixel AUROC and the AU-PRO thresholds over data of
-// any size. Its memory is bounded by the number of distinct bins in use
-// (at most 2^Bits per power of two spanned by the scores), not by the
-// number of pixels.
+// anomalous pixels, with the per-region overlap of the anomalous ones: one
+// pass over maps of any number of pixels gives the pixel AUROC and the MVTec
+// AD AU-PRO. Its memory is bounded by the number of distinct bins in use (at
+// most 2^Bits per power of two spanned by the scores), not by the number of
+// pixels.
 //
 // Bins follow the float32 encoding: a score's bin is its sign, its exponent
 // and the top Bits bits of its mantissa, so every bin spans a relative width
@@ -34,6 +35,14 @@ type Histogram struct {
 	Bits      int
 	Normal    map[uint32]int64
 	Anomalous map[uint32]int64
+	// Regions counts the ground-truth regions (8-connected components of
+	// the masks) added.
+	Regions int64
+	// Overlap[b] sums, over the regions, the share of the region's pixels
+	// that fall in bin b. Since AU-PRO thresholds are bins of normal-pixel
+	// scores, the mean overlap at any threshold is a suffix sum of Overlap
+	// over Regions: no second pass over the maps is needed.
+	Overlap map[uint32]float64
 }
 
 // NewHistogram returns an empty histogram keeping bits (0..23) mantissa
@@ -42,7 +51,7 @@ func NewHistogram(bits int) (*Histogram, error) {
 	if bits < 0 || bits > 23 {
 		return nil, fmt.Errorf("metrics: histogram bits %d outside 0..23", bits)
 	}
-	return &Histogram{Bits: bits, Normal: map[uint32]int64{}, Anomalous: map[uint32]int64{}}, nil
+	return &Histogram{Bits: bits, Normal: map[uint32]int64{}, Anomalous: map[uint32]int64{}, Overlap: map[uint32]float64{}}, nil
 }
 
 // binOf returns the bin of score s at bits mantissa bits: the float32 bit
@@ -61,27 +70,6 @@ func binOf(s float32, bits int) uint32 {
 	return b >> (23 - bits)
 }
 
-// binTop returns the largest score of a bin at bits mantissa bits (+Inf
-// for the bins above the largest finite score).
-func binTop(bin uint32, bits int) float64 {
-	shift := 23 - bits
-	key := bin<<shift | (1<<shift - 1)
-	var b uint32
-	if key>>31 != 0 {
-		b = key &^ (1 << 31)
-	} else {
-		b = ^key
-	}
-	if b == 1<<31 { // -0 counts as +0: the bin's top is the negative score nearest 0
-		b++
-	}
-	f := float64(math.Float32frombits(b))
-	if math.IsNaN(f) {
-		return math.Inf(1)
-	}
-	return f
-}
-
 // check reports whether h is usable.
 func (h *Histogram) check() error {
 	if h == nil || h.Bits < 0 || h.Bits > 23 {
@@ -93,23 +81,64 @@ func (h *Histogram) check() error {
 	if h.Anomalous == nil {
 		h.Anomalous = map[uint32]int64{}
 	}
+	if h.Overlap == nil {
+		h.Overlap = map[uint32]float64{}
+	}
 	return nil
 }
 
-// Add counts every pixel of m.
-func (h *Histogram) Add(m Map) error {
-	if err := h.check(); err != nil {
-		return err
+// Add counts every pixel of m and the overlap of its regions.
+func (h *Histogram) Add(m Map) error { return AddMap(m, h) }
+
+// AddMap adds m to every histogram of hs (all of the same Bits), computing
+// its bins and regions once.
+func AddMap(m Map, hs ...*Histogram) error {
+	if len(hs) == 0 {
+		return nil
+	}
+	for _, h := range hs {
+		if err := h.check(); err != nil {
+			return err
+		}
+		if h.Bits != hs[0].Bits {
+			return fmt.Errorf("metrics: cannot add to histograms of %d and %d bits at once", hs[0].Bits, h.Bits)
+		}
 	}
 	if err := m.validate(); err != nil {
 		return err
 	}
-	for i, s := range m.Scores {
-		if m.Mask[i] == 0 {
-			h.Normal[binOf(s, h.Bits)]++
-		} else {
-			h.Anomalous[binOf(s, h.Bits)]++
+	labels, n, err := Regions(m.Rows, m.Cols, m.Mask)
+	if err != nil {
+		return err
+	}
+	bits := hs[0].Bits
+	var weight []float64 // weight[r-1]: 1 / size of region r
+	if n > 0 {
+		weight = make([]float64, n)
+		for _, l := range labels {
+			if l != 0 {
+				weight[l-1]++
+			}
 		}
+		for r := range weight {
+			weight[r] = 1 / weight[r]
+		}
+	}
+	for i, s := range m.Scores {
+		b := binOf(s, bits)
+		if l := labels[i]; l == 0 {
+			for _, h := range hs {
+				h.Normal[b]++
+			}
+		} else {
+			for _, h := range hs {
+				h.Anomalous[b]++
+				h.Overlap[b] += weight[l-1]
+			}
+		}
+	}
+	for _, h := range hs {
+		h.Regions += int64(n)
 	}
 	return nil
 }
@@ -131,6 +160,10 @@ func (h *Histogram) Merge(o *Histogram) error {
 	for b, c := range o.Anomalous {
 		h.Anomalous[b] += c
 	}
+	for b, v := range o.Overlap {
+		h.Overlap[b] += v
+	}
+	h.Regions += o.Regions
 	return nil
 }
 
@@ -185,35 +218,21 @@ func (h *Histogram) AUROC() (float64, error) {
 	return twiceU / (2 * float64(p) * float64(n)), nil
 }
 
-// Thresholds are the AU-PRO thresholds fixed by a Histogram of the normal
-// pixels: threshold k is the bin of the normal-pixel score at rank
+// thresholds are the AU-PRO thresholds fixed by the normal pixels:
+// threshold k is the bin of the normal-pixel score at rank
 // floor(k*(n-1)/99), and a pixel exceeds it when its bin is higher.
-type Thresholds struct {
-	Bits int
-	// Bins are the bins of the PROThresholds thresholds, non-decreasing.
-	Bins []uint32
-	// FPR[k] is the share of normal pixels that exceed threshold k.
-	FPR []float64
-	// Values[k] is the largest score in Bins[k]: the score threshold.
-	Values []float64
+type thresholds struct {
+	// bins are the bins of the PROThresholds thresholds, non-decreasing.
+	bins []uint32
+	// fpr[k] is the share of normal pixels that exceed threshold k.
+	fpr []float64
 }
 
-// Thresholds returns the AU-PRO thresholds of the normal pixels counted.
-// It fails without normal pixels.
-func (h *Histogram) Thresholds() (Thresholds, error) {
-	if err := h.check(); err != nil {
-		return Thresholds{}, err
-	}
+// thresholds returns the AU-PRO thresholds of the normal pixels counted;
+// h must have normal pixels.
+func (h *Histogram) thresholds() thresholds {
 	n, _ := h.Counts()
-	if n == 0 {
-		return Thresholds{}, fmt.Errorf("metrics: AU-PRO thresholds need normal pixels")
-	}
-	t := Thresholds{
-		Bits:   h.Bits,
-		Bins:   make([]uint32, PROThresholds),
-		FPR:    make([]float64, PROThresholds),
-		Values: make([]float64, PROThresholds),
-	}
+	t := thresholds{bins: make([]uint32, PROThresholds), fpr: make([]float64, PROThresholds)}
 	bins := sortedBins(h.Normal)
 	var i int
 	var upTo int64 = h.Normal[bins[0]] // normal pixels in bins[0..i]
@@ -223,120 +242,39 @@ func (h *Histogram) Thresholds() (Thresholds, error) {
 			i++
 			upTo += h.Normal[bins[i]]
 		}
-		t.Bins[k] = bins[i]
-		t.FPR[k] = float64(n-upTo) / float64(n)
-		t.Values[k] = binTop(bins[i], h.Bits)
+		t.bins[k] = bins[i]
+		t.fpr[k] = float64(n-upTo) / float64(n)
 	}
-	return t, nil
+	return t
 }
 
-// check reports whether t is usable.
-func (t Thresholds) check() error {
-	if t.Bits < 0 || t.Bits > 23 || len(t.Bins) != PROThresholds || len(t.FPR) != PROThresholds {
-		return fmt.Errorf("metrics: thresholds not made by Histogram.Thresholds")
-	}
-	return nil
-}
-
-// exceeded returns how many thresholds score s exceeds.
-func (t Thresholds) exceeded(s float32) int {
-	b := binOf(s, t.Bits)
-	return sort.Search(len(t.Bins), func(k int) bool { return t.Bins[k] >= b })
-}
-
-// PRO accumulates the per-region overlap of the AU-PRO curve for fixed
-// Thresholds, image by image: it is exact given the thresholds and
-// mergeable. The zero value is an empty accumulator.
-type PRO struct {
-	// Regions counts the ground-truth regions seen.
-	Regions int64
-	// Overlap[k] sums, over the regions, the share of the region's pixels
-	// that exceed threshold k; nil while Regions is 0.
-	Overlap []float64
-}
-
-// Add adds the regions of m (the 8-connected components of its mask).
-func (p *PRO) Add(t Thresholds, m Map) error {
-	if err := t.check(); err != nil {
-		return err
-	}
-	if err := m.validate(); err != nil {
-		return err
-	}
-	labels, n, err := Regions(m.Rows, m.Cols, m.Mask)
-	if err != nil || n == 0 {
-		return err
-	}
-	// Group the region pixels by region (a counting sort on the label),
-	// each stored as the number of thresholds it exceeds, so that memory
-	// stays linear in pixels even for masks with very many regions.
-	const K = PROThresholds
-	start := make([]int, n+1)
-	for _, l := range labels {
-		if l != 0 {
-			start[l]++
-		}
-	}
-	for r := 1; r <= n; r++ {
-		start[r] += start[r-1]
-	}
-	exceeded := make([]uint8, start[n])
-	next := slices.Clone(start[:n])
-	for i, l := range labels {
-		if l != 0 {
-			exceeded[next[l-1]] = uint8(t.exceeded(m.Scores[i]))
-			next[l-1]++
-		}
-	}
-	if p.Overlap == nil {
-		p.Overlap = make([]float64, K)
-	}
-	for r := range n {
-		var hist [K + 1]int64 // hist[e]: the region's pixels exceeding exactly e thresholds
-		for _, e := range exceeded[start[r]:start[r+1]] {
-			hist[e]++
-		}
-		size := float64(start[r+1] - start[r])
-		var above int64 // pixels exceeding threshold k: those exceeding more than k thresholds
-		for k := K - 1; k >= 0; k-- {
-			above += hist[k+1]
-			p.Overlap[k] += float64(above) / size
-		}
-	}
-	p.Regions += int64(n)
-	return nil
-}
-
-// Merge adds the regions of o to p.
-func (p *PRO) Merge(o PRO) error {
-	if o.Regions == 0 {
-		return nil
-	}
-	if len(o.Overlap) != PROThresholds || (p.Overlap != nil && len(p.Overlap) != PROThresholds) {
-		return fmt.Errorf("metrics: PRO accumulators with %d and %d thresholds", len(p.Overlap), len(o.Overlap))
-	}
-	if p.Overlap == nil {
-		p.Overlap = make([]float64, PROThresholds)
-	}
-	for k, v := range o.Overlap {
-		p.Overlap[k] += v
-	}
-	p.Regions += o.Regions
-	return nil
-}
-
-// AUPRO returns the AU-PRO up to fprLimit of the regions accumulated in p
-// with thresholds t. It fails when p has no regions.
-func (t Thresholds) AUPRO(p PRO, fprLimit float64) (float64, error) {
-	if err := t.check(); err != nil {
+// AUPRO returns the AU-PRO up to fprLimit of the maps added: thresholds at
+// the normal-pixel ranks of the exact AUPRO, and at each the mean over
+// regions of the share of region pixels in a higher bin. It fails without
+// normal pixels or without regions.
+func (h *Histogram) AUPRO(fprLimit float64) (float64, error) {
+	if err := h.check(); err != nil {
 		return 0, err
 	}
-	if p.Regions == 0 || len(p.Overlap) != PROThresholds {
-		return 0, fmt.Errorf("metrics: AU-PRO needs anomalous regions, have %d", p.Regions)
+	n, _ := h.Counts()
+	if n == 0 || h.Regions == 0 {
+		return 0, fmt.Errorf("metrics: AU-PRO needs normal pixels and anomalous regions, have %d and %d", n, h.Regions)
+	}
+	t := h.thresholds()
+	// above[j]: the overlap summed over bins[j:], the bins in increasing order.
+	bins := make([]uint32, 0, len(h.Overlap))
+	for b := range h.Overlap {
+		bins = append(bins, b)
+	}
+	slices.Sort(bins)
+	above := make([]float64, len(bins)+1)
+	for j := len(bins) - 1; j >= 0; j-- {
+		above[j] = above[j+1] + h.Overlap[bins[j]]
 	}
 	pro := make([]float64, PROThresholds)
-	for k, v := range p.Overlap {
-		pro[k] = v / float64(p.Regions)
+	for k, tb := range t.bins {
+		j := sort.Search(len(bins), func(j int) bool { return bins[j] > tb })
+		pro[k] = above[j] / float64(h.Regions)
 	}
-	return integratePRO(t.FPR, pro, fprLimit)
+	return integratePRO(t.fpr, pro, fprLimit)
 }

@@ -86,17 +86,26 @@ func TestErrors(t *testing.T) {
 		{"histogram no normal", func() error {
 			h, _ := NewHistogram(8)
 			_ = h.Add(Map{Rows: 1, Cols: 1, Scores: []float32{1}, Mask: []uint8{1}})
-			_, err := h.Thresholds()
+			_, err := h.AUPRO(PROLimit)
 			return err
-		}, "need normal pixels"},
-		{"bad thresholds", func() error { var p PRO; return p.Add(Thresholds{}, ok) }, "not made by Histogram.Thresholds"},
-		{"empty PRO", func() error {
+		}, "have 0 and 1"},
+		{"histogram no regions", func() error {
+			h, _ := NewHistogram(8)
+			_ = h.Add(Map{Rows: 1, Cols: 2, Scores: []float32{0, 1}, Mask: []uint8{0, 0}})
+			_, err := h.AUPRO(PROLimit)
+			return err
+		}, "have 2 and 0"},
+		{"histogram bad limit", func() error {
 			h, _ := NewHistogram(8)
 			_ = h.Add(ok)
-			th, _ := h.Thresholds()
-			_, err := th.AUPRO(PRO{}, PROLimit)
+			_, err := h.AUPRO(2)
 			return err
-		}, "needs anomalous regions"},
+		}, "limit 2 outside"},
+		{"mixed bits", func() error {
+			a, _ := NewHistogram(8)
+			b, _ := NewHistogram(9)
+			return AddMap(ok, a, b)
+		}, "8 and 9 bits at once"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			err := c.err()
@@ -107,8 +116,8 @@ func TestErrors(t *testing.T) {
 	}
 }
 
-// TestBins checks that bins keep the order of scores and that binTop is
-// the largest score of its bin.
+// TestBins checks that bins keep the order of scores, and that at 23 bits
+// distinct scores have distinct bins.
 func TestBins(t *testing.T) {
 	r := rand.New(rand.NewPCG(8, 9))
 	specials := []float32{0, float32(math.Copysign(0, -1)), 1, -1, math.SmallestNonzeroFloat32, -math.SmallestNonzeroFloat32,
@@ -129,12 +138,8 @@ func TestBins(t *testing.T) {
 			if (a < b && ba > bb) || (a > b && ba < bb) || (a == b && ba != bb) {
 				t.Fatalf("bits %d: %v < %v but bins %d, %d", bits, a, b, ba, bb)
 			}
-			top := binTop(ba, bits)
-			if float64(a) > top || (!math.IsInf(top, 1) && binOf(float32(top), bits) != ba) {
-				t.Fatalf("bits %d: score %v in bin %d, whose top is %v", bits, a, ba, top)
-			}
-			if bits == 23 && !math.IsInf(top, 1) && float32(top) != a && a != 0 {
-				t.Fatalf("23-bit bin of %v has top %v", a, top)
+			if bits == 23 && a != b && !(a == 0 && b == 0) && ba == bb {
+				t.Fatalf("23-bit bins of %v and %v are both %d", a, b, ba)
 			}
 		}
 	}
@@ -259,18 +264,7 @@ func FuzzPixel(f *testing.F) {
 		if hauc, herr := h.AUROC(); (herr == nil) != (err == nil) || (err == nil && math.Abs(hauc-auc) > 1e-12) {
 			t.Fatalf("histogram AUROC %v, %v; exact %v, %v", hauc, herr, auc, err)
 		}
-		th, terr := h.Thresholds()
-		if terr != nil {
-			if perr == nil {
-				t.Fatalf("no thresholds (%v) but AU-PRO %v", terr, pro)
-			}
-			return
-		}
-		var p PRO
-		if err := p.Add(th, m); err != nil {
-			t.Fatal(err)
-		}
-		hpro, herr := th.AUPRO(p, PROLimit)
+		hpro, herr := h.AUPRO(PROLimit)
 		if (herr == nil) != (perr == nil) || (perr == nil && math.Abs(hpro-pro) > 1e-12) {
 			t.Fatalf("histogram AU-PRO %v, %v; exact %v, %v", hpro, herr, pro, perr)
 		}

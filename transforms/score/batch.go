@@ -163,9 +163,10 @@ func (b *batcher) emit(ctx context.Context, p pending, amap []float32, score flo
 	noteProgress(ctx, 1, 0)
 	emit(r)
 	if p.d.Mask != nil {
+		groups := GroupsOf(p.d.Item, b.Opt.GroupBy)
 		emitPix(evaluate.PixelResult{
-			Groups: GroupsOf(p.d.Item, b.Opt.GroupBy),
-			Rows:   s, Cols: s,
+			Groups: groups, AllGroups: len(groups) == 0,
+			Rows: s, Cols: s,
 			Map:  append([]float32(nil), amap...),
 			Mask: ResizeNearest(p.d.Mask, img.Rows, img.Cols, s, s),
 		})
@@ -175,8 +176,8 @@ func (b *batcher) emit(ctx context.Context, p pending, amap []float32, score flo
 // GroupsOf returns the metric groups an item belongs to: the value of the
 // groupBy column (Missing when empty) when groupBy is set, else its MVTec
 // defect type. It returns nil for an item without a group (an MVTec good
-// image), which the pipeline then counts as a normal reference in every
-// group.
+// image), which evaluation counts as a normal reference in every group
+// (evaluate.PixelResult.AllGroups).
 func GroupsOf(it read.Item, groupBy string) []string {
 	if groupBy != "" {
 		v := it.Meta[groupBy]

@@ -10,6 +10,7 @@ import (
 	"github.com/apache/beam/sdks/v2/go/pkg/beam"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/register"
 
+	"github.com/multiad/multiad/transforms/report"
 	"github.com/multiad/multiad/transforms/score"
 )
 
@@ -82,22 +83,46 @@ type Options struct {
 	// Threshold is the bundle's score threshold: a group is anomalous when
 	// its score exceeds it.
 	Threshold float64
+	// Heatmaps and SkipWritten are the WriteOptions the groups will be
+	// written with. With them, Groups drops the maps of slices whose study
+	// heatmap Write would not draw: every map with mode none; with
+	// SkipWritten, the slices whose own heatmap report.Write draws, and
+	// every slice of a one-image study (a single 2-D file, whose study is
+	// anomalous exactly when its image is). Maps are what a CombinePerKey
+	// holds until its input ends, so over an archive of 2-D images this
+	// keeps memory flat. Empty Heatmaps keeps every map.
+	Heatmaps    string
+	SkipWritten bool
 }
 
 // Groups combines a PCollection<score.Result> into a PCollection<Group>:
 // one per study and one per DICOM series.
 func Groups(s beam.Scope, results beam.PCollection, opt Options) beam.PCollection {
 	s = s.Scope("study.Groups")
-	keyed := beam.ParDo(s, &keyFn{}, results)
+	keyed := beam.ParDo(s, &keyFn{Heatmaps: opt.Heatmaps, SkipWritten: opt.SkipWritten}, results)
 	combined := beam.CombinePerKey(s, &CombineFn{K: opt.K, Keep: opt.Keep, Threshold: opt.Threshold}, keyed)
 	return beam.ParDo(s, withKey, combined)
 }
 
-// keyFn keys a result's Slice by its study and series.
-type keyFn struct{}
+// keyFn keys a result's Slice by its study and series, without the maps
+// the study report will not draw (Options.Heatmaps).
+type keyFn struct {
+	Heatmaps    string
+	SkipWritten bool
+}
 
 func (f *keyFn) ProcessElement(r score.Result, emit func(string, Slice)) {
 	sl := FromResult(r)
+	if f.Heatmaps != "" && sl.Map != nil {
+		own := report.WritesHeatmap(f.Heatmaps, sl.Anomalous)
+		single := sl.Study == "" && sl.IndexKind == ""
+		if f.Heatmaps == report.HeatmapsNone || f.SkipWritten && (own || single) {
+			if own {
+				sl.Heatmap = report.HeatmapName(r.Item) // as Heatmaps names it
+			}
+			sl.Size, sl.Map, sl.Gray = 0, nil, nil
+		}
+	}
 	for _, k := range Keys(sl) {
 		emit(k, sl)
 	}

@@ -324,3 +324,47 @@ func TestPipeline(t *testing.T) {
 		t.Errorf("empty WriteLines: %v", err)
 	}
 }
+
+// TestKeyDropsUndrawnMaps checks which slices keep their maps into the
+// combine: only those whose study heatmap Write may still have to draw.
+func TestKeyDropsUndrawnMaps(t *testing.T) {
+	png := func(s float64) score.Result {
+		r := result("", "", "/t/a.png", 0, s, 0)
+		r.Item.IndexKind = ""
+		return r
+	}
+	dcm := func(s float64) score.Result { return result("1.2", "1.2.3", "/d/a.dcm", 0, s, 0) }
+	for _, c := range []struct {
+		name        string
+		mode        string
+		skipWritten bool
+		r           score.Result
+		keep        bool
+		heatmap     bool
+	}{
+		{"no mode keeps all", "", true, png(0.9), true, false},
+		{"none drops", report.HeatmapsNone, false, dcm(0.9), false, false},
+		{"single normal image", report.HeatmapsAnomalous, true, png(0.1), false, false},
+		{"single anomalous image", report.HeatmapsAnomalous, true, png(0.9), false, true},
+		{"normal slice of a series", report.HeatmapsAnomalous, true, dcm(0.1), true, false},
+		{"anomalous slice of a series", report.HeatmapsAnomalous, true, dcm(0.9), false, true},
+		{"not written elsewhere", report.HeatmapsAnomalous, false, png(0.9), true, false},
+		{"all, written elsewhere", report.HeatmapsAll, true, dcm(0.1), false, true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			var got []Slice
+			(&keyFn{Heatmaps: c.mode, SkipWritten: c.skipWritten}).ProcessElement(c.r, func(_ string, s Slice) { got = append(got, s) })
+			if len(got) == 0 {
+				t.Fatal("nothing emitted")
+			}
+			for _, s := range got {
+				if (s.Map != nil) != c.keep || (s.Gray != nil) != c.keep {
+					t.Errorf("map kept = %v, want %v", s.Map != nil, c.keep)
+				}
+				if (s.Heatmap != "") != c.heatmap || (c.heatmap && s.Heatmap != report.HeatmapName(c.r.Item)) {
+					t.Errorf("heatmap %q, want set = %v", s.Heatmap, c.heatmap)
+				}
+			}
+		})
+	}
+}

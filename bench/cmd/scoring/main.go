@@ -214,7 +214,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		}
 		fmt.Fprintf(stdout, "Reading: `multiad score` runs at %.0f%% of the raw loop here, so it %s the 85%% target. "+
 			"The raw loop only runs ONNX Runtime on tensors that are already decoded and resized; the pipeline, on the same cores, "+
-			"also lists and decodes the files, preprocesses, computes the pixel metrics (two passes over every map), writes the reports, "+
+			"also lists and decodes the files, preprocesses, folds every map into the pixel-metric histograms, writes the reports, "+
 			"and pays Beam's per-element costs under Prism (coding each result's %d² map and gray image between stages, watermark bookkeeping). "+
 			"On a 2-core machine every CPU-second spent outside inference is taken from ONNX Runtime, so the efficiency is roughly inference CPU ÷ "+
 			"total CPU. The Scaling section runs the same functions in one goroutine without Beam: compare its images/s at the same threads and batch "+

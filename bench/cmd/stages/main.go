@@ -8,7 +8,7 @@
 //   - inference: runtime.Model.Score (ONNX Runtime);
 //   - post-processing: what the score transform does with a map (copy the
 //     map, the 8-bit gray input, the mask resized to S×S) and the pixel
-//     metrics' accumulators (metrics.Histogram.Add, metrics.PRO.Add);
+//     metrics' one-pass accumulator (metrics.Histogram.Add);
 //   - writing: report.NewRecord + JSON (the scores.jsonl line) and, for
 //     anomalous images, report.OverlayPNG written with
 //     storage.WriteFileAtomic (the default --heatmaps anomalous).
@@ -237,7 +237,6 @@ func once(ctx context.Context, m *runtime.Model, files []read.File, b int, dir s
 	man := m.Bundle.Manifest
 	S := m.Size()
 	hist, _ := metrics.NewHistogram(metrics.DefaultHistogramBits)
-	var maps []metrics.Map
 	n := 0
 	var pend []read.Decoded
 	var tensors [][]float32
@@ -266,7 +265,6 @@ func once(ctx context.Context, m *runtime.Model, files []read.File, b int, dir s
 				if err := hist.Add(mm); err != nil {
 					return err
 				}
-				maps = append(maps, mm)
 			}
 			results[i] = r
 		}
@@ -317,20 +315,6 @@ func once(ctx context.Context, m *runtime.Model, files []read.File, b int, dir s
 	}
 	if err := flush(); err != nil {
 		return nil, 0, err
-	}
-	// Pass 2 of AU-PRO, as the evaluation does, counted as post-processing.
-	if nn, _ := hist.Counts(); nn > 0 && len(maps) > 0 {
-		th, err := hist.Thresholds()
-		if err != nil {
-			return nil, 0, err
-		}
-		var pro metrics.PRO
-		for _, mm := range maps {
-			if err := pro.Add(th, mm); err != nil {
-				return nil, 0, err
-			}
-		}
-		lap(3)
 	}
 	os.RemoveAll(dir)
 	return st, n, nil
