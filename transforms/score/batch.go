@@ -50,18 +50,32 @@ func noteProgress(ctx context.Context, n, f int64) {
 	}
 }
 
-// batcher buffers preprocessed inputs and scores them in batches. Its
-// exported field is the DoFn's serialized configuration.
+// batcher buffers preprocessed inputs and scores them in batches. A full
+// batch is scored on its own goroutine while the bundle goes on decoding
+// and preprocessing the next one (ONNX Runtime on a few threads and Go
+// decoding then overlap); its results are emitted on the bundle's
+// goroutine, when the next batch is submitted or at FinishBundle. At most
+// one batch is in flight. Its exported field is the DoFn's serialized
+// configuration.
 type batcher struct {
 	Opt Options
 
-	m   Scorer
-	buf []pending
+	m        Scorer
+	buf      []pending
+	inflight chan []outcome
 }
 
 type pending struct {
 	d      read.Decoded
 	tensor []float32
+}
+
+// outcome is one scored (or failed) image of a batch.
+type outcome struct {
+	p     pending
+	amap  []float32
+	score float32
+	err   error
 }
 
 func (b *batcher) load(ctx context.Context, uri string) error {
@@ -87,7 +101,7 @@ func (b *batcher) batchSize() int {
 	return 8
 }
 
-// add preprocesses one image and scores the batch when it is full.
+// add preprocesses one image and submits the batch when it is full.
 func (b *batcher) add(ctx context.Context, d read.Decoded, emit func(Result), emitPix func(evaluate.PixelResult), fail func(read.Failure)) error {
 	t, err := b.m.Preprocess(d.Image)
 	if err != nil {
@@ -98,49 +112,79 @@ func (b *batcher) add(ctx context.Context, d read.Decoded, emit func(Result), em
 	}
 	b.buf = append(b.buf, pending{d: d, tensor: t})
 	if len(b.buf) >= b.batchSize() {
-		return b.flush(ctx, emit, emitPix, fail)
+		b.submit(ctx, emit, emitPix, fail)
 	}
 	return nil
 }
 
-// flush scores the buffered images. When a batch fails, each image is
-// retried alone so that one bad input fails only itself.
-func (b *batcher) flush(ctx context.Context, emit func(Result), emitPix func(evaluate.PixelResult), fail func(read.Failure)) error {
+// submit emits the batch in flight, if any, and starts scoring the
+// buffered images.
+func (b *batcher) submit(ctx context.Context, emit func(Result), emitPix func(evaluate.PixelResult), fail func(read.Failure)) {
+	b.wait(ctx, emit, emitPix, fail)
 	if len(b.buf) == 0 {
-		return nil
+		return
 	}
-	batch := make([][]float32, len(b.buf))
-	for i, p := range b.buf {
+	batch := b.buf
+	b.buf = nil
+	done := make(chan []outcome, 1)
+	b.inflight = done
+	go func() { done <- b.scoreBatch(ctx, batch) }()
+}
+
+// wait emits the results of the batch in flight, if any.
+func (b *batcher) wait(ctx context.Context, emit func(Result), emitPix func(evaluate.PixelResult), fail func(read.Failure)) {
+	if b.inflight == nil {
+		return
+	}
+	outs := <-b.inflight
+	b.inflight = nil
+	for _, o := range outs {
+		if o.err != nil {
+			failedCount.Inc(ctx, 1)
+			noteProgress(ctx, 0, 1)
+			fail(read.Failure{URI: o.p.d.Item.URI, Index: o.p.d.Item.Index, Error: fmt.Sprintf("score: %v", o.err)})
+			continue
+		}
+		b.emit(ctx, o.p, o.amap, o.score, emit, emitPix)
+	}
+}
+
+// flush scores what is buffered and emits everything (FinishBundle).
+func (b *batcher) flush(ctx context.Context, emit func(Result), emitPix func(evaluate.PixelResult), fail func(read.Failure)) error {
+	b.submit(ctx, emit, emitPix, fail)
+	b.wait(ctx, emit, emitPix, fail)
+	return nil
+}
+
+// scoreBatch scores ps. When the batch fails, each image is retried alone
+// so that one bad input fails only itself.
+func (b *batcher) scoreBatch(ctx context.Context, ps []pending) []outcome {
+	batch := make([][]float32, len(ps))
+	for i, p := range ps {
 		batch[i] = p.tensor
 	}
+	outs := make([]outcome, len(ps))
 	maps, scores, err := b.m.Score(batch)
-	if err != nil && len(b.buf) > 1 {
-		log.Warnf(ctx, "score: batch of %d failed (%v); retrying one by one", len(b.buf), err)
-		for _, p := range b.buf {
+	if err != nil && len(ps) > 1 {
+		log.Warnf(ctx, "score: batch of %d failed (%v); retrying one by one", len(ps), err)
+		for i, p := range ps {
+			outs[i] = outcome{p: p}
 			m, s, err := b.m.Score([][]float32{p.tensor})
 			if err != nil {
-				failedCount.Inc(ctx, 1)
-				noteProgress(ctx, 0, 1)
-				fail(read.Failure{URI: p.d.Item.URI, Index: p.d.Item.Index, Error: fmt.Sprintf("score: %v", err)})
+				outs[i].err = err
 				continue
 			}
-			b.emit(ctx, p, m[0], s[0], emit, emitPix)
+			outs[i].amap, outs[i].score = m[0], s[0]
 		}
-	} else if err != nil {
-		p := b.buf[0]
-		failedCount.Inc(ctx, 1)
-		noteProgress(ctx, 0, 1)
-		fail(read.Failure{URI: p.d.Item.URI, Index: p.d.Item.Index, Error: fmt.Sprintf("score: %v", err)})
-	} else {
-		for i, p := range b.buf {
-			b.emit(ctx, p, maps[i], scores[i], emit, emitPix)
+		return outs
+	}
+	for i, p := range ps {
+		outs[i] = outcome{p: p, err: err}
+		if err == nil {
+			outs[i].amap, outs[i].score = maps[i], scores[i]
 		}
 	}
-	for i := range b.buf {
-		b.buf[i] = pending{}
-	}
-	b.buf = b.buf[:0]
-	return nil
+	return outs
 }
 
 func (b *batcher) emit(ctx context.Context, p pending, amap []float32, score float32, emit func(Result), emitPix func(evaluate.PixelResult)) {

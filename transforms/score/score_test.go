@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/apache/beam/sdks/v2/go/pkg/beam"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/register"
@@ -167,5 +168,65 @@ func TestGroupsOf(t *testing.T) {
 	}
 	if g := GroupsOf(read.Item{}, ""); g != nil {
 		t.Errorf("good item groups %v", g)
+	}
+}
+
+// gated scores a batch only once the next image has been preprocessed, so
+// it deadlocks unless scoring overlaps preprocessing.
+type gated struct {
+	fake
+	next  chan struct{} // one token per image preprocessed after the first
+	first bool
+}
+
+func (g *gated) Preprocess(img *pixels.Image) ([]float32, error) {
+	if g.first {
+		g.next <- struct{}{}
+	}
+	g.first = true
+	return g.fake.Preprocess(img)
+}
+
+func (g *gated) Score(batch [][]float32) ([][]float32, []float32, error) {
+	select {
+	case <-g.next:
+	case <-time.After(5 * time.Second):
+		return nil, nil, errors.New("gated: the next image was not preprocessed while this batch was scored")
+	}
+	return g.fake.Score(batch)
+}
+
+// TestBatcherOverlap checks that a batch is scored while the next image is
+// preprocessed, that results come out in input order, and that at most one
+// batch is in flight.
+func TestBatcherOverlap(t *testing.T) {
+	g := &gated{next: make(chan struct{}, 16)}
+	b := &batcher{Opt: Options{BatchSize: 1}, m: g}
+	in := decoded(4)
+	var got []string
+	var fails []read.Failure
+	emit := func(r Result) { got = append(got, r.Item.URI) }
+	emitPix := func(evaluate.PixelResult) {}
+	fail := func(f read.Failure) { fails = append(fails, f) }
+	ctx := context.Background()
+	for i, d := range in {
+		if err := b.add(ctx, d, emit, emitPix, fail); err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != i { // image i is in flight; the ones before it are out
+			t.Fatalf("after %d images, %d results", i+1, len(got))
+		}
+	}
+	g.next <- struct{}{} // the last batch has no next image
+	if err := b.flush(ctx, emit, emitPix, fail); err != nil {
+		t.Fatal(err)
+	}
+	if len(fails) != 0 {
+		t.Fatalf("failures: %v", fails)
+	}
+	for i, d := range in {
+		if i >= len(got) || got[i] != d.Item.URI {
+			t.Fatalf("results %v, want the inputs' order", got)
+		}
 	}
 }
