@@ -36,6 +36,7 @@ func runTrain(ctx context.Context, args []string) int {
 	depth := fs.Int("depth", def.Student.Depth, "student residual blocks per stage")
 	seRed := fs.Int("se-reduction", def.Student.SEReduction, "squeeze-and-excitation reduction ratio (0 leaves SE out, for ablations)")
 	adv := fs.Float64("adv-weight", def.AdvWeight, "weight of the adversarial term (0 disables the discriminator)")
+	hard := fs.Float64("hard-mining", def.HardMining, "train on the pixels whose teacher distance is at least mean + this many std of the batch (0: every pixel)")
 	fusion := fs.String("fusion", string(def.Map.Fuse), "per-scale map fusion: sum or product")
 	sigma := fs.Float64("sigma", 0, "Gaussian blur sigma in pixels (0: 4 px at 256, scaled)")
 	weights := fs.String("scale-weights", "", "per-scale map weights for strides 4,8,16 (e.g. 0,0,1; default 0.25,0.5,1)")
@@ -61,7 +62,7 @@ func runTrain(ctx context.Context, args []string) int {
 	}
 	cfg := train.DefaultConfig(*size)
 	cfg.Epochs, cfg.MaxSteps, cfg.BatchSize, cfg.LR, cfg.DiscLR, cfg.Schedule = *epochs, *maxSteps, *batch, *lr, *discLR, *schedule
-	cfg.Seed, cfg.Quantile, cfg.AdvWeight, cfg.Checkpoint = *seed, *quantile, *adv, *ckpt
+	cfg.Seed, cfg.Quantile, cfg.AdvWeight, cfg.HardMining, cfg.Checkpoint = *seed, *quantile, *adv, *hard, *ckpt
 	cfg.Student.Width, cfg.Student.Depth, cfg.Student.SEReduction = *width, *depth, *seRed
 	cfg.Map.Fuse = student.Fusion(*fusion)
 	if *sigma > 0 {

@@ -92,11 +92,31 @@ func AnomalyMap(s, t [3]*Node, S int, mc MapConfig) (amap, score *Node) {
 
 // KDLoss is Σ_scales 0.5·mean over pixels of ‖n(S) − n(T)‖², n = L2
 // normalisation over channels.
-func KDLoss(s, t [3]*Node) *Node {
+func KDLoss(s, t [3]*Node) *Node { return KDLossHard(s, t, 0) }
+
+// KDLossHard is KDLoss with hard-feature mining: with hard > 0, each scale's
+// loss is the mean over the pixels whose squared distance is at least
+// mean + hard·std of that scale's distances in the batch (a constant
+// threshold: no gradient flows through it), so that training concentrates on
+// the normal regions the student matches worst — those set the image score,
+// the map's maximum. hard ≤ 0 is the plain loss.
+func KDLossHard(s, t [3]*Node, hard float64) *Node {
 	var loss *Node
 	for i := range s {
 		diff := Sub(nn.NormalizeChannels(s[i]), nn.NormalizeChannels(t[i]))
-		l := MulScalar(ReduceAllMean(ReduceSum(Square(diff), -1)), 0.5)
+		d := ReduceSum(Square(diff), -1) // [N, H, W]
+		var l *Node
+		if hard > 0 {
+			sd := StopGradient(d)
+			mean := ReduceAllMean(sd)
+			std := Sqrt(ReduceAllMean(Square(Sub(sd, mean))))
+			thr := Add(mean, MulScalar(std, hard))
+			mask := ConvertDType(GreaterOrEqual(sd, thr), d.DType())
+			l = Div(ReduceAllSum(Mul(d, mask)), Max(ReduceAllSum(mask), OnesLike(mean)))
+			l = MulScalar(l, 0.5)
+		} else {
+			l = MulScalar(ReduceAllMean(d), 0.5)
+		}
 		if loss == nil {
 			loss = l
 		} else {

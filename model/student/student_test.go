@@ -1,6 +1,7 @@
 package student
 
 import (
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"testing"
@@ -15,10 +16,17 @@ import (
 	"github.com/multiad/multiad/model/nn"
 )
 
-// TestStudentGradient checks the autodiff gradient of the KD loss with
-// respect to every variable of a tiny student with SE blocks against a
-// central finite difference along random directions.
+// TestStudentGradient checks the autodiff gradient of the KD loss (plain
+// and with hard-feature mining) with respect to every variable of a tiny
+// student with SE blocks against a central finite difference along random
+// directions.
 func TestStudentGradient(t *testing.T) {
+	for _, hard := range []float64{0, 1} {
+		t.Run(fmt.Sprintf("hard=%g", hard), func(t *testing.T) { testStudentGradient(t, hard) })
+	}
+}
+
+func testStudentGradient(t *testing.T, hard float64) {
 	be, err := compute.NewWithConfig("go")
 	if err != nil {
 		t.Fatal(err)
@@ -44,7 +52,7 @@ func TestStudentGradient(t *testing.T) {
 	store.SetParam(nn.DTypeParam, "float64")
 	lossFn := func(scope *model.Scope, in []*Node) *Node {
 		s := Forward(scope.At("student"), cfg, in[0])
-		return KDLoss(s, [3]*Node{in[1], in[2], in[3]})
+		return KDLossHard(s, [3]*Node{in[1], in[2], in[3]}, hard)
 	}
 	gradExec := model.MustNewExec(be, store, func(scope *model.Scope, in []*Node) []*Node {
 		l := lossFn(scope, in)
@@ -150,4 +158,70 @@ func TestForwardShapesAndFLOPs(t *testing.T) {
 	}
 	t.Logf("default student: %d weights, %.3f GFLOP forward at 128², %.3f at 256²", params,
 		float64(cfg.ForwardFLOPs(128))/1e9, float64(cfg.ForwardFLOPs(256))/1e9)
+}
+
+// TestKDLossHard compares KDLossHard with a direct computation: per scale,
+// half the mean squared distance of the channel-normalised features over
+// the pixels at or above mean + hard·std of the distances.
+func TestKDLossHard(t *testing.T) {
+	be, err := compute.NewWithConfig("go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := rand.New(rand.NewPCG(4, 5))
+	dims := [3][4]int{{2, 8, 8, 3}, {2, 4, 4, 4}, {2, 2, 2, 5}}
+	var ins []*tensors.Tensor
+	var flat [6][]float64
+	for k := range 6 {
+		d := dims[k%3]
+		v := make([]float64, d[0]*d[1]*d[2]*d[3])
+		for i := range v {
+			v[i] = r.NormFloat64()
+		}
+		flat[k] = v
+		ins = append(ins, tensors.FromFlatDataAndDimensions(v, d[:]...))
+	}
+	for _, hard := range []float64{0, 0.5, 1.5} {
+		got := tensors.ToScalar[float64](model.MustNewExec(be, model.NewStore(), func(scope *model.Scope, in []*Node) *Node {
+			return KDLossHard([3]*Node{in[0], in[1], in[2]}, [3]*Node{in[3], in[4], in[5]}, hard)
+		}).MustCall1(ins[0], ins[1], ins[2], ins[3], ins[4], ins[5]))
+		var want float64
+		for k := range 3 {
+			c := dims[k][3]
+			var dist []float64
+			for p := 0; p < len(flat[k])/c; p++ {
+				s, tt := flat[k][p*c:(p+1)*c], flat[k+3][p*c:(p+1)*c]
+				var ns, nt float64
+				for i := range s {
+					ns, nt = ns+s[i]*s[i], nt+tt[i]*tt[i]
+				}
+				var d float64
+				for i := range s {
+					x := s[i]/math.Sqrt(ns+nn.NormEps) - tt[i]/math.Sqrt(nt+nn.NormEps)
+					d += x * x
+				}
+				dist = append(dist, d)
+			}
+			var mean, sq float64
+			for _, d := range dist {
+				mean += d / float64(len(dist))
+			}
+			for _, d := range dist {
+				sq += (d - mean) * (d - mean) / float64(len(dist))
+			}
+			thr := mean + hard*math.Sqrt(sq)
+			var sum float64
+			var n int
+			for _, d := range dist {
+				if hard <= 0 || d >= thr {
+					sum += d
+					n++
+				}
+			}
+			want += 0.5 * sum / float64(n)
+		}
+		if math.Abs(got-want) > 1e-6*want {
+			t.Errorf("hard %g: KDLossHard %v, direct %v", hard, got, want)
+		}
+	}
 }

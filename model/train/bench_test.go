@@ -37,6 +37,7 @@ func BenchmarkTrainStep(b *testing.B) {
 	for _, S := range []int{128, 256} {
 		b.Run(fmt.Sprint(S), func(b *testing.B) {
 			cfg := DefaultConfig(S)
+			cfg.HardMining = envF("BENCH_HARD", 0)
 			be, err := NewBackend("")
 			if err != nil {
 				b.Fatal(err)

@@ -36,6 +36,10 @@ type Config struct {
 	// AdvWeight is λ_adv, the weight of the adversarial loss (0 disables
 	// the discriminator).
 	AdvWeight float64
+	// HardMining, when positive, trains on hard pixels only: those whose
+	// distance to the teacher is at least mean + HardMining·std of the batch
+	// (see student.KDLossHard). 0 is the plain loss over all pixels.
+	HardMining float64
 	// Augment configures data augmentation.
 	Augment Augment
 	// Seed makes initialisation, shuffling and augmentation reproducible.
@@ -107,6 +111,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("train: batch size %d out of range [1, 1024]", c.BatchSize)
 	case !(c.LR > 0 && c.LR < 1):
 		return fmt.Errorf("train: learning rate %g out of range (0, 1)", c.LR)
+	case c.HardMining < 0:
+		return fmt.Errorf("train: hard mining %g < 0", c.HardMining)
 	case c.AdvWeight < 0:
 		return fmt.Errorf("train: adversarial weight %g < 0", c.AdvWeight)
 	case c.AdvWeight > 0 && !(c.DiscLR > 0 && c.DiscLR < 1):

@@ -218,7 +218,7 @@ func (t *trainer) build() {
 	t.studentExec = model.MustNewExec(t.backend, t.store, func(scope *model.Scope, in []*Node) []*Node {
 		st := scope.At(StudentScope)
 		s := student.Forward(st, cfg.Student, in[0])
-		kd := student.KDLoss(s, [3]*Node{in[1], in[2], in[3]})
+		kd := student.KDLossHard(s, [3]*Node{in[1], in[2], in[3]}, cfg.HardMining)
 		loss := kd
 		adv := ScalarZero(kd.Graph(), kd.DType())
 		if cfg.AdvWeight > 0 {

@@ -261,7 +261,7 @@ func Run(ctx context.Context, opt Options) (*Result, error) {
 		Data:       bundle.Data{Count: len(samples), URIHash: hashKeys(samples), Source: opt.Data},
 		Training: map[string]any{
 			"size": cfg.Size, "epochs": cfg.Epochs, "batch": cfg.BatchSize, "lr": cfg.LR, "seed": cfg.Seed,
-			"adv_weight": cfg.AdvWeight, "student": cfg.Student, "map": cfg.Map, "augment": cfg.Augment,
+			"adv_weight": cfg.AdvWeight, "hard_mining": cfg.HardMining, "student": cfg.Student, "map": cfg.Map, "augment": cfg.Augment,
 			"steps": res.Steps, "epoch_kd_loss": res.EpochKDLoss, "val_fraction": opt.ValFraction,
 		},
 		Trained: time.Now().UTC(),

@@ -1,0 +1,215 @@
+package train
+
+import (
+	"math"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/multiad/multiad/internal/shared"
+	"github.com/multiad/multiad/model/nn"
+	"github.com/multiad/multiad/model/student"
+)
+
+// blurMap applies the separable Gaussian of nn.GaussianMatrix to an S×S map.
+func blurMap(m []float32, S int, sigma float64) []float32 {
+	if sigma <= 0 {
+		return m
+	}
+	g := nn.GaussianMatrix(S, sigma)
+	tmp := make([]float64, S*S)
+	for y := 0; y < S; y++ {
+		for x := 0; x < S; x++ {
+			var a float64
+			for k := 0; k < S; k++ {
+				if w := g[x][k]; w != 0 {
+					a += w * float64(m[y*S+k])
+				}
+			}
+			tmp[y*S+x] = a
+		}
+	}
+	out := make([]float32, S*S)
+	for y := 0; y < S; y++ {
+		for x := 0; x < S; x++ {
+			var a float64
+			for k := 0; k < S; k++ {
+				if w := g[y][k]; w != 0 {
+					a += w * tmp[k*S+x]
+				}
+			}
+			out[y*S+x] = float32(a)
+		}
+	}
+	return out
+}
+
+func topMean(m []float32, frac float64) float64 {
+	if frac <= 0 {
+		mx := float64(m[0])
+		for _, v := range m {
+			mx = math.Max(mx, float64(v))
+		}
+		return mx
+	}
+	s := append([]float32(nil), m...)
+	sort.Slice(s, func(i, j int) bool { return s[i] > s[j] })
+	k := max(1, int(frac*float64(len(s))))
+	var a float64
+	for _, v := range s[:k] {
+		a += float64(v)
+	}
+	return a / float64(k)
+}
+
+// TestExperimentPost trains once on magnetic-tile normals (every 10th held
+// out) and compares post-processing of the per-scale maps: fusion weights,
+// per-scale normalisation by validation statistics (global or per
+// location), and max versus top-k image scores (MULTIAD_EXP=1; EXP_HARD for
+// hard-feature mining, other EXP_* as in TestExperimentTiles).
+func TestExperimentPost(t *testing.T) {
+	if os.Getenv("MULTIAD_EXP") == "" {
+		t.Skip("set MULTIAD_EXP=1")
+	}
+	S := int(envF("EXP_S", 128))
+	root := shared.MustPath(t, "data", "industrial", "magnetic_tile")
+	_, all := loadDir(t, filepath.Join(root, "train", "good"), S, int(envF("EXP_NTRAIN", 0)))
+	var trImgs, valImgs [][]float32
+	for i, x := range all {
+		if i%10 == 9 {
+			valImgs = append(valImgs, x)
+		} else {
+			trImgs = append(trImgs, x)
+		}
+	}
+	train := mobileNetSamples(t, trImgs, S)
+	val := mobileNetSamples(t, valImgs, S)
+	cfg := DefaultConfig(S)
+	cfg.Student.Width = int(envF("EXP_W", 32))
+	cfg.Student.Depth = int(envF("EXP_D", 2))
+	cfg.Student.SEReduction = int(envF("EXP_SE", 16))
+	cfg.Epochs = int(envF("EXP_EPOCHS", 5))
+	cfg.BatchSize = int(envF("EXP_B", 8))
+	cfg.LR = envF("EXP_LR", 1e-3)
+	cfg.AdvWeight = envF("EXP_ADV", 0.05)
+	cfg.HardMining = envF("EXP_HARD", 0)
+	cfg.Augment = Augment{HFlip: envF("EXP_FLIP", 0) > 0, VFlip: envF("EXP_FLIP", 0) > 0}
+	cfg.ProgressEvery = 60 * time.Second
+	start := time.Now()
+	res, err := Train(cfg, Dataset{Train: train, Val: val}, func(p Progress) { t.Log(Line(p, 0)) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("trained %d images (%d val) in %v, hard %g", len(train), len(val), time.Since(start), cfg.HardMining)
+	var labels, pixLabels []bool
+	var test []Sample
+	classes, _ := os.ReadDir(filepath.Join(root, "test"))
+	for _, c := range classes {
+		names, imgs := loadDir(t, filepath.Join(root, "test", c.Name()), S, int(envF("EXP_NTEST", 0)))
+		test = append(test, mobileNetSamples(t, imgs, S)...)
+		for _, n := range names {
+			labels = append(labels, c.Name() != "good")
+			if c.Name() == "good" {
+				pixLabels = append(pixLabels, make([]bool, S*S)...)
+			} else {
+				pixLabels = append(pixLabels, maskAt(t, filepath.Join(root, "ground_truth", c.Name(), strings.TrimSuffix(n, ".jpg")+"_mask.png"), S)...)
+			}
+		}
+	}
+	// Unblurred per-scale maps [scale][image][S*S].
+	perScale := func(ss []Sample) (out [3][][]float32) {
+		for k := 0; k < 3; k++ {
+			c := cfg
+			w := [3]float64{}
+			w[k] = 1
+			c.Map = student.MapConfig{Fuse: "sum", Weights: w}
+			maps, _, err := Score(c, res.Student, ss)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out[k] = maps
+		}
+		return out
+	}
+	vm, tm := perScale(val), perScale(test)
+	P := S * S
+	// Validation statistics per scale: global mean/std and per-location mean/std.
+	var gMean, gStd [3]float64
+	var lMean, lStd [3][]float64
+	for k := 0; k < 3; k++ {
+		lMean[k], lStd[k] = make([]float64, P), make([]float64, P)
+		for _, m := range vm[k] {
+			for i, v := range m {
+				lMean[k][i] += float64(v)
+				lStd[k][i] += float64(v) * float64(v)
+			}
+		}
+		n := float64(len(vm[k]))
+		var s1, s2 float64
+		for i := range lMean[k] {
+			s1 += lMean[k][i]
+			s2 += lStd[k][i]
+			lMean[k][i] /= n
+			lStd[k][i] = math.Sqrt(math.Max(lStd[k][i]/n-lMean[k][i]*lMean[k][i], 0))
+		}
+		gMean[k] = s1 / (n * float64(P))
+		gStd[k] = math.Sqrt(s2/(n*float64(P)) - gMean[k]*gMean[k])
+	}
+	sig := cfg.Map.Sigma
+	type variant struct {
+		name string
+		w    [3]float64
+		norm string // "", "global", "locmean", "locz"
+	}
+	fuse := func(v variant, maps [3][][]float32, j int) []float32 {
+		out := make([]float32, P)
+		for k := 0; k < 3; k++ {
+			if v.w[k] == 0 {
+				continue
+			}
+			for i, x := range maps[k][j] {
+				f := float64(x)
+				switch v.norm {
+				case "global":
+					f = (f - gMean[k]) / gStd[k]
+				case "locmean":
+					f = (f - lMean[k][i]) / gStd[k]
+				case "locz":
+					f = (f - lMean[k][i]) / math.Sqrt(lStd[k][i]*lStd[k][i]+0.25*gStd[k]*gStd[k])
+				}
+				out[i] += float32(v.w[k] * f)
+			}
+		}
+		return blurMap(out, S, sig)
+	}
+	for _, v := range []variant{
+		{"default .25/.5/1", DefaultScaleWeights, ""},
+		{"s16", [3]float64{0, 0, 1}, ""},
+		{"s8+s16", [3]float64{0, 1, 1}, ""},
+		{"global-z all", [3]float64{1, 1, 1}, "global"},
+		{"global-z s8+s16", [3]float64{0, 1, 1}, "global"},
+		{"locmean all", [3]float64{1, 1, 1}, "locmean"},
+		{"locmean s8+s16", [3]float64{0, 1, 1}, "locmean"},
+		{"locmean s16", [3]float64{0, 0, 1}, "locmean"},
+		{"locz all", [3]float64{1, 1, 1}, "locz"},
+		{"locz s8+s16", [3]float64{0, 1, 1}, "locz"},
+		{"locz s16", [3]float64{0, 0, 1}, "locz"},
+	} {
+		var pix []float64
+		var smax, s1, s01 []float64
+		for j := range labels {
+			m := fuse(v, tm, j)
+			for _, x := range m {
+				pix = append(pix, float64(x))
+			}
+			smax = append(smax, topMean(m, 0))
+			s1 = append(s1, topMean(m, 0.01))
+			s01 = append(s01, topMean(m, 0.001))
+		}
+		t.Logf("%-18s image AUROC max %.4f top0.1%% %.4f top1%% %.4f | pixel AUROC %.4f", v.name,
+			auroc(labels, smax), auroc(labels, s01), auroc(labels, s1), auroc(pixLabels, pix))
+	}
+}
