@@ -75,6 +75,12 @@ type Augment struct {
 // these weights 0.80.
 var DefaultScaleWeights = [3]float64{0.25, 0.5, 1}
 
+// DefaultHardMining is the default Config.HardMining. On magnetic tiles
+// (128², 641 training images, 6 epochs, model/train TestExperimentPost)
+// image / pixel AUROC went from 0.803 / 0.715 without mining to 0.845 /
+// 0.744 at 1 and 0.861 / 0.759 at 2.5, at the same cost per step.
+const DefaultHardMining = 2.5
+
 // DefaultConfig returns the default training configuration for images of
 // side size.
 func DefaultConfig(size int) Config {
@@ -89,6 +95,7 @@ func DefaultConfig(size int) Config {
 		Schedule:    "cosine",
 		WarmupSteps: 20,
 		AdvWeight:   0.05,
+		HardMining:  DefaultHardMining,
 		Seed:        1,
 		Quantile:    0.99,
 	}
