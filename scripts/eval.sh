@@ -3,20 +3,21 @@
 # shared folder and print the accuracy table (image AUROC, pixel AUROC,
 # AU-PRO). The two trainings run in parallel (GoMLX's pure-Go backend uses
 # about one core each). `make ablation` (--ablation) repeats it without SE,
-# without the discriminator, and with product instead of sum fusion.
-#   EVAL_EPOCHS (default 20), EVAL_SIZE (128), EVAL_OUT (out/eval), EVAL_ARGS (extra train flags)
+# without the discriminator, without hard-feature mining, and with product
+# instead of sum fusion.
+#   EVAL_EPOCHS (default 10), EVAL_SIZE (128), EVAL_OUT (out/eval), EVAL_ARGS (extra train flags)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 shared=${MULTIAD_SHARED:-$(cd .. && pwd)/shared}
 out=${EVAL_OUT:-out/eval}
-epochs=${EVAL_EPOCHS:-20}
+epochs=${EVAL_EPOCHS:-10}
 size=${EVAL_SIZE:-128}
 bin=./bin/multiad
 tiles="$shared/data/industrial/magnetic_tile"
 lgg="$shared/data/medical/lgg_flair"
 variants=("multiad:")
 if [ "${1:-}" = --ablation ]; then
-  variants=("multiad:" "no-se:--se-reduction 0" "no-disc:--adv-weight 0" "product:--fusion product")
+  variants=("multiad:" "no-se:--se-reduction 0" "no-disc:--adv-weight 0" "no-hard:--hard-mining 0" "product:--fusion product")
 fi
 mkdir -p "$out"
 start=$(date +%s)

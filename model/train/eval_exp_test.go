@@ -120,18 +120,7 @@ func TestExperimentTiles(t *testing.T) {
 	root := shared.MustPath(t, "data", "industrial", "magnetic_tile")
 	_, trainImgs := loadDir(t, filepath.Join(root, "train", "good"), S, int(envF("EXP_NTRAIN", 0)))
 	train := mobileNetSamples(t, trainImgs, S)
-	cfg := DefaultConfig(S)
-	cfg.Student.Width = int(envF("EXP_W", 32))
-	cfg.Student.Depth = int(envF("EXP_D", 2))
-	cfg.Student.SEReduction = int(envF("EXP_SE", 16))
-	cfg.Epochs = int(envF("EXP_EPOCHS", 5))
-	cfg.BatchSize = int(envF("EXP_B", 8))
-	cfg.LR = envF("EXP_LR", 1e-3)
-	cfg.AdvWeight = envF("EXP_ADV", 0.05)
-	cfg.Augment = Augment{HFlip: envF("EXP_FLIP", 0) > 0, VFlip: envF("EXP_FLIP", 0) > 0}
-	if s := os.Getenv("EXP_SCHED"); s != "" {
-		cfg.Schedule = s
-	}
+	cfg := experimentConfig(S)
 	cfg.ProgressEvery = 30 * time.Second
 	start := time.Now()
 	res, err := Train(cfg, Dataset{Train: train}, func(p Progress) { t.Log(Line(p, 0)) })
@@ -139,23 +128,7 @@ func TestExperimentTiles(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("trained %d images in %v", len(train), time.Since(start))
-	ntest := int(envF("EXP_NTEST", 0))
-	var labels []bool
-	var pixLabels []bool
-	var samples []Sample
-	classes, _ := os.ReadDir(filepath.Join(root, "test"))
-	for _, c := range classes {
-		names, imgs := loadDir(t, filepath.Join(root, "test", c.Name()), S, ntest)
-		samples = append(samples, mobileNetSamples(t, imgs, S)...)
-		for _, n := range names {
-			labels = append(labels, c.Name() != "good")
-			if c.Name() == "good" {
-				pixLabels = append(pixLabels, make([]bool, S*S)...)
-			} else {
-				pixLabels = append(pixLabels, maskAt(t, filepath.Join(root, "ground_truth", c.Name(), strings.TrimSuffix(n, ".jpg")+"_mask.png"), S)...)
-			}
-		}
-	}
+	labels, pixLabels, samples := tilesTestSet(t, root, S)
 	sig := cfg.Map.Sigma
 	for _, v := range []struct {
 		name string
@@ -189,6 +162,45 @@ func TestExperimentTiles(t *testing.T) {
 		t.Logf("%s fusion: image AUROC %.4f, pixel AUROC %.4f (%d test images, final KD %.4f)", fuse,
 			auroc(labels, scores), auroc(pixLabels, pix), len(scores), res.EpochKDLoss[len(res.EpochKDLoss)-1])
 	}
+}
+
+// experimentConfig is DefaultConfig(S) with the EXP_* overrides (EXP_W,
+// EXP_D, EXP_SE, EXP_EPOCHS, EXP_B, EXP_LR, EXP_ADV, EXP_HARD, EXP_FLIP,
+// EXP_SCHED).
+func experimentConfig(S int) Config {
+	cfg := DefaultConfig(S)
+	cfg.Student.Width = int(envF("EXP_W", 32))
+	cfg.Student.Depth = int(envF("EXP_D", 2))
+	cfg.Student.SEReduction = int(envF("EXP_SE", 16))
+	cfg.Epochs = int(envF("EXP_EPOCHS", 5))
+	cfg.BatchSize = int(envF("EXP_B", 8))
+	cfg.LR = envF("EXP_LR", 1e-3)
+	cfg.AdvWeight = envF("EXP_ADV", 0.05)
+	cfg.HardMining = envF("EXP_HARD", DefaultHardMining)
+	cfg.Augment = Augment{HFlip: envF("EXP_FLIP", 0) > 0, VFlip: envF("EXP_FLIP", 0) > 0}
+	if s := os.Getenv("EXP_SCHED"); s != "" {
+		cfg.Schedule = s
+	}
+	return cfg
+}
+
+// tilesTestSet loads the magnetic-tile test set (EXP_NTEST images per
+// class, 0: all) with image labels, S×S pixel labels and teacher features.
+func tilesTestSet(t testing.TB, root string, S int) (labels, pixLabels []bool, samples []Sample) {
+	classes, _ := os.ReadDir(filepath.Join(root, "test"))
+	for _, c := range classes {
+		names, imgs := loadDir(t, filepath.Join(root, "test", c.Name()), S, int(envF("EXP_NTEST", 0)))
+		samples = append(samples, mobileNetSamples(t, imgs, S)...)
+		for _, n := range names {
+			labels = append(labels, c.Name() != "good")
+			if c.Name() == "good" {
+				pixLabels = append(pixLabels, make([]bool, S*S)...)
+			} else {
+				pixLabels = append(pixLabels, maskAt(t, filepath.Join(root, "ground_truth", c.Name(), strings.TrimSuffix(n, ".jpg")+"_mask.png"), S)...)
+			}
+		}
+	}
+	return labels, pixLabels, samples
 }
 
 // TestAUROCGolden checks the experiment's AUROC against scikit-learn's

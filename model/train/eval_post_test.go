@@ -5,7 +5,6 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
-	"strings"
 	"testing"
 	"time"
 
@@ -87,16 +86,7 @@ func TestExperimentPost(t *testing.T) {
 	}
 	train := mobileNetSamples(t, trImgs, S)
 	val := mobileNetSamples(t, valImgs, S)
-	cfg := DefaultConfig(S)
-	cfg.Student.Width = int(envF("EXP_W", 32))
-	cfg.Student.Depth = int(envF("EXP_D", 2))
-	cfg.Student.SEReduction = int(envF("EXP_SE", 16))
-	cfg.Epochs = int(envF("EXP_EPOCHS", 5))
-	cfg.BatchSize = int(envF("EXP_B", 8))
-	cfg.LR = envF("EXP_LR", 1e-3)
-	cfg.AdvWeight = envF("EXP_ADV", 0.05)
-	cfg.HardMining = envF("EXP_HARD", 0)
-	cfg.Augment = Augment{HFlip: envF("EXP_FLIP", 0) > 0, VFlip: envF("EXP_FLIP", 0) > 0}
+	cfg := experimentConfig(S)
 	cfg.ProgressEvery = 60 * time.Second
 	start := time.Now()
 	res, err := Train(cfg, Dataset{Train: train, Val: val}, func(p Progress) { t.Log(Line(p, 0)) })
@@ -104,21 +94,7 @@ func TestExperimentPost(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("trained %d images (%d val) in %v, hard %g", len(train), len(val), time.Since(start), cfg.HardMining)
-	var labels, pixLabels []bool
-	var test []Sample
-	classes, _ := os.ReadDir(filepath.Join(root, "test"))
-	for _, c := range classes {
-		names, imgs := loadDir(t, filepath.Join(root, "test", c.Name()), S, int(envF("EXP_NTEST", 0)))
-		test = append(test, mobileNetSamples(t, imgs, S)...)
-		for _, n := range names {
-			labels = append(labels, c.Name() != "good")
-			if c.Name() == "good" {
-				pixLabels = append(pixLabels, make([]bool, S*S)...)
-			} else {
-				pixLabels = append(pixLabels, maskAt(t, filepath.Join(root, "ground_truth", c.Name(), strings.TrimSuffix(n, ".jpg")+"_mask.png"), S)...)
-			}
-		}
-	}
+	labels, pixLabels, test := tilesTestSet(t, root, S)
 	// Unblurred per-scale maps [scale][image][S*S].
 	perScale := func(ss []Sample) (out [3][][]float32) {
 		for k := 0; k < 3; k++ {
