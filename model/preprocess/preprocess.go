@@ -7,7 +7,7 @@ package preprocess
 import (
 	"fmt"
 	"math"
-	"sort"
+	"slices"
 	"strings"
 
 	"github.com/multiad/multiad/io/dicom"
@@ -269,7 +269,8 @@ func axis(n, m int) []tap {
 }
 
 // percentiles returns the lo-th and hi-th percentiles (0–100) of vs with
-// linear interpolation between order statistics (NumPy's default), ignoring NaNs.
+// linear interpolation between order statistics (NumPy's default), ignoring
+// NaNs. It selects the order statistics in linear time instead of sorting.
 func percentiles(vs []float64, lo, hi float64) (float64, float64) {
 	s := make([]float64, 0, len(vs))
 	for _, v := range vs {
@@ -280,17 +281,65 @@ func percentiles(vs []float64, lo, hi float64) (float64, float64) {
 	if len(s) == 0 {
 		return 0, 0
 	}
-	sort.Float64s(s)
 	q := func(p float64) float64 {
 		pos := p / 100 * float64(len(s)-1)
 		i := int(math.Floor(pos))
 		if i >= len(s)-1 {
-			return s[len(s)-1]
+			return nthElement(s, len(s)-1)
 		}
+		a := nthElement(s, i)
 		f := pos - float64(i)
-		return s[i] + (s[i+1]-s[i])*f
+		if f == 0 {
+			return a
+		}
+		b := slices.Min(s[i+1:]) // s[i+1:] holds the values ≥ s[i]
+		return a + (b-a)*f
 	}
 	return q(lo), q(hi)
+}
+
+// nthElement reorders s so that s[k] is the value a sort would put there,
+// with no larger value before it and no smaller one after, and returns it
+// (quickselect, median-of-three pivots, Hoare partitioning, which splits
+// runs of equal values evenly).
+func nthElement(s []float64, k int) float64 {
+	l, r := 0, len(s)-1
+	for r > l {
+		m := l + (r-l)/2
+		if s[m] < s[l] {
+			s[m], s[l] = s[l], s[m]
+		}
+		if s[r] < s[l] {
+			s[r], s[l] = s[l], s[r]
+		}
+		if s[r] < s[m] {
+			s[r], s[m] = s[m], s[r]
+		}
+		pivot := s[m]
+		i, j := l, r
+		for i <= j {
+			for s[i] < pivot {
+				i++
+			}
+			for s[j] > pivot {
+				j--
+			}
+			if i <= j {
+				s[i], s[j] = s[j], s[i]
+				i++
+				j--
+			}
+		}
+		switch {
+		case k <= j:
+			r = j
+		case k >= i:
+			l = i
+		default:
+			return s[k] // j < k < i: s[k] equals the pivot
+		}
+	}
+	return s[k]
 }
 
 func clamp01(v float64) float64 {

@@ -2,6 +2,8 @@ package preprocess
 
 import (
 	"math"
+	"math/rand/v2"
+	"sort"
 	"testing"
 
 	"github.com/multiad/multiad/io/pixels"
@@ -141,5 +143,47 @@ func TestBadInput(t *testing.T) {
 	}
 	if _, _, err := ParseWindow("40"); err == nil {
 		t.Error("ParseWindow(40): no error")
+	}
+}
+
+// TestPercentilesSelect compares the linear-time selection with percentiles
+// read off a sorted copy, on random data with many ties and NaNs.
+func TestPercentilesSelect(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	ref := func(vs []float64, p float64) float64 {
+		var s []float64
+		for _, v := range vs {
+			if !math.IsNaN(v) {
+				s = append(s, v)
+			}
+		}
+		sort.Float64s(s)
+		pos := p / 100 * float64(len(s)-1)
+		i := int(math.Floor(pos))
+		if i >= len(s)-1 {
+			return s[len(s)-1]
+		}
+		return s[i] + (s[i+1]-s[i])*(pos-float64(i))
+	}
+	for trial := range 400 {
+		n := 1 + r.IntN(300)
+		levels := 1 + r.IntN(n+2) // few levels: many ties
+		vs := make([]float64, n)
+		for i := range vs {
+			vs[i] = float64(r.IntN(levels)) * 0.5
+			if r.IntN(20) == 0 {
+				vs[i] = math.NaN()
+			}
+		}
+		vs[r.IntN(n)] = 1 // at least one number
+		lo, hi := r.Float64()*50, 50+r.Float64()*50
+		if trial%7 == 0 {
+			lo, hi = 0, 100
+		}
+		gl, gh := percentiles(vs, lo, hi)
+		wl, wh := ref(vs, lo), ref(vs, hi)
+		if math.Abs(gl-wl) > 1e-12 || math.Abs(gh-wh) > 1e-12 {
+			t.Fatalf("trial %d (n %d, %d levels): percentiles(%g, %g) = %g, %g; sorted %g, %g", trial, n, levels, lo, hi, gl, gh, wl, wh)
+		}
 	}
 }

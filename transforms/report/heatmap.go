@@ -48,6 +48,11 @@ func Overlay(r score.Result, lo, hi float64) (*image.RGBA, error) {
 	return img, nil
 }
 
+// heatmapEncoder favours speed: heatmaps are written for every flagged
+// image on the scoring path, where default compression cost as much CPU as
+// preprocessing (bench/BENCHMARKS.md); the files are somewhat larger.
+var heatmapEncoder = png.Encoder{CompressionLevel: png.BestSpeed}
+
 // OverlayPNG is Overlay encoded as PNG.
 func OverlayPNG(r score.Result, lo, hi float64) ([]byte, error) {
 	img, err := Overlay(r, lo, hi)
@@ -55,7 +60,7 @@ func OverlayPNG(r score.Result, lo, hi float64) ([]byte, error) {
 		return nil, err
 	}
 	var buf bytes.Buffer
-	if err := png.Encode(&buf, img); err != nil {
+	if err := heatmapEncoder.Encode(&buf, img); err != nil {
 		return nil, fmt.Errorf("report: encoding heatmap: %w", err)
 	}
 	return buf.Bytes(), nil

@@ -198,9 +198,9 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		fmt.Fprintf(stdout, "Reading: inference takes %.0f%% of the per-image time on average; decoding is next, then preprocessing and the "+
 			"map post-processing (copies, the resized mask, the pixel-metric histogram, whose Go map costs a hash insert per pixel); writing "+
 			"(JSON line, heatmap PNG for anomalous images) is small. The fastest configuration here is %d thread(s) at batch %d (%.1f images/s), "+
-			"the slowest %d at batch %d (%.1f). On a 2-core machine shared with other work, a second intra-op thread only helps when the other "+
-			"core is idle: ONNX Runtime's worker threads spin while they wait (its default session.intra_op.allow_spinning=1, which model/ort keeps), "+
-			"burning CPU that the decoding goroutine and other processes need.\n\n",
+			"the slowest %d at batch %d (%.1f). This loop runs every stage in one goroutine, one after the other, so a second intra-op thread "+
+			"helps only inference, and larger batches only amortise ONNX Runtime's per-call overhead (model/ort turns its idle-thread spinning off, "+
+			"which would otherwise take the CPU the decoding needs). The pipeline overlaps inference with decoding instead (transforms/score).\n\n",
 			100*inf, best.threads, best.batch, best.total.Median, worst.threads, worst.batch, worst.total.Median)
 	}
 	// Scaling figures relative to 1 thread, batch 1.
