@@ -1,7 +1,6 @@
 package train
 
 import (
-	"encoding/json"
 	"image/png"
 	"math"
 	"os"
@@ -16,37 +15,22 @@ import (
 	"github.com/multiad/multiad/io/raster"
 	"github.com/multiad/multiad/model/preprocess"
 	"github.com/multiad/multiad/model/student"
+	"github.com/multiad/multiad/transforms/metrics"
 )
 
-// auroc is the area under the ROC curve (ties count one half).
+// auroc is transforms/metrics.AUROC on boolean labels.
 func auroc(labels []bool, scores []float64) float64 {
-	idx := make([]int, len(scores))
-	for i := range idx {
-		idx[i] = i
-	}
-	sort.Slice(idx, func(a, b int) bool { return scores[idx[a]] < scores[idx[b]] })
-	// Rank-sum with average ranks for ties.
-	ranks := make([]float64, len(scores))
-	for i := 0; i < len(idx); {
-		j := i
-		for j < len(idx) && scores[idx[j]] == scores[idx[i]] {
-			j++
-		}
-		for k := i; k < j; k++ {
-			ranks[idx[k]] = float64(i+j+1) / 2
-		}
-		i = j
-	}
-	var pos, neg, sum float64
-	for i, l := range labels {
-		if l {
-			pos++
-			sum += ranks[i]
-		} else {
-			neg++
+	l := make([]int, len(labels))
+	for i, v := range labels {
+		if v {
+			l[i] = 1
 		}
 	}
-	return (sum - pos*(pos+1)/2) / (pos * neg)
+	a, err := metrics.AUROC(l, scores)
+	if err != nil {
+		return math.NaN()
+	}
+	return a
 }
 
 func loadDir(t testing.TB, dir string, S int, limit int) (names []string, imgs [][]float32) {
@@ -201,33 +185,4 @@ func tilesTestSet(t testing.TB, root string, S int) (labels, pixLabels []bool, s
 		}
 	}
 	return labels, pixLabels, samples
-}
-
-// TestAUROCGolden checks the experiment's AUROC against scikit-learn's
-// roc_auc_score on the shared golden cases.
-func TestAUROCGolden(t *testing.T) {
-	data, err := os.ReadFile(shared.MustPath(t, "data", "golden", "metrics.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var g struct {
-		BinaryCases []struct {
-			Name   string    `json:"name"`
-			Labels []int     `json:"labels"`
-			Scores []float64 `json:"scores"`
-			AUROC  float64   `json:"auroc"`
-		} `json:"binary_cases"`
-	}
-	if err := json.Unmarshal(data, &g); err != nil {
-		t.Fatal(err)
-	}
-	for _, c := range g.BinaryCases {
-		labels := make([]bool, len(c.Labels))
-		for i, l := range c.Labels {
-			labels[i] = l == 1
-		}
-		if got := auroc(labels, c.Scores); math.Abs(got-c.AUROC) > 1e-9 {
-			t.Errorf("%s: AUROC %g, scikit-learn %g", c.Name, got, c.AUROC)
-		}
-	}
 }

@@ -1,11 +1,9 @@
 package evaluate
 
 import (
-	"encoding/json"
 	"fmt"
 	"math"
 	"math/rand/v2"
-	"os"
 	"slices"
 	"testing"
 
@@ -14,53 +12,18 @@ import (
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/testing/passert"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/testing/ptest"
 
-	"github.com/multiad/multiad/internal/shared"
+	"github.com/multiad/multiad/internal/golden"
 	"github.com/multiad/multiad/transforms/metrics"
 )
 
 func TestMain(m *testing.M) { ptest.Main(m) }
 
-// golden mirrors shared/data/golden/metrics.json (scikit-learn 1.2.1,
-// scikit-image 0.19.3).
-type golden struct {
-	BinaryCases []struct {
-		Name             string    `json:"name"`
-		Labels           []int     `json:"labels"`
-		Scores           []float64 `json:"scores"`
-		AUROC            float64   `json:"auroc"`
-		AveragePrecision float64   `json:"average_precision"`
-		F1Max            float64   `json:"f1_max"`
-		F1MaxThreshold   float64   `json:"f1_max_threshold"`
-	} `json:"binary_cases"`
-	AUPROCases []struct {
-		Name       string        `json:"name"`
-		Masks      [][][]uint8   `json:"masks"`
-		Maps       [][][]float64 `json:"maps"`
-		AUPRO      float64       `json:"aupro_mvtec"`
-		PixelAUROC float64       `json:"pixel_auroc"`
-	} `json:"aupro_cases"`
-}
-
-func loadGolden(t *testing.T) golden {
-	t.Helper()
-	b, err := os.ReadFile(shared.MustPath(t, "data", "golden", "metrics.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var g golden
-	if err := json.Unmarshal(b, &g); err != nil {
-		t.Fatalf("golden metrics.json: %v", err)
-	}
-	if len(g.BinaryCases) == 0 || len(g.AUPROCases) == 0 {
-		t.Fatal("golden metrics.json has no cases")
-	}
-	return g
-}
+func loadGolden(t *testing.T) golden.Metrics { return golden.LoadMetrics(t) }
 
 // goldenInputs returns the golden binary cases as ImageResults (group =
 // case name) and the first AU-PRO case's maps as PixelResults in group
 // "pixels", half of them also in group "even".
-func goldenInputs(t *testing.T, g golden) ([]ImageResult, []PixelResult) {
+func goldenInputs(t *testing.T, g golden.Metrics) ([]ImageResult, []PixelResult) {
 	var images []ImageResult
 	for _, c := range g.BinaryCases {
 		for i := range c.Labels {
@@ -161,7 +124,7 @@ func init() {
 // expectations returns the golden values for every group, and exact
 // metrics-package values (themselves checked against scikit-learn) for
 // the groups the golden file does not cover.
-func expectations(t *testing.T, g golden, images []ImageResult, pixels []PixelResult) []want {
+func expectations(t *testing.T, g golden.Metrics, images []ImageResult, pixels []PixelResult) []want {
 	var ws []want
 	for _, c := range g.BinaryCases {
 		pos := 0

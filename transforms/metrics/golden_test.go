@@ -1,51 +1,13 @@
 package metrics
 
 import (
-	"encoding/json"
 	"math"
-	"os"
 	"testing"
 
-	"github.com/multiad/multiad/internal/shared"
+	"github.com/multiad/multiad/internal/golden"
 )
 
-// goldenFile mirrors shared/data/golden/metrics.json (scikit-learn 1.2.1,
-// scikit-image 0.19.3).
-type goldenFile struct {
-	BinaryCases []struct {
-		Name             string    `json:"name"`
-		Labels           []int     `json:"labels"`
-		Scores           []float64 `json:"scores"`
-		AUROC            float64   `json:"auroc"`
-		AveragePrecision float64   `json:"average_precision"`
-		F1Max            float64   `json:"f1_max"`
-		F1MaxThreshold   float64   `json:"f1_max_threshold"`
-	} `json:"binary_cases"`
-	AUPROCases []struct {
-		Name       string        `json:"name"`
-		Masks      [][][]uint8   `json:"masks"`
-		Maps       [][][]float64 `json:"maps"`
-		FPRLimit   float64       `json:"fpr_limit"`
-		AUPRO      float64       `json:"aupro_mvtec"`
-		PixelAUROC float64       `json:"pixel_auroc"`
-	} `json:"aupro_cases"`
-}
-
-func loadGolden(t testing.TB) goldenFile {
-	t.Helper()
-	b, err := os.ReadFile(shared.MustPath(t, "data", "golden", "metrics.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var g goldenFile
-	if err := json.Unmarshal(b, &g); err != nil {
-		t.Fatalf("golden metrics.json: %v", err)
-	}
-	if len(g.BinaryCases) == 0 || len(g.AUPROCases) == 0 {
-		t.Fatalf("golden metrics.json has %d binary and %d AU-PRO cases", len(g.BinaryCases), len(g.AUPROCases))
-	}
-	return g
-}
+func loadGolden(t testing.TB) golden.Metrics { return golden.LoadMetrics(t) }
 
 // goldenMaps converts a golden case's nested arrays to Maps.
 func goldenMaps(t testing.TB, masks [][][]uint8, maps [][][]float64) []Map {

@@ -14,7 +14,7 @@ import (
 
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/testing/ptest"
 
-	"github.com/multiad/multiad/internal/shared"
+	"github.com/multiad/multiad/internal/golden"
 	"github.com/multiad/multiad/io/pixels"
 	"github.com/multiad/multiad/transforms/read"
 	"github.com/multiad/multiad/transforms/score"
@@ -22,30 +22,9 @@ import (
 
 func TestMain(m *testing.M) { ptest.Main(m) }
 
-type binaryCase struct {
-	Name   string    `json:"name"`
-	Labels []int     `json:"labels"`
-	Scores []float64 `json:"scores"`
-	AUROC  *float64  `json:"auroc"`
-	AP     *float64  `json:"average_precision"`
-}
+func goldenCases(t *testing.T) []golden.BinaryCase { return golden.LoadMetrics(t).BinaryCases }
 
-func goldenCases(t *testing.T) []binaryCase {
-	t.Helper()
-	b, err := os.ReadFile(shared.MustPath(t, "data", "golden", "metrics.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var g struct {
-		Binary []binaryCase `json:"binary_cases"`
-	}
-	if err := json.Unmarshal(b, &g); err != nil {
-		t.Fatal(err)
-	}
-	return g.Binary
-}
-
-func points(c binaryCase) []Point {
+func points(c golden.BinaryCase) []Point {
 	pts := make([]Point, len(c.Labels))
 	for i := range pts {
 		pts[i] = Point{Score: c.Scores[i], Label: c.Labels[i]}
@@ -59,31 +38,23 @@ func points(c binaryCase) []Point {
 func TestCurvesMatchScikitLearn(t *testing.T) {
 	for _, c := range goldenCases(t) {
 		roc := ROC(points(c))
-		if c.AUROC == nil {
-			if roc != nil {
-				t.Errorf("%s: ROC drawn without both classes", c.Name)
-			}
-			continue
-		}
 		var area float64
 		for i := 1; i < len(roc); i++ {
 			area += (roc[i][0] - roc[i-1][0]) * (roc[i][1] + roc[i-1][1]) / 2
 		}
-		if math.Abs(area-*c.AUROC) > 1e-9 {
-			t.Errorf("%s: area under ROC %.12f, scikit-learn AUROC %.12f", c.Name, area, *c.AUROC)
+		if math.Abs(area-c.AUROC) > 1e-9 {
+			t.Errorf("%s: area under ROC %.12f, scikit-learn AUROC %.12f", c.Name, area, c.AUROC)
 		}
 		if roc[0] != [2]float64{0, 0} || roc[len(roc)-1] != [2]float64{1, 1} {
 			t.Errorf("%s: ROC from %v to %v", c.Name, roc[0], roc[len(roc)-1])
 		}
 		pr := PR(points(c))
-		if c.AP != nil {
-			var ap float64
-			for i := 1; i < len(pr); i++ {
-				ap += (pr[i][0] - pr[i-1][0]) * pr[i][1]
-			}
-			if math.Abs(ap-*c.AP) > 1e-9 {
-				t.Errorf("%s: PR step area %.12f, scikit-learn AP %.12f", c.Name, ap, *c.AP)
-			}
+		var ap float64
+		for i := 1; i < len(pr); i++ {
+			ap += (pr[i][0] - pr[i-1][0]) * pr[i][1]
+		}
+		if math.Abs(ap-c.AveragePrecision) > 1e-9 {
+			t.Errorf("%s: PR step area %.12f, scikit-learn AP %.12f", c.Name, ap, c.AveragePrecision)
 		}
 	}
 }
@@ -217,7 +188,7 @@ func TestHTMLInChromium(t *testing.T) {
 		}
 		d.Gallery = append(d.Gallery, GalleryEntry{Record: NewRecord(r, "", false), PNG: p})
 	}
-	auc := *c.AUROC
+	auc := c.AUROC
 	sum := &Summary{Input: "test", Inputs: d.Inputs, Scored: d.Scored, Threshold: 0.5, Started: time.Unix(0, 0),
 		Metrics: &Metrics{Count: len(c.Labels), ImageAUROC: &auc}, ByGroup: map[string]Metrics{"crack": {Count: 3, ImageAUROC: &auc}}}
 	html, err := HTML(sum, d)
