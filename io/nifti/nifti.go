@@ -248,6 +248,15 @@ func decodeData(h *Header, r io.Reader, skip int64, src []byte, lim pixels.Limit
 // with row = i, converting each voxel to its little-endian output form.
 func transpose(dst, src []byte, rows, cols int, e elemInfo, bigEndian bool) {
 	outSize := e.channels * e.dtype.Size()
+	if e.channels == 1 && e.toFloat == 0 && e.size == outSize && (e.swap == 0 || e.swap == e.size) && transposeScalar(dst, src, rows, cols, e.size, bigEndian && e.swap > 1) {
+		return
+	}
+	transposeGeneric(dst, src, rows, cols, e, bigEndian)
+}
+
+// transposeGeneric is transpose voxel by voxel, for every element type.
+func transposeGeneric(dst, src []byte, rows, cols int, e elemInfo, bigEndian bool) {
+	outSize := e.channels * e.dtype.Size()
 	var v [8]byte
 	for j := 0; j < cols; j++ {
 		for i := 0; i < rows; i++ {
@@ -278,6 +287,61 @@ func transpose(dst, src []byte, rows, cols int, e elemInfo, bigEndian bool) {
 			}
 		}
 	}
+}
+
+// transposeScalar is transpose for one-channel voxels of 1, 2, 4 or 8 bytes
+// kept at their size (byte-swapped when swap): one typed load and store per
+// voxel instead of a copy call. It reports false for other sizes.
+func transposeScalar(dst, src []byte, rows, cols, size int, swap bool) bool {
+	le, be := binary.LittleEndian, binary.BigEndian
+	switch {
+	case size == 1:
+		for j := 0; j < cols; j++ {
+			col := src[j*rows : (j+1)*rows]
+			for i, b := range col {
+				dst[i*cols+j] = b
+			}
+		}
+	case size == 2 && !swap:
+		for j := 0; j < cols; j++ {
+			for i := 0; i < rows; i++ {
+				le.PutUint16(dst[2*(i*cols+j):], le.Uint16(src[2*(j*rows+i):]))
+			}
+		}
+	case size == 2:
+		for j := 0; j < cols; j++ {
+			for i := 0; i < rows; i++ {
+				le.PutUint16(dst[2*(i*cols+j):], be.Uint16(src[2*(j*rows+i):]))
+			}
+		}
+	case size == 4 && !swap:
+		for j := 0; j < cols; j++ {
+			for i := 0; i < rows; i++ {
+				le.PutUint32(dst[4*(i*cols+j):], le.Uint32(src[4*(j*rows+i):]))
+			}
+		}
+	case size == 4:
+		for j := 0; j < cols; j++ {
+			for i := 0; i < rows; i++ {
+				le.PutUint32(dst[4*(i*cols+j):], be.Uint32(src[4*(j*rows+i):]))
+			}
+		}
+	case size == 8 && !swap:
+		for j := 0; j < cols; j++ {
+			for i := 0; i < rows; i++ {
+				le.PutUint64(dst[8*(i*cols+j):], le.Uint64(src[8*(j*rows+i):]))
+			}
+		}
+	case size == 8:
+		for j := 0; j < cols; j++ {
+			for i := 0; i < rows; i++ {
+				le.PutUint64(dst[8*(i*cols+j):], be.Uint64(src[8*(j*rows+i):]))
+			}
+		}
+	default:
+		return false
+	}
+	return true
 }
 
 // spacing returns |v|, or 0 (unknown) when v is not finite.
