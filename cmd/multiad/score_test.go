@@ -218,8 +218,8 @@ func TestScoreDataflowDryRun(t *testing.T) {
 		wantBatch string
 		wantMem   string
 	}{
-		{"cpu", []string{"--sdk_container_image=" + image}, false, "1", "0"},
-		{"gpu", []string{"--sdk_container_image=" + image, "--gpu=" + gpu, "--worker_machine_type=n1-standard-4", "--gpu-mem-limit=4GiB"}, true, "16", "4294967296"},
+		{"cpu", []string{"--sdk_container_image=" + image}, false, fmt.Sprint(cpuBatchSize), "0"},
+		{"gpu", []string{"--sdk_container_image=" + image, "--gpu=" + gpu, "--worker_machine_type=n1-standard-4", "--gpu-mem-limit=4GiB"}, true, fmt.Sprint(cudaBatchSize), "4294967296"},
 		{"gpu-shorthand-explicit-batch", []string{"--sdk_container_image=" + image, "--gpu=nvidia-l4", "--batch-size=4"}, true, "4", "0"},
 	}
 	for _, tt := range tests {
@@ -570,16 +570,16 @@ func TestPrepareScoreDefaults(t *testing.T) {
 		wantErr    string
 		submitOnly bool
 	}{
-		{name: "prism-cpu", args: []string{"--device=cpu"}, wantBatch: 1, wantDevice: "cpu"},
-		{name: "prism-auto", args: nil, wantBatch: 1, wantDevice: "auto"},
-		{name: "prism-cuda", args: []string{"--device=cuda"}, wantBatch: 16, wantDevice: "cuda"},
+		{name: "prism-cpu", args: []string{"--device=cpu"}, wantBatch: cpuBatchSize, wantDevice: "cpu"},
+		{name: "prism-auto", args: nil, wantBatch: cpuBatchSize, wantDevice: "auto"},
+		{name: "prism-cuda", args: []string{"--device=cuda"}, wantBatch: cudaBatchSize, wantDevice: "cuda"},
 		{name: "explicit-batch", args: []string{"--device=cuda", "--batch-size=3"}, wantBatch: 3, wantDevice: "cuda"},
 		{name: "dataflow-gpu", args: []string{"--runner=dataflow", "--gpu=nvidia-l4"}, image: "img:1",
-			wantBatch: 16, wantDevice: "cuda", wantImage: "img:1"},
+			wantBatch: cudaBatchSize, wantDevice: "cuda", wantImage: "img:1"},
 		{name: "dataflow-gpu-cpu-device", args: []string{"--runner=DataflowRunner", "--gpu=nvidia-l4", "--device=cpu", "--sdk_container_image=mine"},
-			image: "img:1", wantBatch: 1, wantDevice: "cpu", wantImage: "mine"},
-		{name: "dry-run", args: []string{"--runner=dataflow", "--dry_run=true"}, wantBatch: 1, wantDevice: "auto", submitOnly: true},
-		{name: "gpu-mem-limit", args: []string{"--device=cuda", "--gpu-mem-limit=4GiB"}, wantBatch: 16, wantDevice: "cuda", wantMem: 4 << 30},
+			image: "img:1", wantBatch: cpuBatchSize, wantDevice: "cpu", wantImage: "mine"},
+		{name: "dry-run", args: []string{"--runner=dataflow", "--dry_run=true"}, wantBatch: cpuBatchSize, wantDevice: "auto", submitOnly: true},
+		{name: "gpu-mem-limit", args: []string{"--device=cuda", "--gpu-mem-limit=4GiB"}, wantBatch: cudaBatchSize, wantDevice: "cuda", wantMem: 4 << 30},
 		{name: "bad-gpu-mem-limit", args: []string{"--gpu-mem-limit=lots"}, wantErr: "gpu-mem-limit"},
 	}
 	for _, tt := range tests {

@@ -133,7 +133,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		fig.Set(fmt.Sprintf("n%d.images_per_s", n), float64(n)/wall)
 		os.RemoveAll(dir)
 	}
-	fmt.Fprintf(stdout, "### Memory: peak RSS of `multiad score` (%d real test images repeated; batch 1 (CPU default), %d threads, one run each)\n\n", len(items), *threads)
+	fmt.Fprintf(stdout, "### Memory: peak RSS of `multiad score` (%d real test images repeated; batch 8 (the CPU default), %d threads, one run each)\n\n", len(items), *threads)
 	t.Write(stdout)
 	if k := len(done); k > 1 {
 		a, b := done[0][1], done[k-1][1]

@@ -46,7 +46,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	fs.StringVar(&o.bin, "bin", "bin/multiad", "multiad binary for the pipeline runs (empty: skip them)")
 	fs.StringVar(&o.tmp, "tmp", "", "folder for pipeline outputs (default: a temporary folder)")
 	fs.IntVar(&o.runs, "runs", 5, "timed runs of each path")
-	fs.IntVar(&o.batch, "batch", 1, "batch size (multiad score's CPU default is 1)")
+	fs.IntVar(&o.batch, "batch", 8, "batch size (multiad score's CPU default is 8)")
 	fs.IntVar(&o.threads, "threads", 2, "ONNX Runtime intra-op threads")
 	fs.IntVar(&o.max, "max", 0, "use at most this many images in the raw loop (0: all; the pipeline always scores the whole input)")
 	fs.IntVar(&o.peakN, "peak-n", 2048, "matrix side of the sgemm peak measurement")
