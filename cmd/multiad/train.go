@@ -36,7 +36,7 @@ func runTrain(ctx context.Context, args []string) int {
 	depth := fs.Int("depth", def.Student.Depth, "student residual blocks per stage")
 	seRed := fs.Int("se-reduction", def.Student.SEReduction, "squeeze-and-excitation reduction ratio (0 leaves SE out, for ablations)")
 	adv := fs.Float64("adv-weight", def.AdvWeight, "weight of the adversarial term (0 disables the discriminator)")
-	hard := fs.Float64("hard-mining", def.HardMining, "train on the pixels whose teacher distance is at least mean + this many std of the batch (0: every pixel)")
+	hard := fs.String("hard-mining", "auto", "train on the pixels whose teacher distance is at least mean + this many std of the batch: a number (0: every pixel) or auto (2.5, 0 for DICOM/NIfTI)")
 	fusion := fs.String("fusion", string(def.Map.Fuse), "per-scale map fusion: sum or product")
 	sigma := fs.Float64("sigma", 0, "Gaussian blur sigma in pixels (0: 4 px at 256, scaled)")
 	weights := fs.String("scale-weights", "", "per-scale map weights for strides 4,8,16 (e.g. 0,0,1; default 0.25,0.5,1)")
@@ -62,7 +62,7 @@ func runTrain(ctx context.Context, args []string) int {
 	}
 	cfg := train.DefaultConfig(*size)
 	cfg.Epochs, cfg.MaxSteps, cfg.BatchSize, cfg.LR, cfg.DiscLR, cfg.Schedule = *epochs, *maxSteps, *batch, *lr, *discLR, *schedule
-	cfg.Seed, cfg.Quantile, cfg.AdvWeight, cfg.HardMining, cfg.Checkpoint = *seed, *quantile, *adv, *hard, *ckpt
+	cfg.Seed, cfg.Quantile, cfg.AdvWeight, cfg.Checkpoint = *seed, *quantile, *adv, *ckpt
 	cfg.Student.Width, cfg.Student.Depth, cfg.Student.SEReduction = *width, *depth, *seRed
 	cfg.Map.Fuse = student.Fusion(*fusion)
 	if *sigma > 0 {
@@ -92,7 +92,7 @@ func runTrain(ctx context.Context, args []string) int {
 	}
 	res, err := training.Run(ctx, training.Options{
 		Data: *data, Out: *out, Teacher: *teacherPath, TeacherFeatures: feats, Train: cfg, Preprocess: pcfg,
-		Augment: *augment, ValFraction: *valFrac, MaxImages: *maxImages, Threads: *threads, VerifyExport: *verify,
+		Augment: *augment, HardMining: *hard, ValFraction: *valFrac, MaxImages: *maxImages, Threads: *threads, VerifyExport: *verify,
 	})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "multiad train:", err)

@@ -78,7 +78,9 @@ var DefaultScaleWeights = [3]float64{0.25, 0.5, 1}
 // DefaultHardMining is the default Config.HardMining. On magnetic tiles
 // (128², 641 training images, 6 epochs, model/train TestExperimentPost)
 // image / pixel AUROC went from 0.803 / 0.715 without mining to 0.845 /
-// 0.744 at 1 and 0.861 / 0.759 at 2.5, at the same cost per step.
+// 0.744 at 1 and 0.861 / 0.759 at 2.5, at the same cost per step. On the
+// LGG FLAIR slices it made things worse (`make eval`, bench/ACCURACY.md),
+// so the training pipeline turns it off for medical images by default.
 const DefaultHardMining = 2.5
 
 // DefaultConfig returns the default training configuration for images of

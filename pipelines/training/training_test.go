@@ -131,3 +131,27 @@ func TestEmptyTrainingSet(t *testing.T) {
 		t.Errorf("err = %v", err)
 	}
 }
+
+func TestHardMiningOption(t *testing.T) {
+	for _, c := range []struct {
+		opt     string
+		medical bool
+		want    float64
+		err     bool
+	}{
+		{"auto", false, train.DefaultHardMining, false},
+		{"", false, train.DefaultHardMining, false},
+		{"auto", true, 0, false},
+		{"1.5", true, 1.5, false},
+		{"0", false, 0, false},
+		{"-1", false, 0, true},
+		{"NaN", false, 0, true},
+		{"Inf", false, 0, true},
+		{"lots", false, 0, true},
+	} {
+		got, err := hardMining(c.opt, c.medical)
+		if (err != nil) != c.err || (!c.err && got != c.want) {
+			t.Errorf("hardMining(%q, medical %v) = %v, %v; want %v (error %v)", c.opt, c.medical, got, err, c.want, c.err)
+		}
+	}
+}
