@@ -3,8 +3,9 @@
 # shared folder and print the accuracy table (image AUROC, pixel AUROC,
 # AU-PRO). The two trainings run in parallel (GoMLX's pure-Go backend uses
 # about one core each). `make ablation` (--ablation) repeats it without SE,
-# without the discriminator, without hard-feature mining, and with product
-# instead of sum fusion.
+# without the discriminator, with hard-feature mining switched (off for the
+# tiles, on for lgg_flair: the opposite of --hard-mining auto), and with
+# product instead of sum fusion.
 #   EVAL_EPOCHS (default 10), EVAL_SIZE (128), EVAL_OUT (out/eval), EVAL_ARGS (extra train flags)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,19 +16,20 @@ size=${EVAL_SIZE:-128}
 bin=./bin/multiad
 tiles="$shared/data/industrial/magnetic_tile"
 lgg="$shared/data/medical/lgg_flair"
+# name:args for both datasets[:extra tiles args:extra lgg_flair args]
 variants=("multiad:")
 if [ "${1:-}" = --ablation ]; then
-  variants=("multiad:" "no-se:--se-reduction 0" "no-disc:--adv-weight 0" "no-hard:--hard-mining 0" "product:--fusion product")
+  variants=("multiad:" "no-se:--se-reduction 0" "no-disc:--adv-weight 0" "hard-switched::--hard-mining 0:--hard-mining 2.5" "product:--fusion product")
 fi
 mkdir -p "$out"
 start=$(date +%s)
 for v in "${variants[@]}"; do
-  name=${v%%:*}; extra=${v#*:}
+  IFS=: read -r name extra tiles_extra lgg_extra <<<"$v"
   mkdir -p "$out/$name"
   echo "eval: [$name] training on tiles and lgg_flair ($epochs epochs at ${size}px) ..."
-  $bin train --data "$tiles" --out "$out/$name/tiles.bundle" --size "$size" --epochs "$epochs" --threads 1 $extra ${EVAL_ARGS:-} > "$out/$name/tiles.train.log" 2>&1 &
+  $bin train --data "$tiles" --out "$out/$name/tiles.bundle" --size "$size" --epochs "$epochs" --threads 1 $extra ${tiles_extra:-} ${EVAL_ARGS:-} > "$out/$name/tiles.train.log" 2>&1 &
   p1=$!
-  $bin train --data "$lgg/train.csv" --out "$out/$name/lgg.bundle" --size "$size" --epochs "$epochs" --threads 1 $extra ${EVAL_ARGS:-} > "$out/$name/lgg.train.log" 2>&1 &
+  $bin train --data "$lgg/train.csv" --out "$out/$name/lgg.bundle" --size "$size" --epochs "$epochs" --threads 1 $extra ${lgg_extra:-} ${EVAL_ARGS:-} > "$out/$name/lgg.train.log" 2>&1 &
   p2=$!
   while kill -0 $p1 2>/dev/null || kill -0 $p2 2>/dev/null; do
     sleep 30
