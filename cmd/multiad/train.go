@@ -8,7 +8,6 @@ import (
 	"strings"
 
 	"github.com/multiad/multiad/model/preprocess"
-	"github.com/multiad/multiad/model/student"
 	"github.com/multiad/multiad/model/train"
 	"github.com/multiad/multiad/pipelines/training"
 )
@@ -37,7 +36,7 @@ func runTrain(ctx context.Context, args []string) int {
 	seRed := fs.Int("se-reduction", def.Student.SEReduction, "squeeze-and-excitation reduction ratio (0 leaves SE out, for ablations)")
 	adv := fs.Float64("adv-weight", def.AdvWeight, "weight of the adversarial term (0 disables the discriminator)")
 	hard := fs.String("hard-mining", "auto", "train on the pixels whose teacher distance is at least mean + this many std of the batch: a number (0: every pixel) or auto (2.5, 0 for DICOM/NIfTI)")
-	fusion := fs.String("fusion", string(def.Map.Fuse), "per-scale map fusion: sum or product")
+	fusion := fs.String("fusion", "auto", "per-scale map fusion: sum, product or auto (product for DICOM/NIfTI, sum otherwise)")
 	sigma := fs.Float64("sigma", 0, "Gaussian blur sigma in pixels (0: 4 px at 256, scaled)")
 	weights := fs.String("scale-weights", "", "per-scale map weights for strides 4,8,16 (e.g. 0,0,1; default 0.25,0.5,1)")
 	augment := fs.String("augment", "auto", "flip augmentation: auto (off for DICOM/NIfTI), on, off")
@@ -64,7 +63,6 @@ func runTrain(ctx context.Context, args []string) int {
 	cfg.Epochs, cfg.MaxSteps, cfg.BatchSize, cfg.LR, cfg.DiscLR, cfg.Schedule = *epochs, *maxSteps, *batch, *lr, *discLR, *schedule
 	cfg.Seed, cfg.Quantile, cfg.AdvWeight, cfg.Checkpoint = *seed, *quantile, *adv, *ckpt
 	cfg.Student.Width, cfg.Student.Depth, cfg.Student.SEReduction = *width, *depth, *seRed
-	cfg.Map.Fuse = student.Fusion(*fusion)
 	if *sigma > 0 {
 		cfg.Map.Sigma = *sigma
 	}
@@ -92,7 +90,7 @@ func runTrain(ctx context.Context, args []string) int {
 	}
 	res, err := training.Run(ctx, training.Options{
 		Data: *data, Out: *out, Teacher: *teacherPath, TeacherFeatures: feats, Train: cfg, Preprocess: pcfg,
-		Augment: *augment, HardMining: *hard, ValFraction: *valFrac, MaxImages: *maxImages, Threads: *threads, VerifyExport: *verify,
+		Augment: *augment, HardMining: *hard, Fusion: *fusion, ValFraction: *valFrac, MaxImages: *maxImages, Threads: *threads, VerifyExport: *verify,
 	})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "multiad train:", err)

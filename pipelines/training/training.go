@@ -31,6 +31,7 @@ import (
 	"github.com/multiad/multiad/model/preprocess"
 	"github.com/multiad/multiad/model/runtime"
 	"github.com/multiad/multiad/model/teacher"
+	"github.com/multiad/multiad/model/student"
 	"github.com/multiad/multiad/model/train"
 	"github.com/multiad/multiad/transforms/read"
 )
@@ -57,9 +58,14 @@ type Options struct {
 	// Augment is "auto" (flips on for industrial images, off for medical
 	// ones), "on" or "off".
 	Augment string
+	// Fusion is "auto" (product fusion for medical images, where it
+	// measured better on lgg_flair, sum for industrial ones, where sum did
+	// on the tiles: bench/ACCURACY.md), "sum" or "product", which override
+	// Train.Map.Fuse, or "" to keep it.
+	Fusion string
 	// HardMining is "auto" (train.DefaultHardMining for industrial images,
 	// 0 for medical ones, where it measured worse: see bench/ACCURACY.md) or
-	// a number for train.Config.HardMining; it overrides Train.HardMining.
+	// a number, which override Train.HardMining, or "" to keep it.
 	HardMining string
 	// ValFraction of the normals is held out for calibration.
 	ValFraction float64
@@ -188,10 +194,17 @@ func Run(ctx context.Context, opt Options) (*Result, error) {
 	default:
 		return nil, fmt.Errorf("training: augment %q: want auto, on or off", opt.Augment)
 	}
-	if cfg.HardMining, err = hardMining(opt.HardMining, medical); err != nil {
-		return nil, err
+	if opt.HardMining != "" {
+		if cfg.HardMining, err = hardMining(opt.HardMining, medical); err != nil {
+			return nil, err
+		}
 	}
-	logf("flips %v, hard-feature mining %g", cfg.Augment.HFlip, cfg.HardMining)
+	if opt.Fusion != "" {
+		if cfg.Map.Fuse, err = fusion(opt.Fusion, medical); err != nil {
+			return nil, err
+		}
+	}
+	logf("flips %v, hard-feature mining %g, %s fusion", cfg.Augment.HFlip, cfg.HardMining, cfg.Map.Fuse)
 
 	// 2. Teacher features, computed once in ONNX Runtime.
 	tch, tsha, tpath, err := LoadTeacher(opt.Teacher, opt.TeacherFeatures)
@@ -332,7 +345,7 @@ func hashKeys(ss []sample) string {
 // medical or not.
 func hardMining(opt string, medical bool) (float64, error) {
 	switch opt {
-	case "", "auto":
+	case "auto":
 		if medical {
 			return 0, nil
 		}
@@ -343,6 +356,21 @@ func hardMining(opt string, medical bool) (float64, error) {
 		return 0, fmt.Errorf("training: hard mining %q: want auto or a number ≥ 0", opt)
 	}
 	return k, nil
+}
+
+// fusion resolves Options.Fusion for a training set that is medical or
+// not.
+func fusion(opt string, medical bool) (student.Fusion, error) {
+	switch opt {
+	case "auto":
+		if medical {
+			return student.FuseProduct, nil
+		}
+		return student.FuseSum, nil
+	case string(student.FuseSum), string(student.FuseProduct):
+		return student.Fusion(opt), nil
+	}
+	return "", fmt.Errorf("training: fusion %q: want auto, sum or product", opt)
 }
 
 // LoadTeacher imports the teacher at path (.tflite or .onnx; "" for the

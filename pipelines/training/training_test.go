@@ -17,6 +17,7 @@ import (
 	"github.com/multiad/multiad/io/pixels"
 	"github.com/multiad/multiad/model/ort"
 	"github.com/multiad/multiad/model/runtime"
+	"github.com/multiad/multiad/model/student"
 	"github.com/multiad/multiad/model/train"
 )
 
@@ -140,7 +141,6 @@ func TestHardMiningOption(t *testing.T) {
 		err     bool
 	}{
 		{"auto", false, train.DefaultHardMining, false},
-		{"", false, train.DefaultHardMining, false},
 		{"auto", true, 0, false},
 		{"1.5", true, 1.5, false},
 		{"0", false, 0, false},
@@ -152,6 +152,26 @@ func TestHardMiningOption(t *testing.T) {
 		got, err := hardMining(c.opt, c.medical)
 		if (err != nil) != c.err || (!c.err && got != c.want) {
 			t.Errorf("hardMining(%q, medical %v) = %v, %v; want %v (error %v)", c.opt, c.medical, got, err, c.want, c.err)
+		}
+	}
+}
+
+func TestFusionOption(t *testing.T) {
+	for _, c := range []struct {
+		opt     string
+		medical bool
+		want    student.Fusion
+		err     bool
+	}{
+		{"auto", false, student.FuseSum, false},
+		{"auto", true, student.FuseProduct, false},
+		{"sum", true, student.FuseSum, false},
+		{"product", false, student.FuseProduct, false},
+		{"max", false, "", true},
+	} {
+		got, err := fusion(c.opt, c.medical)
+		if (err != nil) != c.err || got != c.want {
+			t.Errorf("fusion(%q, medical %v) = %q, %v; want %q (error %v)", c.opt, c.medical, got, err, c.want, c.err)
 		}
 	}
 }
