@@ -30,8 +30,8 @@ import (
 	"github.com/multiad/multiad/model/ort"
 	"github.com/multiad/multiad/model/preprocess"
 	"github.com/multiad/multiad/model/runtime"
-	"github.com/multiad/multiad/model/teacher"
 	"github.com/multiad/multiad/model/student"
+	"github.com/multiad/multiad/model/teacher"
 	"github.com/multiad/multiad/model/train"
 	"github.com/multiad/multiad/transforms/read"
 )
