@@ -37,7 +37,7 @@ func runTrain(ctx context.Context, args []string) int {
 	adv := fs.Float64("adv-weight", def.AdvWeight, "weight of the adversarial term (0 disables the discriminator)")
 	hard := fs.String("hard-mining", "auto", "train on the pixels whose teacher distance is at least mean + this many std of the batch: a number (0: every pixel) or auto (2.5, 0 for DICOM/NIfTI)")
 	fusion := fs.String("fusion", "auto", "per-scale map fusion: sum, product or auto (product for DICOM/NIfTI, sum otherwise)")
-	sigma := fs.Float64("sigma", 0, "Gaussian blur sigma in pixels (0: 4 px at 256, scaled)")
+	sigma := fs.Float64("sigma", 0, "Gaussian blur sigma in pixels (0: auto, 4 px at 256 scaled to the size, 3× that for DICOM/NIfTI)")
 	weights := fs.String("scale-weights", "", "per-scale map weights for strides 4,8,16 (e.g. 0,0,1; default 0.25,0.5,1)")
 	augment := fs.String("augment", "auto", "flip augmentation: auto (off for DICOM/NIfTI), on, off")
 	mode := fs.String("norm", preprocess.ModeAuto, "intensity normalisation: auto, range, percentile, window")
@@ -63,8 +63,9 @@ func runTrain(ctx context.Context, args []string) int {
 	cfg.Epochs, cfg.MaxSteps, cfg.BatchSize, cfg.LR, cfg.DiscLR, cfg.Schedule = *epochs, *maxSteps, *batch, *lr, *discLR, *schedule
 	cfg.Seed, cfg.Quantile, cfg.AdvWeight, cfg.Checkpoint = *seed, *quantile, *adv, *ckpt
 	cfg.Student.Width, cfg.Student.Depth, cfg.Student.SEReduction = *width, *depth, *seRed
+	sigmaOpt := training.SigmaAuto
 	if *sigma > 0 {
-		cfg.Map.Sigma = *sigma
+		sigmaOpt = *sigma
 	}
 	if *weights != "" {
 		var w [3]float64
@@ -90,7 +91,7 @@ func runTrain(ctx context.Context, args []string) int {
 	}
 	res, err := training.Run(ctx, training.Options{
 		Data: *data, Out: *out, Teacher: *teacherPath, TeacherFeatures: feats, Train: cfg, Preprocess: pcfg,
-		Augment: *augment, HardMining: *hard, Fusion: *fusion, ValFraction: *valFrac, MaxImages: *maxImages, Threads: *threads, VerifyExport: *verify,
+		Augment: *augment, HardMining: *hard, Fusion: *fusion, Sigma: sigmaOpt, ValFraction: *valFrac, MaxImages: *maxImages, Threads: *threads, VerifyExport: *verify,
 	})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "multiad train:", err)

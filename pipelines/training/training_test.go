@@ -175,3 +175,9 @@ func TestFusionOption(t *testing.T) {
 		}
 	}
 }
+
+func TestMedicalSigma(t *testing.T) {
+	if got, want := MedicalSigma(128), 3*student.DefaultSigma(128); got != want || got != 6 {
+		t.Errorf("MedicalSigma(128) = %v, want %v (6 px)", got, want)
+	}
+}
