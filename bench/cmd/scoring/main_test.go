@@ -3,46 +3,17 @@ package main
 import (
 	"bytes"
 	"context"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
-	"github.com/multiad/multiad/bench/internal/benchutil"
 	"github.com/multiad/multiad/bench/internal/workload"
-	"github.com/multiad/multiad/model/runtime"
 )
-
-// multiadBin returns $MULTIAD_BIN, else bin/multiad when `make build` has
-// made it, else "".
-func multiadBin() string {
-	p := os.Getenv("MULTIAD_BIN")
-	if p == "" {
-		p, _ = filepath.Abs("../../../bin/multiad")
-	}
-	if _, err := os.Stat(p); err != nil {
-		return ""
-	}
-	return p
-}
 
 // TestSmoke scores 4 tile images with a tiny test bundle: the raw loop,
 // the FLOP floor, and the pipeline when bin/multiad exists.
 func TestSmoke(t *testing.T) {
-	shared, err := benchutil.Shared()
-	if err != nil {
-		t.Skip(err)
-	}
-	dir := t.TempDir()
-	model := filepath.Join(dir, "bundle")
-	if err := runtime.WriteTestBundle(model, 32); err != nil {
-		t.Fatal(err)
-	}
-	input, err := workload.SmallInput(shared, dir, 4)
-	if err != nil {
-		t.Fatal(err)
-	}
-	bin := multiadBin()
+	model, input := workload.Smoke(t, 4)
+	bin := workload.Binary()
 	if bin == "" {
 		t.Log("bin/multiad not built: pipeline runs skipped")
 	}

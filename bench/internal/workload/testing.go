@@ -5,7 +5,45 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"testing"
+
+	"github.com/multiad/multiad/bench/internal/benchutil"
+	"github.com/multiad/multiad/model/runtime"
 )
+
+// Smoke prepares a harness smoke test: a tiny test bundle and n shared tile
+// images (SmallInput) in t's temporary folder. It skips t when the shared
+// folder is missing.
+func Smoke(t testing.TB, n int) (model, input string) {
+	t.Helper()
+	shared, err := benchutil.Shared()
+	if err != nil {
+		t.Skip(err)
+	}
+	dir := t.TempDir()
+	model = filepath.Join(dir, "bundle")
+	if err := runtime.WriteTestBundle(model, 32); err != nil {
+		t.Fatal(err)
+	}
+	if input, err = SmallInput(shared, dir, n); err != nil {
+		t.Fatal(err)
+	}
+	return model, input
+}
+
+// Binary returns $MULTIAD_BIN, else the repository's bin/multiad seen from
+// a harness folder (bench/cmd/NAME, where its tests run) when `make build`
+// has made it, else "".
+func Binary() string {
+	p := os.Getenv("MULTIAD_BIN")
+	if p == "" {
+		p, _ = filepath.Abs("../../../bin/multiad")
+	}
+	if _, err := os.Stat(p); err != nil {
+		return ""
+	}
+	return p
+}
 
 // SmallInput makes a folder in dir with symbolic links to the first n test
 // images of the shared magnetic tiles, for the harnesses' smoke tests.
