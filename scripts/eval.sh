@@ -6,13 +6,13 @@
 # without the discriminator, with hard-feature mining switched (off for the
 # tiles, on for lgg_flair: the opposite of --hard-mining auto), and with
 # product instead of sum fusion.
-#   EVAL_EPOCHS (default 10), EVAL_SIZE (128), EVAL_OUT (out/eval), EVAL_ARGS (extra train flags)
+#   EVAL_EPOCHS (default 10), EVAL_SIZE (256), EVAL_OUT (out/eval), EVAL_ARGS (extra train flags)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 shared=${MULTIAD_SHARED:-$(cd .. && pwd)/shared}
 out=${EVAL_OUT:-out/eval}
 epochs=${EVAL_EPOCHS:-10}
-size=${EVAL_SIZE:-128}
+size=${EVAL_SIZE:-256}
 bin=./bin/multiad
 tiles="$shared/data/industrial/magnetic_tile"
 lgg="$shared/data/medical/lgg_flair"

@@ -18,7 +18,7 @@ func init() {
 
 func runTrain(ctx context.Context, args []string) int {
 	fs := flag.NewFlagSet("train", flag.ContinueOnError)
-	def := train.DefaultConfig(128)
+	def := train.DefaultConfig(256)
 	data := fs.String("data", "", "normal images: a folder, an MVTec root (uses train/good), or a manifest CSV (uri[,slice])")
 	out := fs.String("out", "", "bundle to write: a directory or a .tar, local or gs://")
 	size := fs.Int("size", def.Size, "model input size (multiple of 32)")
@@ -39,7 +39,8 @@ func runTrain(ctx context.Context, args []string) int {
 	fusion := fs.String("fusion", "auto", "per-scale map fusion: sum, product or auto (product for DICOM/NIfTI, sum otherwise)")
 	sigma := fs.Float64("sigma", 0, "Gaussian blur sigma in pixels (0: auto, 4 px at 256 scaled to the size, 3× that for DICOM/NIfTI)")
 	weights := fs.String("scale-weights", "", "per-scale map weights for strides 4,8,16 (e.g. 0,0,1; default 0.25,0.5,1)")
-	augment := fs.String("augment", "auto", "flip augmentation: auto (off for DICOM/NIfTI), on, off")
+	shift := fs.Int("shift", 0, "random shifts of the training images by up to this many pixels (0: none)")
+	augment := fs.String("augment", "off", "random flip augmentation, with teacher features of the flipped images: on or off (measured worse on magnetic tiles)")
 	mode := fs.String("norm", preprocess.ModeAuto, "intensity normalisation: auto, range, percentile, window")
 	window := fs.String("window", "", "CT window center,width in HU (e.g. 40,400)")
 	teacherPath := fs.String("teacher", "", "teacher: a .tflite (imported) or .onnx backbone (default: MobileNetV2 from the shared folder)")
@@ -91,7 +92,7 @@ func runTrain(ctx context.Context, args []string) int {
 	}
 	res, err := training.Run(ctx, training.Options{
 		Data: *data, Out: *out, Teacher: *teacherPath, TeacherFeatures: feats, Train: cfg, Preprocess: pcfg,
-		Augment: *augment, HardMining: *hard, Fusion: *fusion, Sigma: sigmaOpt, ValFraction: *valFrac, MaxImages: *maxImages, Threads: *threads, VerifyExport: *verify,
+		Augment: *augment, Shift: *shift, HardMining: *hard, Fusion: *fusion, Sigma: sigmaOpt, ValFraction: *valFrac, MaxImages: *maxImages, Threads: *threads, VerifyExport: *verify,
 	})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "multiad train:", err)

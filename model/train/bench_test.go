@@ -44,7 +44,7 @@ func BenchmarkTrainStep(b *testing.B) {
 			}
 			tr := &trainer{cfg: cfg, backend: be, store: model.NewStore()}
 			tr.build()
-			in := tr.batchTensors(randomSamples(cfg.BatchSize, S, cfg.Student.Channels), nil)
+			in := tr.batchTensors(randomSamples(cfg.BatchSize, S, cfg.Student.Channels))
 			step := func() {
 				out := tr.studentExec.MustCall(in[0], in[1], in[2], in[3])
 				tr.discExec.MustCall(in[3], out[2])

@@ -59,14 +59,19 @@ type Config struct {
 	ProgressEvery time.Duration
 }
 
-// Augment configures augmentation. Flips are applied to the image and to its
-// cached teacher features together (the teacher is not exactly
-// flip-equivariant, so this is an approximation; keep it off for medical
-// images whose orientation matters).
+// Augment configures augmentation: random flips and shifts of the training
+// images, whose teacher features Dataset.Teacher computes (keep it off for
+// medical images whose orientation matters).
 type Augment struct {
 	HFlip bool // random horizontal flips
 	VFlip bool // random vertical flips
+	// Shift translates each image by a random whole number of pixels in
+	// [−Shift, Shift] along each axis, replicating the edge (0: no shifts).
+	Shift int
 }
+
+// On reports whether any augmentation is configured.
+func (a Augment) On() bool { return a.HFlip || a.VFlip || a.Shift > 0 }
 
 // DefaultScaleWeights weight the stride-4, -8 and -16 maps in the default
 // sum fusion. On magnetic tiles (128², 300–400 training images, 6–15
@@ -120,6 +125,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("train: batch size %d out of range [1, 1024]", c.BatchSize)
 	case !(c.LR > 0 && c.LR < 1):
 		return fmt.Errorf("train: learning rate %g out of range (0, 1)", c.LR)
+	case c.Augment.Shift < 0 || c.Augment.Shift > c.Size/4:
+		return fmt.Errorf("train: shift %d out of range [0, %d] (a quarter of the image size)", c.Augment.Shift, c.Size/4)
 	case c.HardMining < 0:
 		return fmt.Errorf("train: hard mining %g < 0", c.HardMining)
 	case c.AdvWeight < 0:

@@ -107,7 +107,7 @@ func TestExperimentTiles(t *testing.T) {
 	cfg := experimentConfig(S)
 	cfg.ProgressEvery = 30 * time.Second
 	start := time.Now()
-	res, err := Train(cfg, Dataset{Train: train}, func(p Progress) { t.Log(Line(p, 0)) })
+	res, err := Train(cfg, Dataset{Train: train, Teacher: mobileNetTeacher(t, S)}, func(p Progress) { t.Log(Line(p, 0)) })
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -87,9 +87,12 @@ func TestExperimentPost(t *testing.T) {
 	train := mobileNetSamples(t, trImgs, S)
 	val := mobileNetSamples(t, valImgs, S)
 	cfg := experimentConfig(S)
+	for k, st := range student.Strides {
+		cfg.Student.Channels[k] = len(train[0].Feats[k]) / ((S / st) * (S / st))
+	}
 	cfg.ProgressEvery = 60 * time.Second
 	start := time.Now()
-	res, err := Train(cfg, Dataset{Train: train, Val: val}, func(p Progress) { t.Log(Line(p, 0)) })
+	res, err := Train(cfg, Dataset{Train: train, Val: val, Teacher: mobileNetTeacher(t, S)}, func(p Progress) { t.Log(Line(p, 0)) })
 	if err != nil {
 		t.Fatal(err)
 	}

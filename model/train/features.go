@@ -43,3 +43,11 @@ func TeacherFeatures(sess *ort.Session, images [][]float32, S, batch int) ([]Sam
 	}
 	return out, nil
 }
+
+// SessionTeacher is a TeacherFunc running the teacher session sess (as for
+// TeacherFeatures) on images of side S, batch at a time.
+func SessionTeacher(sess *ort.Session, S, batch int) TeacherFunc {
+	return func(images [][]float32) ([]Sample, error) {
+		return TeacherFeatures(sess, images, S, batch)
+	}
+}

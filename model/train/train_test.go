@@ -6,6 +6,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -78,6 +79,16 @@ func resizeCHW(img image.Image, S int) []float32 {
 // target while the real teacher is not available.
 func standInTeacher(t testing.TB, images [][]float32, S int, channels [3]int) []Sample {
 	t.Helper()
+	out, err := standIn(t, S, channels)(images)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// standIn is standInTeacher as a TeacherFunc.
+func standIn(t testing.TB, S int, channels [3]int) TeacherFunc {
+	t.Helper()
 	backend, err := NewBackend("")
 	if err != nil {
 		t.Fatal(err)
@@ -89,26 +100,28 @@ func standInTeacher(t testing.TB, images [][]float32, S int, channels [3]int) []
 		f := student.Forward(scope.At("teacher"), cfg, x)
 		return f[:]
 	})
-	var out []Sample
-	for _, img := range images {
-		x := toNHWC([]Sample{{Image: img}}, nil, -1, 3, S)
-		res := exec.MustCall(tensors.FromFlatDataAndDimensions(x, 1, S, S, 3))
-		s := Sample{Image: img}
-		for k := range res {
-			d := res[k].Shape().Dimensions
-			hwc := tensors.MustCopyFlatData[float32](res[k])
-			h, c := d[1], d[3]
-			chw := make([]float32, len(hwc))
-			for i := 0; i < h*h; i++ {
-				for ch := 0; ch < c; ch++ {
-					chw[ch*h*h+i] = hwc[i*c+ch]
+	return func(images [][]float32) ([]Sample, error) {
+		var out []Sample
+		for _, img := range images {
+			x := toNHWC([]Sample{{Image: img}}, -1, 3, S)
+			res := exec.MustCall(tensors.FromFlatDataAndDimensions(x, 1, S, S, 3))
+			s := Sample{Image: img}
+			for k := range res {
+				d := res[k].Shape().Dimensions
+				hwc := tensors.MustCopyFlatData[float32](res[k])
+				h, c := d[1], d[3]
+				chw := make([]float32, len(hwc))
+				for i := 0; i < h*h; i++ {
+					for ch := 0; ch < c; ch++ {
+						chw[ch*h*h+i] = hwc[i*c+ch]
+					}
 				}
+				s.Feats[k] = chw
 			}
-			s.Feats[k] = chw
+			out = append(out, s)
 		}
-		out = append(out, s)
+		return out, nil
 	}
-	return out
 }
 
 func tinyConfig(S int) Config {
@@ -131,6 +144,10 @@ func TestBadInput(t *testing.T) {
 	cfg.Epochs = 1
 	badCfg := cfg
 	badCfg.Size = 40
+	flipCfg := cfg
+	flipCfg.Augment = Augment{HFlip: true}
+	flipCfg.Epochs = 5 // some image is flipped (seeded)
+	wrongTeacher := func(images [][]float32) ([]Sample, error) { return data[:1], nil }
 	for _, tc := range []struct {
 		name string
 		cfg  Config
@@ -141,6 +158,8 @@ func TestBadInput(t *testing.T) {
 		{"short image", cfg, Dataset{Train: []Sample{data[1], short}}, "training image 1 has 10 values"},
 		{"short features", cfg, Dataset{Train: data, Val: []Sample{badFeat}}, "validation image 0: teacher features at stride 16"},
 		{"bad size", badCfg, Dataset{Train: data}, "multiple of 16"},
+		{"flips without teacher", flipCfg, Dataset{Train: data}, "augmentation needs Dataset.Teacher"},
+		{"teacher count", flipCfg, Dataset{Train: data, Teacher: wrongTeacher}, "teacher returned 1 samples for"},
 	} {
 		_, err := Train(tc.cfg, tc.data, nil)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
@@ -190,7 +209,7 @@ func TestOptimizersUpdateOwnVariables(t *testing.T) {
 	}
 	tr := &trainer{cfg: cfg, backend: be, store: model.NewStore()}
 	tr.build()
-	in := tr.batchTensors(data, nil)
+	in := tr.batchTensors(data)
 	// The first calls create the variables; compare the second ones.
 	out := tr.studentExec.MustCall(in[0], in[1], in[2], in[3])
 	tr.discExec.MustCall(in[3], out[2])
@@ -221,7 +240,7 @@ func TestOptimizersUpdateOwnVariables(t *testing.T) {
 func TestResume(t *testing.T) {
 	const S = 32
 	imgs := loadTiles(t, 4, S)
-	data := Dataset{Train: standInTeacher(t, imgs, S, [3]int{24, 32, 96})}
+	data := Dataset{Train: standInTeacher(t, imgs, S, [3]int{24, 32, 96}), Teacher: standIn(t, S, [3]int{24, 32, 96})}
 	cfg := tinyConfig(S)
 	cfg.Epochs = 4
 	cfg.Augment = Augment{HFlip: true, VFlip: true}
@@ -275,7 +294,23 @@ func maxDiff(a, b []float32) float64 {
 // imported from TFLite, run in ONNX Runtime) for images.
 func mobileNetSamples(t testing.TB, images [][]float32, S int) []Sample {
 	t.Helper()
-	tt, err := teacher.Import(shared.MustPath(t, "weights", "mobilenet_v2", "mobilenet_v2_1.0_224.uint8.tflite"), teacher.ImportOptions{})
+	out, err := mobileNetTeacher(t, S)(images)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// mobileNetTeacher is the real MobileNetV2 teacher in ONNX Runtime as a
+// TeacherFunc (EXP_FEAT selects other layers in experiments); its session
+// is closed when the test ends.
+func mobileNetTeacher(t testing.TB, S int) TeacherFunc {
+	t.Helper()
+	var opts teacher.ImportOptions
+	if f := os.Getenv("EXP_FEAT"); f != "" {
+		opts.Features = strings.Split(f, ",") // experiments only: other teacher layers
+	}
+	tt, err := teacher.Import(shared.MustPath(t, "weights", "mobilenet_v2", "mobilenet_v2_1.0_224.uint8.tflite"), opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -287,12 +322,8 @@ func mobileNetSamples(t testing.TB, images [][]float32, S int) []Sample {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer sess.Close()
-	out, err := TeacherFeatures(sess, images, S, 8)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
+	t.Cleanup(func() { sess.Close() })
+	return SessionTeacher(sess, S, 8)
 }
 
 // TestLearning trains on real magnetic-tile images (64×64) against the
@@ -344,5 +375,76 @@ func TestQuantile(t *testing.T) {
 		if got := Quantile(xs, q); math.Abs(got-want) > 1e-12 {
 			t.Errorf("Quantile(%v) = %g, want %g", q, got, want)
 		}
+	}
+}
+
+// TestTransform checks Transform.Apply on a 2-channel 3×3 image.
+func TestTransform(t *testing.T) {
+	img := []float32{
+		1, 2, 3, 4, 5, 6, 7, 8, 9,
+		10, 20, 30, 40, 50, 60, 70, 80, 90,
+	}
+	for _, tc := range []struct {
+		a    Transform
+		want []float32
+	}{
+		{Transform{}, img},
+		{Transform{HFlip: true}, []float32{3, 2, 1, 6, 5, 4, 9, 8, 7, 30, 20, 10, 60, 50, 40, 90, 80, 70}},
+		{Transform{VFlip: true}, []float32{7, 8, 9, 4, 5, 6, 1, 2, 3, 70, 80, 90, 40, 50, 60, 10, 20, 30}},
+		{Transform{HFlip: true, VFlip: true}, []float32{9, 8, 7, 6, 5, 4, 3, 2, 1, 90, 80, 70, 60, 50, 40, 30, 20, 10}},
+		{Transform{DX: 1}, []float32{1, 1, 2, 4, 4, 5, 7, 7, 8, 10, 10, 20, 40, 40, 50, 70, 70, 80}},
+		{Transform{DY: -1}, []float32{4, 5, 6, 7, 8, 9, 7, 8, 9, 40, 50, 60, 70, 80, 90, 70, 80, 90}},
+		{Transform{HFlip: true, DX: -2}, []float32{1, 1, 1, 4, 4, 4, 7, 7, 7, 10, 10, 10, 40, 40, 40, 70, 70, 70}},
+	} {
+		if got := tc.a.Apply(img, 3); !slices.Equal(got, tc.want) {
+			t.Errorf("%+v: got %v, want %v", tc.a, got, tc.want)
+		}
+	}
+}
+
+// TestFlipAugmentation trains with flips and checks that every image the
+// student saw flipped had its teacher features computed from that flipped
+// image: the teacher is called only with flips of training images, and the
+// run matches one whose teacher is only ever asked for those.
+func TestFlipAugmentation(t *testing.T) {
+	const S = 32
+	imgs := loadTiles(t, 4, S)
+	base := standIn(t, S, [3]int{24, 32, 96})
+	data, err := base(imgs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var calls, flipped int
+	teacher := func(images [][]float32) ([]Sample, error) {
+		calls++
+		for _, im := range images {
+			found := false
+			for _, orig := range imgs {
+				for _, f := range [][2]bool{{true, false}, {false, true}, {true, true}} {
+					if slices.Equal(im, Transform{HFlip: f[0], VFlip: f[1]}.Apply(orig, S)) {
+						found = true
+					}
+				}
+			}
+			if !found {
+				t.Errorf("teacher asked for an image that is no flip of a training image")
+			}
+			flipped++
+		}
+		return base(images)
+	}
+	cfg := tinyConfig(S)
+	cfg.Epochs = 3
+	cfg.Augment = Augment{HFlip: true, VFlip: true}
+	res, err := Train(cfg, Dataset{Train: data, Teacher: teacher}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 3 epochs × 4 images, each flipped with probability 3/4.
+	if calls == 0 || flipped < 3 || flipped > 12 {
+		t.Errorf("teacher called %d times for %d flipped images", calls, flipped)
+	}
+	if res.Steps != 6 {
+		t.Errorf("steps %d, want 6", res.Steps)
 	}
 }
