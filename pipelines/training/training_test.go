@@ -62,10 +62,16 @@ func TestTrainExportAgree(t *testing.T) {
 	cfg.Student.Width = 8
 	cfg.Student.Depth = 1
 	var logs bytes.Buffer
-	res, err := Run(ctx, Options{Data: data, Out: out, Train: cfg, ValFraction: 0.25, Threads: 1, Log: &logs, VerifyExport: true})
+	// Augmentation on: flipped and shifted images get the teacher's features
+	// from the open ONNX Runtime session during training.
+	res, err := Run(ctx, Options{Data: data, Out: out, Train: cfg, ValFraction: 0.25, Threads: 1, Log: &logs, VerifyExport: true,
+		Augment: "on", Shift: 2})
 	t.Log(logs.String())
 	if err != nil {
 		t.Fatalf("%v\n%s", err, logs.String())
+	}
+	if !strings.Contains(logs.String(), "flips true, shifts ≤ 2 px") {
+		t.Errorf("augmentation not reported as on:\n%s", logs.String())
 	}
 	if res.Images != 12 || len(res.Failed) != 1 || !strings.Contains(res.Failed[0], "broken.jpg") {
 		t.Errorf("images %d, failed %v; want 12 and broken.jpg", res.Images, res.Failed)
