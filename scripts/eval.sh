@@ -8,7 +8,8 @@
 # switched (product for the tiles, sum for lgg_flair) and with random shifts
 # of up to size/32 pixels. At 256 px the ablation takes about 3.5 hours on 2
 # cores; EVAL_SIZE=128 EVAL_OUT=out/ablation128 make ablation about 50 min.
-#   EVAL_EPOCHS (default 10), EVAL_SIZE (256), EVAL_OUT (out/eval), EVAL_ARGS (extra train flags)
+#   EVAL_EPOCHS (default 10), EVAL_SIZE (256), EVAL_OUT (out/eval), EVAL_ARGS (extra train flags),
+#   EVAL_ONLY (variant names to run, e.g. "no-se shift")
 set -euo pipefail
 cd "$(dirname "$0")/.."
 shared=${MULTIAD_SHARED:-$(cd .. && pwd)/shared}
@@ -23,6 +24,14 @@ variants=("multiad:")
 if [ "${1:-}" = --ablation ]; then
   variants=("multiad:" "no-se:--se-reduction 0" "no-disc:--adv-weight 0" "hard-switched::--hard-mining 0:--hard-mining 2.5"
     "fusion-switched::--fusion product:--fusion sum" "shift:--shift $((size / 32))")
+fi
+# EVAL_ONLY="name ..." keeps only these variants.
+if [ -n "${EVAL_ONLY:-}" ]; then
+  kept=()
+  for v in "${variants[@]}"; do
+    case " $EVAL_ONLY " in *" ${v%%:*} "*) kept+=("$v") ;; esac
+  done
+  variants=("${kept[@]}")
 fi
 mkdir -p "$out"
 start=$(date +%s)
