@@ -18,29 +18,34 @@ func blurMap(m []float32, S int, sigma float64) []float32 {
 	if sigma <= 0 {
 		return m
 	}
-	g := nn.GaussianMatrix(S, sigma)
-	tmp := make([]float64, S*S)
-	for y := 0; y < S; y++ {
-		for x := 0; x < S; x++ {
+	return separable(m, S, nn.GaussianMatrix(S, sigma))
+}
+
+// separable returns W·M·Wᵀ for an h×h map M and a [n][h] matrix W: an n×n map.
+func separable(m []float32, h int, w [][]float64) []float32 {
+	n := len(w)
+	tmp := make([]float64, h*n)
+	for y := 0; y < h; y++ {
+		for x := 0; x < n; x++ {
 			var a float64
-			for k := 0; k < S; k++ {
-				if w := g[x][k]; w != 0 {
-					a += w * float64(m[y*S+k])
+			for k, wk := range w[x] {
+				if wk != 0 {
+					a += wk * float64(m[y*h+k])
 				}
 			}
-			tmp[y*S+x] = a
+			tmp[y*n+x] = a
 		}
 	}
-	out := make([]float32, S*S)
-	for y := 0; y < S; y++ {
-		for x := 0; x < S; x++ {
+	out := make([]float32, n*n)
+	for y := 0; y < n; y++ {
+		for x := 0; x < n; x++ {
 			var a float64
-			for k := 0; k < S; k++ {
-				if w := g[y][k]; w != 0 {
-					a += w * tmp[k*S+x]
+			for k, wk := range w[y] {
+				if wk != 0 {
+					a += wk * tmp[k*n+x]
 				}
 			}
-			out[y*S+x] = float32(a)
+			out[y*n+x] = float32(a)
 		}
 	}
 	return out

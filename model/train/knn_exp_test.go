@@ -111,7 +111,7 @@ func TestExperimentKNN(t *testing.T) {
 			}
 			m[i] = float32(math.Sqrt(math.Max(float64(best), 0)))
 		}
-		up := upsampleBilinear(m, h8, S)
+		up := separable(m, h8, nn.BilinearMatrix(h8, S))
 		up = blurMap(up, S, DefaultConfig(S).Map.Sigma)
 		mx := up[0]
 		for _, v := range up {
@@ -124,31 +124,4 @@ func TestExperimentKNN(t *testing.T) {
 		}
 	}
 	t.Logf("kNN S=%d bank %.2f: image AUROC %.4f, pixel AUROC %.4f", S, frac, auroc(labels, scores), auroc(pixLabels, pix))
-}
-
-// upsampleBilinear upsamples an h×h map to S×S with the half-pixel
-// bilinear interpolation of nn.InterpolationMatrix.
-func upsampleBilinear(m []float32, h, S int) []float32 {
-	w := nn.BilinearMatrix(h, S)
-	tmp := make([]float64, h*S)
-	for y := 0; y < h; y++ {
-		for x := 0; x < S; x++ {
-			var a float64
-			for k := 0; k < h; k++ {
-				a += w[x][k] * float64(m[y*h+k])
-			}
-			tmp[y*S+x] = a
-		}
-	}
-	out := make([]float32, S*S)
-	for y := 0; y < S; y++ {
-		for x := 0; x < S; x++ {
-			var a float64
-			for k := 0; k < h; k++ {
-				a += w[y][k] * tmp[k*S+x]
-			}
-			out[y*S+x] = float32(a)
-		}
-	}
-	return out
 }
