@@ -47,11 +47,11 @@ type Dataset struct {
 	Val   []Sample
 	// Teacher computes the teacher features of the flipped or shifted
 	// images that augmentation makes (required when Config.Augment is on).
-	// The cached features are not flipped or shifted instead: the teacher is far from
-	// flip-equivariant (on magnetic tiles, the flipped features of an image
-	// differ from the features of the flipped image by a mean 1 − cos of
-	// 0.35, 0.23 and 0.14 at strides 4, 8 and 16, more than the trained
-	// student's own error), so flipped cached features are wrong targets.
+	// Transforming the cached features instead would give wrong targets:
+	// the teacher is far from flip-equivariant (on magnetic tiles the
+	// flipped features of an image differ from the features of the flipped
+	// image by a mean 1 − cos of 0.35, 0.23 and 0.14 at strides 4, 8 and
+	// 16, more than the trained student's own error).
 	Teacher TeacherFunc
 }
 
