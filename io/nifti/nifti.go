@@ -52,6 +52,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"math/bits"
 
 	"github.com/multiad/multiad/io/pixels"
 )
@@ -293,49 +294,43 @@ func transposeGeneric(dst, src []byte, rows, cols int, e elemInfo, bigEndian boo
 // kept at their size (byte-swapped when swap): one typed load and store per
 // voxel instead of a copy call. It reports false for other sizes.
 func transposeScalar(dst, src []byte, rows, cols, size int, swap bool) bool {
-	le, be := binary.LittleEndian, binary.BigEndian
-	switch {
-	case size == 1:
+	le := binary.LittleEndian
+	switch size {
+	case 1:
 		for j := 0; j < cols; j++ {
 			col := src[j*rows : (j+1)*rows]
 			for i, b := range col {
 				dst[i*cols+j] = b
 			}
 		}
-	case size == 2 && !swap:
+	case 2:
 		for j := 0; j < cols; j++ {
 			for i := 0; i < rows; i++ {
-				le.PutUint16(dst[2*(i*cols+j):], le.Uint16(src[2*(j*rows+i):]))
+				v := le.Uint16(src[2*(j*rows+i):])
+				if swap {
+					v = bits.ReverseBytes16(v)
+				}
+				le.PutUint16(dst[2*(i*cols+j):], v)
 			}
 		}
-	case size == 2:
+	case 4:
 		for j := 0; j < cols; j++ {
 			for i := 0; i < rows; i++ {
-				le.PutUint16(dst[2*(i*cols+j):], be.Uint16(src[2*(j*rows+i):]))
+				v := le.Uint32(src[4*(j*rows+i):])
+				if swap {
+					v = bits.ReverseBytes32(v)
+				}
+				le.PutUint32(dst[4*(i*cols+j):], v)
 			}
 		}
-	case size == 4 && !swap:
+	case 8:
 		for j := 0; j < cols; j++ {
 			for i := 0; i < rows; i++ {
-				le.PutUint32(dst[4*(i*cols+j):], le.Uint32(src[4*(j*rows+i):]))
-			}
-		}
-	case size == 4:
-		for j := 0; j < cols; j++ {
-			for i := 0; i < rows; i++ {
-				le.PutUint32(dst[4*(i*cols+j):], be.Uint32(src[4*(j*rows+i):]))
-			}
-		}
-	case size == 8 && !swap:
-		for j := 0; j < cols; j++ {
-			for i := 0; i < rows; i++ {
-				le.PutUint64(dst[8*(i*cols+j):], le.Uint64(src[8*(j*rows+i):]))
-			}
-		}
-	case size == 8:
-		for j := 0; j < cols; j++ {
-			for i := 0; i < rows; i++ {
-				le.PutUint64(dst[8*(i*cols+j):], be.Uint64(src[8*(j*rows+i):]))
+				v := le.Uint64(src[8*(j*rows+i):])
+				if swap {
+					v = bits.ReverseBytes64(v)
+				}
+				le.PutUint64(dst[8*(i*cols+j):], v)
 			}
 		}
 	default:
