@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/multiad/multiad/internal/shared"
+	"github.com/multiad/multiad/model/student"
 )
 
 // TestExperimentFlipMismatch measures how far flipping the cached teacher
@@ -21,18 +22,10 @@ func TestExperimentFlipMismatch(t *testing.T) {
 	_, imgs := loadDir(t, filepath.Join(root, "train", "good"), S, 16)
 	var flipped [][]float32
 	for _, im := range imgs {
-		f := make([]float32, len(im))
-		for c := 0; c < 3; c++ {
-			for y := 0; y < S; y++ {
-				for x := 0; x < S; x++ {
-					f[(c*S+y)*S+x] = im[(c*S+y)*S+S-1-x]
-				}
-			}
-		}
-		flipped = append(flipped, f)
+		flipped = append(flipped, Transform{HFlip: true}.Apply(im, S))
 	}
 	a, b := mobileNetSamples(t, imgs, S), mobileNetSamples(t, flipped, S)
-	for k, st := range [3]int{4, 8, 16} {
+	for k, st := range student.Strides {
 		h := S / st
 		C := len(a[0].Feats[k]) / (h * h)
 		var sum, sumSelf float64

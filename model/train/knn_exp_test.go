@@ -113,12 +113,10 @@ func TestExperimentKNN(t *testing.T) {
 		}
 		up := separable(m, h8, nn.BilinearMatrix(h8, S))
 		up = blurMap(up, S, DefaultConfig(S).Map.Sigma)
-		mx := up[0]
 		for _, v := range up {
-			mx = max(mx, v)
 			pix = append(pix, float64(v))
 		}
-		scores = append(scores, float64(mx))
+		scores = append(scores, topMean(up, 0))
 		if j%100 == 0 {
 			t.Logf("%d/%d test images, %v", j, len(test), time.Since(start))
 		}

@@ -402,10 +402,9 @@ func TestTransform(t *testing.T) {
 	}
 }
 
-// TestFlipAugmentation trains with flips and checks that every image the
-// student saw flipped had its teacher features computed from that flipped
-// image: the teacher is called only with flips of training images, and the
-// run matches one whose teacher is only ever asked for those.
+// TestFlipAugmentation trains with flips and checks that the teacher is
+// asked for the features of flipped images, and only for flips of training
+// images.
 func TestFlipAugmentation(t *testing.T) {
 	const S = 32
 	imgs := loadTiles(t, 4, S)
