@@ -38,7 +38,7 @@ demo: build
 eval: build
 	./scripts/eval.sh
 
-## ablation: the eval table without SE, without the discriminator, hard mining switched, product vs sum fusion
+## ablation: the eval table without SE, without the discriminator, with hard mining and fusion switched, with shifts
 ablation: build
 	./scripts/eval.sh --ablation
 
