@@ -99,7 +99,8 @@ func KDLoss(s, t [3]*Node) *Node { return KDLossHard(s, t, 0) }
 // mean + hard·std of that scale's distances in the batch (a constant
 // threshold: no gradient flows through it), so that training concentrates on
 // the normal regions the student matches worst — those set the image score,
-// the map's maximum. hard ≤ 0 is the plain loss.
+// the map's maximum. The threshold is clamped to the batch's largest
+// distance, so the hardest pixel always trains. hard ≤ 0 is the plain loss.
 func KDLossHard(s, t [3]*Node, hard float64) *Node {
 	var loss *Node
 	for i := range s {
@@ -110,7 +111,10 @@ func KDLossHard(s, t [3]*Node, hard float64) *Node {
 			sd := StopGradient(d)
 			mean := ReduceAllMean(sd)
 			std := Sqrt(ReduceAllMean(Square(Sub(sd, mean))))
-			thr := Add(mean, MulScalar(std, hard))
+			// Clamped to the batch maximum so that at least one pixel
+			// always trains (with a large hard and a light tail, no pixel
+			// may reach mean + hard·std, and the loss would be 0).
+			thr := Min(Add(mean, MulScalar(std, hard)), ReduceAllMax(sd))
 			mask := ConvertDType(GreaterOrEqual(sd, thr), d.DType())
 			l = Div(ReduceAllSum(Mul(d, mask)), Max(ReduceAllSum(mask), OnesLike(mean)))
 			l = MulScalar(l, 0.5)

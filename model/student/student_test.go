@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"testing"
 
 	"github.com/gomlx/compute"
@@ -162,7 +163,8 @@ func TestForwardShapesAndFLOPs(t *testing.T) {
 
 // TestKDLossHard compares KDLossHard with a direct computation: per scale,
 // half the mean squared distance of the channel-normalised features over
-// the pixels at or above mean + hard·std of the distances.
+// the pixels at or above mean + hard·std of the distances, clamped to the
+// largest distance (hard 100: only the hardest pixel of each scale trains).
 func TestKDLossHard(t *testing.T) {
 	be, err := compute.NewWithConfig("go")
 	if err != nil {
@@ -181,7 +183,7 @@ func TestKDLossHard(t *testing.T) {
 		flat[k] = v
 		ins = append(ins, tensors.FromFlatDataAndDimensions(v, d[:]...))
 	}
-	for _, hard := range []float64{0, 0.5, 1.5} {
+	for _, hard := range []float64{0, 0.5, 1.5, 100} {
 		got := tensors.ToScalar[float64](model.MustNewExec(be, model.NewStore(), func(scope *model.Scope, in []*Node) *Node {
 			return KDLossHard([3]*Node{in[0], in[1], in[2]}, [3]*Node{in[3], in[4], in[5]}, hard)
 		}).MustCall1(ins[0], ins[1], ins[2], ins[3], ins[4], ins[5]))
@@ -210,6 +212,9 @@ func TestKDLossHard(t *testing.T) {
 				sq += (d - mean) * (d - mean) / float64(len(dist))
 			}
 			thr := mean + hard*math.Sqrt(sq)
+			if top := slices.Max(dist); thr > top {
+				thr = top
+			}
 			var sum float64
 			var n int
 			for _, d := range dist {
