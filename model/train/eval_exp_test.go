@@ -62,7 +62,11 @@ func loadDir(t testing.TB, dir string, S int, limit int) (names []string, imgs [
 		if err != nil {
 			t.Fatal(err)
 		}
-		x, err := preprocess.Tensor(ims[0], cfg)
+		img := ims[0]
+		if padExperiment() {
+			img, _, _ = padSquare(img)
+		}
+		x, err := preprocess.Tensor(img, cfg)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -84,6 +88,19 @@ func maskAt(t testing.TB, path string, S int) []bool {
 	}
 	b := m.Bounds()
 	out := make([]bool, S*S)
+	if padExperiment() {
+		for y := 0; y < S; y++ {
+			for x := 0; x < S; x++ {
+				px, py, ok := padSource(b.Dx(), b.Dy(), S, x, y)
+				pixValid = append(pixValid, ok)
+				if ok {
+					r, _, _, _ := m.At(b.Min.X+px, b.Min.Y+py).RGBA()
+					out[y*S+x] = r > 0x7fff
+				}
+			}
+		}
+		return out
+	}
 	for y := 0; y < S; y++ {
 		for x := 0; x < S; x++ {
 			r, _, _, _ := m.At(b.Min.X+(2*x+1)*b.Dx()/(2*S), b.Min.Y+(2*y+1)*b.Dy()/(2*S)).RGBA()
@@ -178,6 +195,9 @@ func tilesTestSet(t testing.TB, root string, S int) (labels, pixLabels []bool, s
 		for _, n := range names {
 			labels = append(labels, c.Name() != "good")
 			if c.Name() == "good" {
+				if padExperiment() { // the mask geometry, from the image
+					goodValid(t, filepath.Join(root, "test", c.Name(), n), S)
+				}
 				pixLabels = append(pixLabels, make([]bool, S*S)...)
 			} else {
 				pixLabels = append(pixLabels, maskAt(t, filepath.Join(root, "ground_truth", c.Name(), strings.TrimSuffix(n, ".jpg")+"_mask.png"), S)...)

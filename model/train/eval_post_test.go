@@ -194,6 +194,6 @@ func TestExperimentPost(t *testing.T) {
 			s01 = append(s01, topMean(m, 0.001))
 		}
 		t.Logf("%-18s image AUROC max %.4f top0.1%% %.4f top1%% %.4f | pixel AUROC %.4f", v.name,
-			auroc(labels, smax), auroc(labels, s01), auroc(labels, s1), auroc(pixLabels, pix))
+			auroc(labels, smax), auroc(labels, s01), auroc(labels, s1), auroc(validOnly(pixLabels, pix)))
 	}
 }
