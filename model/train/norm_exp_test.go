@@ -111,7 +111,7 @@ func TestExperimentTeacherStats(t *testing.T) {
 					m    []float32
 				}{{"gauss", g}, {"normdev", nz}} {
 					up := blurMap(separable(v.m, h, B), S, 4*float64(S)/256)
-					add(c.Name(), v.name+"-s"+string(rune('0'+st/4)), up, mask)
+					add(c.Name(), v.name+" stride "+strconv.Itoa(st), up, mask)
 				}
 			}
 		}
