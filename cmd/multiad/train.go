@@ -46,7 +46,7 @@ func runTrain(ctx context.Context, args []string) int {
 	teacherPath := fs.String("teacher", "", "teacher: a .tflite (imported) or .onnx backbone (default: MobileNetV2 from the shared folder)")
 	teacherFeats := fs.String("teacher-features", "", "comma-separated names of the teacher's stride-4,8,16 feature tensors/outputs")
 	maxImages := fs.Int("max-images", 0, "use at most this many images (0: all)")
-	ckpt := fs.String("checkpoint", "", "checkpoint file: saved every epoch, resumed from if it exists")
+	ckpt := fs.String("checkpoint", "", "checkpoint file: saved every epoch, resumed from if it exists (a finished run's checkpoint re-exports its weights with other --fusion, --sigma, --scale-weights or --quantile, without training)")
 	threads := fs.Int("threads", 0, "ONNX Runtime intra-op threads (0: default)")
 	verify := fs.Bool("verify-export", false, "also run the exported graph in ONNX Runtime on the held-out images and record its largest score difference from training")
 	fs.Usage = func() {

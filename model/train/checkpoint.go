@@ -12,6 +12,7 @@ import (
 
 	"github.com/gomlx/compute/dtypes"
 	"github.com/gomlx/gomlx/core/tensors"
+	"github.com/multiad/multiad/model/student"
 )
 
 // checkpointMagic starts every checkpoint file.
@@ -75,7 +76,19 @@ func (t *trainer) save(step int) error {
 	return nil
 }
 
-// resume loads cfg.Checkpoint into the store if the file exists.
+// trainingPart is c without the settings that do not change the trained
+// weights: the anomaly map (fusion, σ, scale weights), the calibration
+// quantile, progress reporting, the backend and the checkpoint path.
+func trainingPart(c Config) Config {
+	c.Map, c.Quantile, c.ProgressEvery, c.Backend, c.Checkpoint = student.MapConfig{}, 0, 0, "", ""
+	return c
+}
+
+// resume loads cfg.Checkpoint into the store if the file exists. The
+// checkpoint's configuration must match cfg except for trainingPart's
+// omissions, so that a finished run's checkpoint can be resumed with another
+// anomaly map or quantile: it trains no further and calibrates and exports
+// the same weights with the new settings.
 func (t *trainer) resume() error {
 	if t.cfg.Checkpoint == "" {
 		return nil
@@ -101,9 +114,7 @@ func (t *trainer) resume() error {
 	if err := gob.NewDecoder(bytes.NewReader(b[len(checkpointMagic):])).Decode(&f); err != nil {
 		return fmt.Errorf("train: checkpoint %s: %w", t.cfg.Checkpoint, err)
 	}
-	want := t.cfg
-	want.Checkpoint = ""
-	if !reflect.DeepEqual(f.Config, want) {
+	if !reflect.DeepEqual(trainingPart(f.Config), trainingPart(t.cfg)) {
 		return fmt.Errorf("train: checkpoint %s was written with a different configuration (%+v)", t.cfg.Checkpoint, f.Config)
 	}
 	for _, v := range f.Vars {

@@ -272,6 +272,26 @@ func TestResume(t *testing.T) {
 			t.Errorf("%s differs by %g after resuming", k, d)
 		}
 	}
+	// The finished checkpoint re-scores the same weights with another map
+	// and quantile without training further.
+	remap := cfg
+	remap.Map = student.MapConfig{Fuse: student.FuseProduct, Sigma: 2}
+	remap.Quantile = 0.5
+	again, err := Train(remap, data, nil)
+	if err != nil {
+		t.Fatalf("resuming a finished run with another map: %v", err)
+	}
+	if again.Steps != 8 || len(again.EpochKDLoss) != 0 {
+		t.Errorf("resumed finished run trained: steps %d, epochs %d", again.Steps, len(again.EpochKDLoss))
+	}
+	for k, a := range full.Student {
+		if d := maxDiff(a.Data, again.Student[k].Data); d != 0 {
+			t.Errorf("%s changed by %g on re-scoring", k, d)
+		}
+	}
+	if again.Calibration.Quantile != 0.5 || again.Calibration.ImageThreshold == full.Calibration.ImageThreshold {
+		t.Errorf("re-scored calibration %+v, first %+v", again.Calibration.ImageThreshold, full.Calibration.ImageThreshold)
+	}
 	// A different configuration refuses the checkpoint.
 	cfg.Seed = 99
 	if _, err := Train(cfg, data, nil); err == nil || !strings.Contains(err.Error(), "different configuration") {
