@@ -6,8 +6,8 @@
 # without the discriminator, with hard-feature mining switched (off for the
 # tiles, on for lgg_flair: the opposite of --hard-mining auto), with fusion
 # switched (product for the tiles, sum for lgg_flair) and with random shifts
-# of up to size/32 pixels. At 256 px the ablation takes about 3.5 hours on 2
-# cores; EVAL_SIZE=128 EVAL_OUT=out/ablation128 make ablation about 50 min.
+# of up to size/32 pixels. At 256 px the ablation takes about 2.5 hours on 2
+# cores; EVAL_SIZE=128 EVAL_OUT=out/ablation128 make ablation about 40 min.
 #   EVAL_EPOCHS (default 7: on the tiles 7 epochs beat 10 and 15, see bench/ACCURACY.md), EVAL_SIZE (256), EVAL_OUT (out/eval), EVAL_ARGS (extra train flags),
 #   EVAL_ONLY (variant names to run, e.g. "no-se shift")
 set -euo pipefail
