@@ -114,11 +114,7 @@ func maskAt(t testing.TB, path string, S int) []bool {
 // pixel AUROC on the test set (MULTIAD_EXP=1; EXP_* variables as in
 // TestExperimentKD, EXP_EPOCHS, EXP_NTRAIN, EXP_NTEST per class).
 func TestExperimentTiles(t *testing.T) {
-	if os.Getenv("MULTIAD_EXP") == "" {
-		t.Skip("set MULTIAD_EXP=1")
-	}
-	S := int(envF("EXP_S", 128))
-	root := shared.MustPath(t, "data", "industrial", "magnetic_tile")
+	S, root := tilesExperiment(t)
 	_, trainImgs := loadDir(t, filepath.Join(root, "train", "good"), S, int(envF("EXP_NTRAIN", 0)))
 	train := mobileNetSamples(t, trainImgs, S)
 	cfg := experimentConfig(S)
@@ -129,7 +125,7 @@ func TestExperimentTiles(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("trained %d images in %v", len(train), time.Since(start))
-	labels, pixLabels, samples := tilesTestSet(t, root, S)
+	labels, pixLabels, samples, _ := tilesTestSet(t, root, S)
 	sig := cfg.Map.Sigma
 	for _, v := range []struct {
 		name string
@@ -185,14 +181,26 @@ func experimentConfig(S int) Config {
 	return cfg
 }
 
+// tilesExperiment skips the test unless MULTIAD_EXP is set and returns the
+// experiment's image size (EXP_S, default 128) and the magnetic-tile root.
+func tilesExperiment(t testing.TB) (S int, root string) {
+	t.Helper()
+	if os.Getenv("MULTIAD_EXP") == "" {
+		t.Skip("set MULTIAD_EXP=1")
+	}
+	return int(envF("EXP_S", 128)), shared.MustPath(t, "data", "industrial", "magnetic_tile")
+}
+
 // tilesTestSet loads the magnetic-tile test set (EXP_NTEST images per
-// class, 0: all) with image labels, S×S pixel labels and teacher features.
-func tilesTestSet(t testing.TB, root string, S int) (labels, pixLabels []bool, samples []Sample) {
-	classes, _ := os.ReadDir(filepath.Join(root, "test"))
-	for _, c := range classes {
+// class, 0: all) with image labels, S×S pixel labels, teacher features and
+// each image's class ("good" or the defect type).
+func tilesTestSet(t testing.TB, root string, S int) (labels, pixLabels []bool, samples []Sample, classes []string) {
+	dirs, _ := os.ReadDir(filepath.Join(root, "test"))
+	for _, c := range dirs {
 		names, imgs := loadDir(t, filepath.Join(root, "test", c.Name()), S, int(envF("EXP_NTEST", 0)))
 		samples = append(samples, mobileNetSamples(t, imgs, S)...)
 		for _, n := range names {
+			classes = append(classes, c.Name())
 			labels = append(labels, c.Name() != "good")
 			if c.Name() == "good" {
 				if padExperiment() { // the mask geometry, from the image
@@ -204,5 +212,5 @@ func tilesTestSet(t testing.TB, root string, S int) (labels, pixLabels []bool, s
 			}
 		}
 	}
-	return labels, pixLabels, samples
+	return labels, pixLabels, samples, classes
 }

@@ -2,13 +2,11 @@ package train
 
 import (
 	"math"
-	"os"
 	"path/filepath"
 	"sort"
 	"testing"
 	"time"
 
-	"github.com/multiad/multiad/internal/shared"
 	"github.com/multiad/multiad/model/nn"
 	"github.com/multiad/multiad/model/student"
 )
@@ -75,11 +73,7 @@ func topMean(m []float32, frac float64) float64 {
 // location), and max versus top-k image scores (MULTIAD_EXP=1; EXP_HARD for
 // hard-feature mining, other EXP_* as in TestExperimentTiles).
 func TestExperimentPost(t *testing.T) {
-	if os.Getenv("MULTIAD_EXP") == "" {
-		t.Skip("set MULTIAD_EXP=1")
-	}
-	S := int(envF("EXP_S", 128))
-	root := shared.MustPath(t, "data", "industrial", "magnetic_tile")
+	S, root := tilesExperiment(t)
 	_, all := loadDir(t, filepath.Join(root, "train", "good"), S, int(envF("EXP_NTRAIN", 0)))
 	var trImgs, valImgs [][]float32
 	for i, x := range all {
@@ -102,7 +96,7 @@ func TestExperimentPost(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("trained %d images (%d val) in %v, hard %g", len(train), len(val), time.Since(start), cfg.HardMining)
-	labels, pixLabels, test := tilesTestSet(t, root, S)
+	labels, pixLabels, test, _ := tilesTestSet(t, root, S)
 	// Unblurred per-scale maps [scale][image][S*S].
 	perScale := func(ss []Sample) (out [3][][]float32) {
 		for k := 0; k < 3; k++ {

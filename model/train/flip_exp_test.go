@@ -2,11 +2,9 @@ package train
 
 import (
 	"math"
-	"os"
 	"path/filepath"
 	"testing"
 
-	"github.com/multiad/multiad/internal/shared"
 	"github.com/multiad/multiad/model/student"
 )
 
@@ -14,11 +12,7 @@ import (
 // features is from the teacher's features of the flipped image (mean
 // 1 − cos per scale) on a few magnetic-tile normals (MULTIAD_EXP=1).
 func TestExperimentFlipMismatch(t *testing.T) {
-	if os.Getenv("MULTIAD_EXP") == "" {
-		t.Skip("set MULTIAD_EXP=1")
-	}
-	S := int(envF("EXP_S", 128))
-	root := shared.MustPath(t, "data", "industrial", "magnetic_tile")
+	S, root := tilesExperiment(t)
 	_, imgs := loadDir(t, filepath.Join(root, "train", "good"), S, 16)
 	var flipped [][]float32
 	for _, im := range imgs {

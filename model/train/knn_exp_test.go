@@ -3,12 +3,10 @@ package train
 import (
 	"math"
 	"math/rand/v2"
-	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
-	"github.com/multiad/multiad/internal/shared"
 	"github.com/multiad/multiad/model/nn"
 )
 
@@ -62,12 +60,8 @@ func patchVectors(s Sample, S int, c8, c16 int) [][]float32 {
 // how far the frozen MobileNetV2 features at this resolution can go on the
 // magnetic tiles, independent of any student.
 func TestExperimentKNN(t *testing.T) {
-	if os.Getenv("MULTIAD_EXP") == "" {
-		t.Skip("set MULTIAD_EXP=1")
-	}
-	S := int(envF("EXP_S", 128))
+	S, root := tilesExperiment(t)
 	frac := envF("EXP_BANK", 0.03)
-	root := shared.MustPath(t, "data", "industrial", "magnetic_tile")
 	_, all := loadDir(t, filepath.Join(root, "train", "good"), S, 0)
 	train := mobileNetSamples(t, all, S)
 	c8 := len(train[0].Feats[1]) / ((S / 8) * (S / 8))
@@ -88,7 +82,7 @@ func TestExperimentKNN(t *testing.T) {
 		}
 	}
 	t.Logf("bank %d vectors of %d dims", len(bank), c8+c16)
-	labels, pixLabels, test := tilesTestSet(t, root, S)
+	labels, pixLabels, test, _ := tilesTestSet(t, root, S)
 	start := time.Now()
 	h8 := S / 8
 	var scores, pix []float64

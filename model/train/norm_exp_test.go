@@ -2,14 +2,12 @@ package train
 
 import (
 	"math"
-	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"testing"
 
-	"github.com/multiad/multiad/internal/shared"
 	"github.com/multiad/multiad/model/nn"
+	"github.com/multiad/multiad/model/student"
 )
 
 // TestExperimentTeacherStats is a teacher-only diagnostic (MULTIAD_EXP=1,
@@ -18,17 +16,12 @@ import (
 // defect pixels, per defect type — what the cosine distance, blind to
 // magnitude, cannot see.
 func TestExperimentTeacherStats(t *testing.T) {
-	if os.Getenv("MULTIAD_EXP") == "" {
-		t.Skip("set MULTIAD_EXP=1")
-	}
-	S := int(envF("EXP_S", 128))
-	root := shared.MustPath(t, "data", "industrial", "magnetic_tile")
+	S, root := tilesExperiment(t)
 	_, all := loadDir(t, filepath.Join(root, "train", "good"), S, int(envF("EXP_NTRAIN", 0)))
 	train := mobileNetSamples(t, all, S)
-	strides := [3]int{4, 8, 16}
 	var mean, std [3][]float64
 	var nmean, nstd [3]float64
-	for k, st := range strides {
+	for k, st := range student.Strides {
 		h := S / st
 		P := h * h
 		C := len(train[0].Feats[k]) / P
@@ -56,9 +49,12 @@ func TestExperimentTeacherStats(t *testing.T) {
 		nmean[k] /= n
 		nstd[k] = math.Sqrt(nstd[k]/n - nmean[k]*nmean[k])
 	}
-	classes, _ := os.ReadDir(filepath.Join(root, "test"))
-	type acc struct{ pix, lab []float64 }
-	// res[variant][class]: map values and 0/1 pixel labels.
+	_, pixLabels, test, classes := tilesTestSet(t, root, S)
+	type acc struct {
+		pix []float64
+		lab []bool
+	}
+	// res[variant][class]: map values and pixel labels.
 	res := map[string]map[string]*acc{}
 	add := func(class, variant string, m []float32, mask []bool) {
 		if res[variant] == nil {
@@ -70,49 +66,38 @@ func TestExperimentTeacherStats(t *testing.T) {
 				a = &acc{}
 				res[variant][c] = a
 			}
-			for i, v := range m {
+			for _, v := range m {
 				a.pix = append(a.pix, float64(v))
-				l := 0.0
-				if mask != nil && mask[i] {
-					l = 1
-				}
-				a.lab = append(a.lab, l)
 			}
+			a.lab = append(a.lab, mask...)
 		}
 	}
-	for _, c := range classes {
-		names, imgs := loadDir(t, filepath.Join(root, "test", c.Name()), S, int(envF("EXP_NTEST", 0)))
-		ss := mobileNetSamples(t, imgs, S)
-		for j, s := range ss {
-			var mask []bool
-			if c.Name() != "good" {
-				mask = maskAt(t, filepath.Join(root, "ground_truth", c.Name(), strings.TrimSuffix(names[j], ".jpg")+"_mask.png"), S)
+	sigma := student.DefaultSigma(S)
+	for j, s := range test {
+		mask := pixLabels[j*S*S : (j+1)*S*S]
+		for k, st := range student.Strides {
+			h := S / st
+			P := h * h
+			C := len(mean[k])
+			g := make([]float32, P)
+			nz := make([]float32, P)
+			for p := 0; p < P; p++ {
+				var d, nn2 float64
+				for c := 0; c < C; c++ {
+					v := float64(s.Feats[k][c*P+p])
+					z := (v - mean[k][c]) / std[k][c]
+					d += z * z
+					nn2 += v * v
+				}
+				g[p] = float32(d / float64(C))
+				nz[p] = float32(math.Abs(math.Sqrt(nn2)-nmean[k]) / nstd[k])
 			}
-			for k, st := range strides {
-				h := S / st
-				P := h * h
-				C := len(mean[k])
-				g := make([]float32, P)
-				nz := make([]float32, P)
-				for p := 0; p < P; p++ {
-					var d, nn2 float64
-					for c := 0; c < C; c++ {
-						v := float64(s.Feats[k][c*P+p])
-						z := (v - mean[k][c]) / std[k][c]
-						d += z * z
-						nn2 += v * v
-					}
-					g[p] = float32(d / float64(C))
-					nz[p] = float32(math.Abs(math.Sqrt(nn2)-nmean[k]) / nstd[k])
-				}
-				B := nn.BilinearMatrix(h, S)
-				for _, v := range []struct {
-					name string
-					m    []float32
-				}{{"gauss", g}, {"normdev", nz}} {
-					up := blurMap(separable(v.m, h, B), S, 4*float64(S)/256)
-					add(c.Name(), v.name+" stride "+strconv.Itoa(st), up, mask)
-				}
+			B := nn.BilinearMatrix(h, S)
+			for _, v := range []struct {
+				name string
+				m    []float32
+			}{{"gauss", g}, {"normdev", nz}} {
+				add(classes[j], v.name+" stride "+strconv.Itoa(st), blurMap(separable(v.m, h, B), S, sigma), mask)
 			}
 		}
 	}
@@ -127,16 +112,10 @@ func TestExperimentTeacherStats(t *testing.T) {
 			if c != "all" {
 				g := byClass["good"]
 				pix = append(append([]float64(nil), pix...), g.pix...)
-				lab = append(append([]float64(nil), lab...), g.lab...)
+				lab = append(append([]bool(nil), lab...), g.lab...)
 			}
-			bl := make([]bool, len(lab))
-			for i, l := range lab {
-				bl[i] = l > 0
-			}
-			line += " " + c + " " + trimF(auroc(bl, pix))
+			line += " " + c + " " + strconv.FormatFloat(auroc(lab, pix), 'f', 4, 64)
 		}
 		t.Log(line)
 	}
 }
-
-func trimF(f float64) string { return strconv.FormatFloat(f, 'f', 4, 64) }
