@@ -3,6 +3,7 @@ package train
 import (
 	"math"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"testing"
 
@@ -50,28 +51,7 @@ func TestExperimentTeacherStats(t *testing.T) {
 		nstd[k] = math.Sqrt(nstd[k]/n - nmean[k]*nmean[k])
 	}
 	_, pixLabels, test, classes := tilesTestSet(t, root, S)
-	type acc struct {
-		pix []float64
-		lab []bool
-	}
-	// res[variant][class]: map values and pixel labels.
-	res := map[string]map[string]*acc{}
-	add := func(class, variant string, m []float32, mask []bool) {
-		if res[variant] == nil {
-			res[variant] = map[string]*acc{}
-		}
-		for _, c := range []string{class, "all"} {
-			a := res[variant][c]
-			if a == nil {
-				a = &acc{}
-				res[variant][c] = a
-			}
-			for _, v := range m {
-				a.pix = append(a.pix, float64(v))
-			}
-			a.lab = append(a.lab, mask...)
-		}
-	}
+	res := classMaps{}
 	sigma := student.DefaultSigma(S)
 	for j, s := range test {
 		mask := pixLabels[j*S*S : (j+1)*S*S]
@@ -97,21 +77,74 @@ func TestExperimentTeacherStats(t *testing.T) {
 				name string
 				m    []float32
 			}{{"gauss", g}, {"normdev", nz}} {
-				add(classes[j], v.name+" stride "+strconv.Itoa(st), blurMap(separable(v.m, h, B), S, sigma), mask)
+				res.add(classes[j], v.name+" stride "+strconv.Itoa(st), blurMap(separable(v.m, h, B), S, sigma), mask)
 			}
 		}
 	}
-	for v, byClass := range res {
+	res.report(t)
+}
+
+// classMaps collects map values and pixel labels per variant and class
+// ("all" as well) for per-defect pixel AUROC, at every second row and column
+// of the S×S maps (the reference points' half resolution; a quarter of the
+// memory).
+type classMaps map[string]map[string]*classAcc
+
+type classAcc struct {
+	pix []float32
+	lab []bool
+}
+
+func (r classMaps) add(class, variant string, m []float32, mask []bool) {
+	if r[variant] == nil {
+		r[variant] = map[string]*classAcc{}
+	}
+	for _, c := range []string{class, "all"} {
+		a := r[variant][c]
+		if a == nil {
+			a = &classAcc{}
+			r[variant][c] = a
+		}
+		S := int(math.Sqrt(float64(len(m))))
+		for y := 0; y < S; y += 2 {
+			for x := 0; x < S; x += 2 {
+				a.pix = append(a.pix, m[y*S+x])
+				a.lab = append(a.lab, mask[y*S+x])
+			}
+		}
+	}
+}
+
+// report logs, per variant, each defect class's pixel AUROC against every
+// good image's pixels, and "all" over the whole test set.
+func (r classMaps) report(t testing.TB) {
+	vs := make([]string, 0, len(r))
+	for v := range r {
+		vs = append(vs, v)
+	}
+	sort.Strings(vs)
+	for _, v := range vs {
+		byClass := r[v]
+		cs := make([]string, 0, len(byClass))
+		for c := range byClass {
+			cs = append(cs, c)
+		}
+		sort.Strings(cs)
 		line := v + ":"
-		for c, a := range byClass {
+		for _, c := range cs {
 			if c == "good" {
 				continue
 			}
-			// This class's pixels plus every good image's.
-			pix, lab := a.pix, a.lab
+			a := byClass[c]
+			pix, lab := make([]float64, len(a.pix)), a.lab
+			for i, v := range a.pix {
+				pix[i] = float64(v)
+			}
 			if c != "all" {
 				g := byClass["good"]
-				pix = append(append([]float64(nil), pix...), g.pix...)
+				for _, v := range g.pix {
+					pix = append(pix, float64(v))
+				}
 				lab = append(append([]bool(nil), lab...), g.lab...)
 			}
 			line += " " + c + " " + strconv.FormatFloat(auroc(lab, pix), 'f', 4, 64)

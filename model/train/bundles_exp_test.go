@@ -1,0 +1,106 @@
+package train
+
+import (
+	"context"
+	"os"
+	"strconv"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/multiad/multiad/model/ort"
+	"github.com/multiad/multiad/model/runtime"
+)
+
+// TestExperimentBundles scores the magnetic-tile test set with each bundle
+// in EXP_BUNDLES (comma-separated, same size) and with their mean map (an
+// ensemble), and reports image AUROC for several image scores and
+// per-defect pixel AUROC (MULTIAD_EXP=1).
+func TestExperimentBundles(t *testing.T) {
+	_, root := tilesExperiment(t)
+	uris := strings.Split(os.Getenv("EXP_BUNDLES"), ",")
+	if uris[0] == "" {
+		t.Skip("set EXP_BUNDLES")
+	}
+	var models []*runtime.Model
+	for _, u := range uris {
+		m, err := runtime.Load(context.Background(), u, ort.Options{IntraOpThreads: 1, Device: ort.DeviceCPU})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer m.Close()
+		models = append(models, m)
+	}
+	S := models[0].Size()
+	labels, pixLabels, test, classes := tilesTestSet(t, root, S)
+	all := make([][][]float32, len(models)) // [model][image] map
+	for k, m := range models {
+		for i := 0; i < len(test); i += 8 {
+			var batch [][]float32
+			for _, s := range test[i:min(i+8, len(test))] {
+				batch = append(batch, s.Image)
+			}
+			maps, _, err := m.Score(batch)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, mp := range maps {
+				all[k] = append(all[k], append([]float32(nil), mp...))
+			}
+		}
+	}
+	variants := map[string][][]float32{}
+	for k := range models {
+		variants["model "+string(rune('a'+k))] = all[k]
+	}
+	if len(models) > 1 {
+		mean := make([][]float32, len(test))
+		for i := range test {
+			mean[i] = make([]float32, S*S)
+			for k := range models {
+				for p, v := range all[k][i] {
+					mean[i][p] += v / float32(len(models))
+				}
+			}
+		}
+		variants["mean"] = mean
+	}
+	res := classMaps{}
+	names := make([]string, 0, len(variants))
+	for n := range variants {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		maps := variants[n]
+		var mx, prom, top []float64
+		for i, m := range maps {
+			res.add(classes[i], n, m, pixLabels[i*S*S:(i+1)*S*S])
+			s := append([]float32(nil), m...)
+			sort.Slice(s, func(a, b int) bool { return s[a] > s[b] })
+			var tk float64
+			for _, v := range s[:len(s)/100] {
+				tk += float64(v)
+			}
+			mx = append(mx, float64(s[0]))
+			prom = append(prom, float64(s[0]-s[len(s)/2]))
+			top = append(top, tk/float64(len(s)/100))
+		}
+		line := n + ": image AUROC max " + f4(auroc(labels, mx)) + ", max−median " + f4(auroc(labels, prom)) + ", top-1% " + f4(auroc(labels, top)) + "; max per class:"
+		for _, c := range []string{"blowhole", "break", "crack", "fray", "uneven"} {
+			var l []bool
+			var sc []float64
+			for i := range labels {
+				if classes[i] == c || classes[i] == "good" {
+					l = append(l, labels[i])
+					sc = append(sc, mx[i])
+				}
+			}
+			line += " " + c + " " + f4(auroc(l, sc))
+		}
+		t.Log(line)
+	}
+	res.report(t)
+}
+
+func f4(v float64) string { return strconv.FormatFloat(v, 'f', 4, 64) }
