@@ -3,8 +3,8 @@ package train
 import (
 	"context"
 	"os"
-	"strconv"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 
