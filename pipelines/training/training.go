@@ -291,27 +291,10 @@ func Run(ctx context.Context, opt Options) (*Result, error) {
 	b := &bundle.Bundle{Model: model, Manifest: man}
 	b.Manifest.ModelSHA256 = bundle.SHA256(model)
 	b.Manifest.Format = bundle.FormatVersion
-	// Calibration comes from GoMLX's validation pass. With VerifyExport the
-	// exported graph is also run in ONNX Runtime on the same images, and
-	// the largest score difference is recorded (and must stay tiny).
+	// Calibration comes from GoMLX's validation pass. The bundle is written
+	// first, so that nothing after it (the optional check below) can cost
+	// the training.
 	cal := res.Calibration
-	parity := math.NaN()
-	if opt.VerifyExport {
-		scores, err := scoreONNX(b, opt, calibSet)
-		if err != nil {
-			return nil, err
-		}
-		parity = 0
-		for i := range scores {
-			if i < len(cal.Scores) {
-				parity = math.Max(parity, math.Abs(scores[i]-cal.Scores[i]))
-			}
-		}
-		if len(scores) != len(cal.Scores) {
-			return nil, fmt.Errorf("training: ONNX scored %d validation images, GoMLX %d", len(scores), len(cal.Scores))
-		}
-		b.Manifest.Training["parity_max_abs_score_diff"] = parity
-	}
 	b.Manifest.Scores = bundle.Scores{
 		Threshold: cal.ImageThreshold, Quantile: cal.Quantile, PixelThreshold: cal.PixelThreshold,
 		Min: cal.ScoreMin, Max: cal.ScoreMax, PixelMin: cal.MapMin, PixelMax: cal.MapMax, Validation: len(calibSet),
@@ -320,8 +303,27 @@ func Run(ctx context.Context, opt Options) (*Result, error) {
 	if err := bundle.Save(ctx, opt.Out, b); err != nil {
 		return nil, err
 	}
+	// With VerifyExport the exported graph is also run in ONNX Runtime on
+	// the validation images, and the largest score difference is recorded
+	// in the bundle (and must stay tiny).
+	parity := math.NaN()
 	check := "export parity not checked (--verify-export)"
 	if opt.VerifyExport {
+		scores, err := scoreONNX(b, opt, calibSet)
+		if err != nil {
+			return nil, fmt.Errorf("training: %s is written, but verifying it failed: %w", opt.Out, err)
+		}
+		if len(scores) != len(cal.Scores) {
+			return nil, fmt.Errorf("training: %s is written, but ONNX scored %d validation images, GoMLX %d", opt.Out, len(scores), len(cal.Scores))
+		}
+		parity = 0
+		for i := range scores {
+			parity = math.Max(parity, math.Abs(scores[i]-cal.Scores[i]))
+		}
+		b.Manifest.Training["parity_max_abs_score_diff"] = parity
+		if err := bundle.Save(ctx, opt.Out, b); err != nil {
+			return nil, err
+		}
 		check = fmt.Sprintf("ONNX vs GoMLX max score diff %.2e", parity)
 	}
 	logf("wrote %s: threshold %.5f (q%.2f of %d held-out normals), %s, %.0fs",

@@ -94,6 +94,10 @@ func TestTrainExportAgree(t *testing.T) {
 	if m.Threshold() != sc.Threshold || m.Size() != 64 {
 		t.Errorf("bundle threshold %v size %d", m.Threshold(), m.Size())
 	}
+	// The bundle is written before the check and rewritten with its result.
+	if p, ok := m.Bundle.Manifest.Training["parity_max_abs_score_diff"].(float64); !ok || p != res.ParityMax {
+		t.Errorf("saved bundle's parity_max_abs_score_diff = %v, want %g", m.Bundle.Manifest.Training["parity_max_abs_score_diff"], res.ParityMax)
+	}
 	// Score every image through decode → runtime and check the maximum of
 	// the held-out scores is one of them (same images, same numbers).
 	var all []float64
