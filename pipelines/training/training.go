@@ -324,6 +324,9 @@ func Run(ctx context.Context, opt Options) (*Result, error) {
 		if err := bundle.Save(ctx, opt.Out, b); err != nil {
 			return nil, err
 		}
+		if tol := ParityTolerance(b.Manifest.Scores); !(parity <= tol) {
+			return nil, fmt.Errorf("training: %s is written, but its ONNX Runtime scores differ from training's by up to %.3g on the validation images (tolerance %.3g): do not use it", opt.Out, parity, tol)
+		}
 		check = fmt.Sprintf("ONNX vs GoMLX max score diff %.2e", parity)
 	}
 	logf("wrote %s: threshold %.5f (q%.2f of %d held-out normals), %s, %.0fs",
@@ -463,6 +466,14 @@ func LoadTeacherDir() (string, error) {
 		return "", err
 	}
 	return filepath.Dir(p), nil
+}
+
+// ParityTolerance is the largest score difference allowed between the
+// exported graph in ONNX Runtime and training's GoMLX validation pass:
+// 1e-4 of the validation scores' range or of their largest value, whichever
+// is larger (ranges under 1e-3 count as 1e-3).
+func ParityTolerance(s bundle.Scores) float64 {
+	return 1e-4 * math.Max(math.Max(s.Max-s.Min, 1e-3), s.Max)
 }
 
 // scoreONNX scores samples with the bundle's exported graph in ONNX Runtime.

@@ -15,6 +15,7 @@ import (
 	"github.com/multiad/multiad/internal/shared"
 	"github.com/multiad/multiad/io/decode"
 	"github.com/multiad/multiad/io/pixels"
+	"github.com/multiad/multiad/model/bundle"
 	"github.com/multiad/multiad/model/ort"
 	"github.com/multiad/multiad/model/runtime"
 	"github.com/multiad/multiad/model/student"
@@ -78,9 +79,8 @@ func TestTrainExportAgree(t *testing.T) {
 	}
 	// Parity: scores of the exported graph vs GoMLX's validation pass.
 	sc := res.Bundle.Manifest.Scores
-	rng := math.Max(sc.Max-sc.Min, 1e-3)
-	if res.ParityMax > 1e-4*math.Max(rng, sc.Max) {
-		t.Errorf("ONNX vs GoMLX validation scores differ by %g (range %g)", res.ParityMax, rng)
+	if tol := ParityTolerance(sc); !(res.ParityMax <= tol) {
+		t.Errorf("ONNX vs GoMLX validation scores differ by %g (tolerance %g)", res.ParityMax, tol)
 	}
 	if len(res.Train.Calibration.Scores) != 3 {
 		t.Fatalf("%d validation scores, want 3", len(res.Train.Calibration.Scores))
@@ -125,7 +125,7 @@ func TestTrainExportAgree(t *testing.T) {
 		for _, a := range all {
 			best = math.Min(best, math.Abs(a-v))
 		}
-		if best > 1e-4*math.Max(rng, sc.Max) {
+		if best > ParityTolerance(sc) {
 			t.Errorf("trainer validation score %v not reproduced by the runtime (closest diff %g)", v, best)
 		}
 	}
@@ -189,5 +189,20 @@ func TestFusionOption(t *testing.T) {
 func TestMedicalSigma(t *testing.T) {
 	if got, want := MedicalSigma(128), 3*student.DefaultSigma(128); got != want || got != 6 {
 		t.Errorf("MedicalSigma(128) = %v, want %v (6 px)", got, want)
+	}
+}
+
+func TestParityTolerance(t *testing.T) {
+	for _, c := range []struct {
+		s    bundle.Scores
+		want float64
+	}{
+		{bundle.Scores{Min: 0.6, Max: 1.1}, 1.1e-4}, // the largest score
+		{bundle.Scores{Min: -5, Max: 1}, 6e-4},      // the range
+		{bundle.Scores{Min: -0.5, Max: -0.5}, 1e-7}, // a range under 1e-3 counts as 1e-3
+	} {
+		if got := ParityTolerance(c.s); math.Abs(got-c.want) > 1e-12 {
+			t.Errorf("ParityTolerance(%+v) = %g, want %g", c.s, got, c.want)
+		}
 	}
 }
