@@ -87,20 +87,28 @@ func TestExperimentBundles(t *testing.T) {
 			top = append(top, tk/float64(len(s)/100))
 		}
 		line := n + ": image AUROC max " + f4(auroc(labels, mx)) + ", max−median " + f4(auroc(labels, prom)) + ", top-1% " + f4(auroc(labels, top)) + "; max per class:"
-		for _, c := range []string{"blowhole", "break", "crack", "fray", "uneven"} {
-			var l []bool
-			var sc []float64
-			for i := range labels {
-				if classes[i] == c || classes[i] == "good" {
-					l = append(l, labels[i])
-					sc = append(sc, mx[i])
-				}
-			}
-			line += " " + c + " " + f4(auroc(l, sc))
-		}
+		line += perClassImageAUROC(labels, classes, mx)
 		t.Log(line)
 	}
 	res.report(t)
 }
 
 func f4(v float64) string { return strconv.FormatFloat(v, 'f', 4, 64) }
+
+// perClassImageAUROC formats image AUROC of each defect class's images
+// against the good ones.
+func perClassImageAUROC(labels []bool, classes []string, scores []float64) string {
+	var line string
+	for _, c := range []string{"blowhole", "break", "crack", "fray", "uneven"} {
+		var l []bool
+		var sc []float64
+		for i := range labels {
+			if classes[i] == c || classes[i] == "good" {
+				l = append(l, labels[i])
+				sc = append(sc, scores[i])
+			}
+		}
+		line += " " + c + " " + f4(auroc(l, sc))
+	}
+	return line
+}
