@@ -1,0 +1,74 @@
+package main
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"testing"
+	"time"
+
+	"github.com/multiad/multiad/internal/shared"
+	"github.com/multiad/multiad/model/bundle"
+	"github.com/multiad/multiad/pipelines/training"
+)
+
+// trainTiny runs `multiad train` on the first eight magnetic-tile normals
+// with a tiny student (64 px, one epoch) plus extra flags, and returns the
+// bundle's path and the command's output.
+func trainTiny(t *testing.T, extra ...string) (string, string) {
+	t.Helper()
+	bin := multiadBinary(t)
+	src := shared.MustPath(t, "data", "industrial", "magnetic_tile", "train", "good")
+	names, err := filepath.Glob(filepath.Join(src, "*.jpg"))
+	if err != nil || len(names) < 8 {
+		t.Fatalf("want 8 images in %s: %v", src, err)
+	}
+	sort.Strings(names)
+	data := t.TempDir()
+	for _, n := range names[:8] {
+		if err := os.Symlink(n, filepath.Join(data, filepath.Base(n))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out := filepath.Join(t.TempDir(), "tiny.bundle")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	args := append([]string{"train", "--data", data, "--out", out, "--size", "64", "--epochs", "1", "--batch", "4",
+		"--width", "8", "--depth", "1", "--val-fraction", "0.25", "--threads", "1"}, extra...)
+	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd.Dir = repoRoot(t)
+	log, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("multiad %v: %v\n%s", args, err, log)
+	}
+	return out, string(log)
+}
+
+// TestTrainCLI checks that `multiad train` verifies its export by default:
+// the bundle records the largest ONNX Runtime vs training score difference
+// on the held-out images, within training.ParityTolerance, and
+// --verify-export=false leaves it out.
+func TestTrainCLI(t *testing.T) {
+	for _, c := range []struct {
+		flags  []string
+		verify bool
+	}{
+		{nil, true},
+		{[]string{"--verify-export=false"}, false},
+	} {
+		out, log := trainTiny(t, c.flags...)
+		b, err := bundle.Load(context.Background(), out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, ok := b.Manifest.Training["parity_max_abs_score_diff"].(float64)
+		switch {
+		case ok != c.verify:
+			t.Errorf("flags %v: parity recorded %v, want %v\n%s", c.flags, ok, c.verify, log)
+		case ok && !(p <= training.ParityTolerance(b.Manifest.Scores)):
+			t.Errorf("flags %v: ONNX vs training scores differ by %g, tolerance %g", c.flags, p, training.ParityTolerance(b.Manifest.Scores))
+		}
+	}
+}
