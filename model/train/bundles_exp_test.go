@@ -2,7 +2,9 @@ package train
 
 import (
 	"context"
+	"maps"
 	"os"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -66,15 +68,9 @@ func TestExperimentBundles(t *testing.T) {
 		variants["mean"] = mean
 	}
 	res := classMaps{}
-	names := make([]string, 0, len(variants))
-	for n := range variants {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	for _, n := range names {
-		maps := variants[n]
+	for _, n := range slices.Sorted(maps.Keys(variants)) {
 		var mx, prom, top []float64
-		for i, m := range maps {
+		for i, m := range variants[n] {
 			res.add(classes[i], n, m, pixLabels[i*S*S:(i+1)*S*S])
 			s := append([]float32(nil), m...)
 			sort.Slice(s, func(a, b int) bool { return s[a] > s[b] })

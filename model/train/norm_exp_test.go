@@ -1,9 +1,10 @@
 package train
 
 import (
+	"maps"
 	"math"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strconv"
 	"testing"
 
@@ -118,20 +119,10 @@ func (r classMaps) add(class, variant string, m []float32, mask []bool) {
 // report logs, per variant, each defect class's pixel AUROC against every
 // good image's pixels, and "all" over the whole test set.
 func (r classMaps) report(t testing.TB) {
-	vs := make([]string, 0, len(r))
-	for v := range r {
-		vs = append(vs, v)
-	}
-	sort.Strings(vs)
-	for _, v := range vs {
+	for _, v := range slices.Sorted(maps.Keys(r)) {
 		byClass := r[v]
-		cs := make([]string, 0, len(byClass))
-		for c := range byClass {
-			cs = append(cs, c)
-		}
-		sort.Strings(cs)
 		line := v + ":"
-		for _, c := range cs {
+		for _, c := range slices.Sorted(maps.Keys(byClass)) {
 			if c == "good" {
 				continue
 			}
