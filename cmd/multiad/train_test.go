@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 
@@ -49,19 +50,25 @@ func trainTiny(t *testing.T, extra ...string) (string, string) {
 // TestTrainCLI checks that `multiad train` verifies its export by default:
 // the bundle records the largest ONNX Runtime vs training score difference
 // on the held-out images, within training.ParityTolerance, and
-// --verify-export=false leaves it out.
+// --verify-export=false leaves it out. With nothing held out the log says
+// the threshold comes from the training images.
 func TestTrainCLI(t *testing.T) {
 	for _, c := range []struct {
 		flags  []string
 		verify bool
+		log    string
 	}{
-		{nil, true},
-		{[]string{"--verify-export=false"}, false},
+		{nil, true, "of 2 held-out normals), ONNX vs GoMLX max score diff"},
+		{[]string{"--verify-export=false"}, false, "export parity not checked"},
+		{[]string{"--val-fraction", "0"}, true, "of 8 training images: nothing held out)"},
 	} {
 		out, log := trainTiny(t, c.flags...)
 		b, err := bundle.Load(context.Background(), out)
 		if err != nil {
 			t.Fatal(err)
+		}
+		if !strings.Contains(log, c.log) {
+			t.Errorf("flags %v: log lacks %q:\n%s", c.flags, c.log, log)
 		}
 		p, ok := b.Manifest.Training["parity_max_abs_score_diff"].(float64)
 		switch {

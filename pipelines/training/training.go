@@ -269,9 +269,9 @@ func Run(ctx context.Context, opt Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	calibSet := valSet
+	calibSet, calibWhat := valSet, "held-out normals"
 	if len(calibSet) == 0 {
-		calibSet = trainSet
+		calibSet, calibWhat = trainSet, "training images: nothing held out"
 	}
 	man := bundle.Manifest{
 		Version:    version.Version,
@@ -325,12 +325,12 @@ func Run(ctx context.Context, opt Options) (*Result, error) {
 			return nil, err
 		}
 		if tol := ParityTolerance(b.Manifest.Scores); !(parity <= tol) {
-			return nil, fmt.Errorf("training: %s is written, but its ONNX Runtime scores differ from training's by up to %.3g on the validation images (tolerance %.3g): do not use it", opt.Out, parity, tol)
+			return nil, fmt.Errorf("training: %s is written, but its ONNX Runtime scores differ from training's by up to %.3g on the %s (tolerance %.3g): do not use it", opt.Out, parity, calibWhat, tol)
 		}
 		check = fmt.Sprintf("ONNX vs GoMLX max score diff %.2e", parity)
 	}
-	logf("wrote %s: threshold %.5f (q%.2f of %d held-out normals), %s, %.0fs",
-		opt.Out, cal.ImageThreshold, cal.Quantile, len(calibSet), check, b.Manifest.TrainSecs)
+	logf("wrote %s: threshold %.5f (q%.2f of %d %s), %s, %.0fs",
+		opt.Out, cal.ImageThreshold, cal.Quantile, len(calibSet), calibWhat, check, b.Manifest.TrainSecs)
 	return &Result{Bundle: b, Train: res, Images: len(samples), Failed: failed, ParityMax: parity, Elapsed: time.Since(start)}, nil
 }
 
