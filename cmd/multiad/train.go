@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
 
 	"github.com/multiad/multiad/model/preprocess"
@@ -39,6 +40,7 @@ func runTrain(ctx context.Context, args []string) int {
 	fusion := fs.String("fusion", "auto", "per-scale map fusion: sum, product or auto (product for DICOM/NIfTI, sum otherwise)")
 	sigma := fs.Float64("sigma", 0, "Gaussian blur sigma in pixels (0: auto, 4 px at 256 scaled to the size, 3× that for DICOM/NIfTI)")
 	weights := fs.String("scale-weights", "", "per-scale map weights for strides 4,8,16 (e.g. 0,0,1; default 0.25,0.5,1)")
+	pool := fs.String("feature-pool", "", "per-scale box window (odd) over which student and teacher features are averaged before the cosine distance, strides 4,8,16 (e.g. 1,5,1; default 1,1,1: none)")
 	shift := fs.Int("shift", 0, "random shifts of the training images by up to this many pixels (0: none)")
 	augment := fs.String("augment", "off", "random flip augmentation, with teacher features of the flipped images: on or off (measured worse on magnetic tiles)")
 	mode := fs.String("norm", preprocess.ModeAuto, "intensity normalisation: auto, range, percentile, window")
@@ -46,7 +48,7 @@ func runTrain(ctx context.Context, args []string) int {
 	teacherPath := fs.String("teacher", "", "teacher: a .tflite (imported) or .onnx backbone (default: MobileNetV2 from the shared folder)")
 	teacherFeats := fs.String("teacher-features", "", "comma-separated names of the teacher's stride-4,8,16 feature tensors/outputs")
 	maxImages := fs.Int("max-images", 0, "use at most this many images (0: all)")
-	ckpt := fs.String("checkpoint", "", "checkpoint file: saved every epoch, resumed from if it exists (a finished run's checkpoint re-exports its weights with other --fusion, --sigma, --scale-weights or --quantile, without training)")
+	ckpt := fs.String("checkpoint", "", "checkpoint file: saved every epoch, resumed from if it exists (a finished run's checkpoint re-exports its weights with other --fusion, --sigma, --scale-weights, --feature-pool or --quantile, without training)")
 	threads := fs.Int("threads", 0, "ONNX Runtime intra-op threads (0: default)")
 	verify := fs.Bool("verify-export", true, "run the exported graph in ONNX Runtime on the held-out images, record its largest score difference from training in the bundle, and fail if it exceeds 1e-4 of the scores' range or largest value (the bundle is written first)")
 	fs.Usage = func() {
@@ -68,13 +70,13 @@ func runTrain(ctx context.Context, args []string) int {
 	if *sigma > 0 {
 		sigmaOpt = *sigma
 	}
-	if *weights != "" {
-		var w [3]float64
-		if n, err := fmt.Sscanf(strings.ReplaceAll(*weights, ",", " "), "%g %g %g", &w[0], &w[1], &w[2]); err != nil || n != 3 {
-			fmt.Fprintf(os.Stderr, "multiad train: --scale-weights %q: want three numbers\n", *weights)
-			return 2
-		}
-		cfg.Map.Weights = w
+	if *weights != "" && !parse3(*weights, &cfg.Map.Weights) {
+		fmt.Fprintf(os.Stderr, "multiad train: --scale-weights %q: want three numbers\n", *weights)
+		return 2
+	}
+	if *pool != "" && !parse3(*pool, &cfg.Map.Pool) {
+		fmt.Fprintf(os.Stderr, "multiad train: --feature-pool %q: want three odd window widths\n", *pool)
+		return 2
 	}
 	pcfg := preprocess.Default(*size)
 	pcfg.Mode = *mode
@@ -102,4 +104,22 @@ func runTrain(ctx context.Context, args []string) int {
 	fmt.Printf("bundle %s: %d images, threshold %.6f, score range [%.4f, %.4f], %.0fs\n",
 		*out, res.Images, s.Threshold, s.Min, s.Max, res.Elapsed.Seconds())
 	return 0
+}
+
+// parse3 reads three comma-separated numbers (one per scale) into v; with
+// T int each must be a whole number.
+func parse3[T int | float64](s string, v *[3]T) bool {
+	f := strings.Split(s, ",")
+	if len(f) != 3 {
+		return false
+	}
+	var out [3]T
+	for i, x := range f {
+		n, err := strconv.ParseFloat(strings.TrimSpace(x), 64)
+		if out[i] = T(n); err != nil || float64(out[i]) != n {
+			return false
+		}
+	}
+	*v = out
+	return true
 }

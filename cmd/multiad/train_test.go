@@ -79,3 +79,38 @@ func TestTrainCLI(t *testing.T) {
 		}
 	}
 }
+
+func TestParse3(t *testing.T) {
+	var w [3]float64
+	var p [3]int
+	for _, c := range []struct {
+		in      string
+		weights bool // parsed as [3]float64, else as [3]int
+		ok      bool
+	}{
+		{"0.25,0.5,1", true, true},
+		{" 0, 0.25 ,1", true, true},
+		{"1,5,1", false, true},
+		{"1.5,1,1", false, false},
+		{"1,5", false, false},
+		{"1,5,1,1", true, false},
+		{"a,b,c", true, false},
+		{"", false, false},
+	} {
+		var ok bool
+		if c.weights {
+			ok = parse3(c.in, &w)
+		} else {
+			ok = parse3(c.in, &p)
+		}
+		if ok != c.ok {
+			t.Errorf("parse3(%q) = %v, want %v", c.in, ok, c.ok)
+		}
+	}
+	if parse3("0, 0.25 ,1", &w); w != [3]float64{0, 0.25, 1} {
+		t.Errorf("weights %v", w)
+	}
+	if parse3("1,5,3", &p); p != [3]int{1, 5, 3} {
+		t.Errorf("pool %v", p)
+	}
+}

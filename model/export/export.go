@@ -243,8 +243,8 @@ func reduce(b *onnxb.Builder, op, x string, axes []int64, keepdims int) string {
 	return b.Op(op, []string{x}, onnxb.Attrs{"axes": axes, "keepdims": keepdims})
 }
 
-// separable computes rows·x·colsᵀ for x [N,h,w] with two MatMuls (columns
-// first, as nn.Separable does).
+// separable computes rows·x·colsᵀ for x [N,h,w] (or [N,C,h,w], each
+// channel's map) with two MatMuls (columns first, as nn.Separable does).
 func separable(b *onnxb.Builder, x string, rows, cols [][]float64, name string) string {
 	ct := make([][]float64, len(cols[0])) // colsᵀ [w, W]
 	for i := range ct {
@@ -268,7 +268,13 @@ func anomalyMap(b *onnxb.Builder, s, t [3]string, cfg student.Config, S int, mc 
 			continue
 		}
 		h := S / student.Strides[i]
-		cos := reduce(b, "ReduceSum", b.Op("Mul", []string{normalize(b, s[i]), normalize(b, t[i])}, nil), []int64{1}, 0)
+		si, ti := s[i], t[i]
+		if r := mc.PoolRadius(i); r > 0 {
+			box := nn.BoxMatrix(h, r)
+			name := fmt.Sprintf("pool_s%d", student.Strides[i])
+			si, ti = separable(b, si, box, box, name), separable(b, ti, box, box, name)
+		}
+		cos := reduce(b, "ReduceSum", b.Op("Mul", []string{normalize(b, si), normalize(b, ti)}, nil), []int64{1}, 0)
 		d := b.Op("Sub", []string{b.Scalar("one_d", 1), cos}, nil)
 		up := nn.BilinearMatrix(h, S)
 		d = separable(b, d, up, up, fmt.Sprintf("upsample_s%d", student.Strides[i]))

@@ -86,10 +86,12 @@ func TestParity(t *testing.T) {
 	images := randomImages(N, S, 3)
 	samples := teacherSamples(t, teacher, images, N, S)
 	for name, mc := range map[string]student.MapConfig{
-		"sum":          {Fuse: student.FuseSum},
-		"product":      {Fuse: student.FuseProduct},
-		"weighted sum": {Fuse: student.FuseSum, Weights: [3]float64{0.5, 2, 0}},
-		"no blur":      {Fuse: student.FuseProduct, Sigma: -1},
+		"sum":            {Fuse: student.FuseSum},
+		"product":        {Fuse: student.FuseProduct},
+		"weighted sum":   {Fuse: student.FuseSum, Weights: [3]float64{0.5, 2, 0}},
+		"no blur":        {Fuse: student.FuseProduct, Sigma: -1},
+		"pooled":         {Fuse: student.FuseSum, Pool: [3]int{3, 5, 1}},
+		"pooled product": {Fuse: student.FuseProduct, Pool: [3]int{0, 3, 3}},
 	} {
 		t.Run(name, func(t *testing.T) {
 			checkParity(t, S, N, images, samples, mc, func(o Options) ([]byte, error) { return Build(teacher, o) })
@@ -137,7 +139,7 @@ func checkParity(t *testing.T, S, N int, images []float32, samples []train.Sampl
 	if len(se) > 0 {
 		cfg.Student.SEReduction = se[0]
 	}
-	cfg.Map.Fuse, cfg.Map.Weights = mc.Fuse, mc.Weights
+	cfg.Map.Fuse, cfg.Map.Weights, cfg.Map.Pool = mc.Fuse, mc.Weights, mc.Pool
 	if mc.Sigma < 0 {
 		cfg.Map.Sigma = 0
 	}

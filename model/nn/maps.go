@@ -161,6 +161,33 @@ func Upsample(x *Node, H, W int) *Node {
 	return Separable(x, BilinearMatrix(d[1], H), BilinearMatrix(d[2], W))
 }
 
+// BoxMatrix is the [n, n] matrix of a (2r+1)-wide moving average whose
+// window is clipped at the borders: row i averages positions i−r … i+r that
+// exist.
+func BoxMatrix(n, r int) [][]float64 {
+	m := make([][]float64, n)
+	for i := range m {
+		m[i] = make([]float64, n)
+		lo, hi := max(i-r, 0), min(i+r, n-1)
+		for j := lo; j <= hi; j++ {
+			m[i][j] = 1 / float64(hi-lo+1)
+		}
+	}
+	return m
+}
+
+// BoxPool averages features x [N, h, w, C] over (2r+1)×(2r+1) windows
+// (BoxMatrix along each axis), channel by channel; r ≤ 0 returns x.
+func BoxPool(x *Node, r int) *Node {
+	if r <= 0 {
+		return x
+	}
+	d := x.Shape().Dimensions
+	g := x.Graph()
+	y := Einsum("nhwc,Ww->nhWc", x, constMatrix(g, BoxMatrix(d[2], r), x.DType()))
+	return Einsum("nhWc,Hh->nHWc", y, constMatrix(g, BoxMatrix(d[1], r), x.DType()))
+}
+
 // Blur smooths maps [N, H, W] with a Gaussian of standard deviation sigma.
 func Blur(x *Node, sigma float64) *Node {
 	d := x.Shape().Dimensions

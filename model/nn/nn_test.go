@@ -279,3 +279,35 @@ func TestSamePadding(t *testing.T) {
 		}
 	}
 }
+
+// TestBoxPoolMatchesDirect compares BoxPool with a direct average over each
+// window, clipped at the borders, on a non-square NHWC tensor.
+func TestBoxPoolMatchesDirect(t *testing.T) {
+	be := backend(t)
+	const n, h, w, c = 2, 7, 9, 3
+	r := rand.New(rand.NewPCG(8, 9))
+	x := randn(r, n*h*w*c)
+	for _, rad := range []int{0, 1, 2, 5} {
+		got := tensors.MustCopyFlatData[float32](MustExecOnce(be, func(x *Node) *Node { return BoxPool(x, rad) },
+			tensors.FromFlatDataAndDimensions(x, n, h, w, c)))
+		for b := 0; b < n; b++ {
+			for y := 0; y < h; y++ {
+				for xx := 0; xx < w; xx++ {
+					for ch := 0; ch < c; ch++ {
+						var s, k float64
+						for yy := max(y-rad, 0); yy <= min(y+rad, h-1); yy++ {
+							for x2 := max(xx-rad, 0); x2 <= min(xx+rad, w-1); x2++ {
+								s += float64(x[((b*h+yy)*w+x2)*c+ch])
+								k++
+							}
+						}
+						i := ((b*h+y)*w+xx)*c + ch
+						if d := math.Abs(s/k - float64(got[i])); d > 1e-5 {
+							t.Fatalf("r=%d (%d,%d,%d,%d): BoxPool %g, direct %g", rad, b, y, xx, ch, got[i], s/k)
+						}
+					}
+				}
+			}
+		}
+	}
+}

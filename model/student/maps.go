@@ -28,7 +28,15 @@ type MapConfig struct {
 	// fusion; with product fusion, scales of weight 0 are left out. All
 	// zero (the default) means weight 1 for every scale.
 	Weights [3]float64
+	// Pool is, per scale, the odd width of a box window over which student
+	// and teacher features are both averaged before the cosine distance
+	// (0 or 1: none). The distance of local means cancels per-location
+	// error that a blur of the distances keeps.
+	Pool [3]int
 }
+
+// PoolRadius returns scale i's box radius: (Pool[i]−1)/2, 0 for none.
+func (m MapConfig) PoolRadius(i int) int { return max(m.Pool[i]-1, 0) / 2 }
 
 // ScaleWeights returns the effective per-scale weights.
 func (m MapConfig) ScaleWeights() [3]float64 {
@@ -56,13 +64,19 @@ func (m MapConfig) Validate() error {
 			return fmt.Errorf("student: weight %g of scale %d is not a finite number ≥ 0", w, i)
 		}
 	}
+	for i, p := range m.Pool {
+		if p < 0 || p > 15 || p > 1 && p%2 == 0 {
+			return fmt.Errorf("student: feature pooling window %d of scale %d is not 0 or an odd number from 1 to 15", p, i)
+		}
+	}
 	return nil
 }
 
 // AnomalyMap computes the anomaly map [N, S, S] and image scores [N] (max of
 // the map) from student and teacher features (NHWC, any scale): per scale
-// 1 − cos over channels, bilinear upsampling to S×S (half-pixel), fusion,
-// Gaussian blur. Scales of weight 0 are not computed.
+// 1 − cos over channels (of box-averaged features where MapConfig.Pool asks),
+// bilinear upsampling to S×S (half-pixel), fusion, Gaussian blur. Scales of
+// weight 0 are not computed.
 func AnomalyMap(s, t [3]*Node, S int, mc MapConfig) (amap, score *Node) {
 	var fused *Node
 	w := mc.ScaleWeights()
@@ -70,7 +84,8 @@ func AnomalyMap(s, t [3]*Node, S int, mc MapConfig) (amap, score *Node) {
 		if w[i] == 0 {
 			continue
 		}
-		d := nn.Upsample(nn.CosineDistance(s[i], t[i]), S, S)
+		r := mc.PoolRadius(i)
+		d := nn.Upsample(nn.CosineDistance(nn.BoxPool(s[i], r), nn.BoxPool(t[i], r)), S, S)
 		if mc.Fuse != FuseProduct && w[i] != 1 {
 			d = MulScalar(d, w[i])
 		}

@@ -230,3 +230,25 @@ func TestKDLossHard(t *testing.T) {
 		}
 	}
 }
+
+func TestMapConfigValidate(t *testing.T) {
+	for _, c := range []struct {
+		mc MapConfig
+		ok bool
+	}{
+		{MapConfig{Fuse: FuseSum}, true},
+		{MapConfig{Fuse: FuseSum, Pool: [3]int{0, 5, 1}}, true},
+		{MapConfig{Fuse: FuseSum, Pool: [3]int{0, 4, 1}}, false},
+		{MapConfig{Fuse: FuseSum, Pool: [3]int{17, 0, 0}}, false},
+		{MapConfig{Fuse: FuseSum, Pool: [3]int{0, 0, -1}}, false},
+		{MapConfig{Fuse: "max"}, false},
+		{MapConfig{Fuse: FuseSum, Weights: [3]float64{-1, 1, 1}}, false},
+	} {
+		if err := c.mc.Validate(); (err == nil) != c.ok {
+			t.Errorf("%+v: Validate() = %v, want ok %v", c.mc, err, c.ok)
+		}
+	}
+	if r := (MapConfig{Pool: [3]int{0, 1, 5}}); r.PoolRadius(0) != 0 || r.PoolRadius(1) != 0 || r.PoolRadius(2) != 2 {
+		t.Errorf("PoolRadius of %v: %d %d %d, want 0 0 2", r.Pool, r.PoolRadius(0), r.PoolRadius(1), r.PoolRadius(2))
+	}
+}

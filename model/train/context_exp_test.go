@@ -9,20 +9,6 @@ import (
 	"github.com/multiad/multiad/model/student"
 )
 
-// boxMatrix is the h×h matrix of a (2r+1)-wide box average, clipped at the
-// borders, in the layout separable expects.
-func boxMatrix(h, r int) [][]float64 {
-	w := make([][]float64, h)
-	for i := range w {
-		w[i] = make([]float64, h)
-		lo, hi := max(i-r, 0), min(i+r, h-1)
-		for j := lo; j <= hi; j++ {
-			w[i][j] = 1 / float64(hi-lo+1)
-		}
-	}
-	return w
-}
-
 // contextMap is 1 − cos between each location's channel-normalised teacher
 // feature (box-averaged over (2r+1)² locations) and the image's own mean of
 // those features: how far a region is from the rest of its image.
@@ -41,7 +27,7 @@ func contextMap(f []float32, h, r int) []float32 {
 		}
 	}
 	if r > 0 {
-		B := boxMatrix(h, r)
+		B := nn.BoxMatrix(h, r)
 		for c := 0; c < C; c++ {
 			copy(n[c*P:(c+1)*P], separable(n[c*P:(c+1)*P], h, B))
 		}

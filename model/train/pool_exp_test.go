@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/gob"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -41,28 +42,14 @@ func loadCheckpointStudent(t testing.TB, path string) *trainer {
 	return tr
 }
 
-// boxPool averages NHWC features over (2r+1)² locations (clipped at the
-// borders) with constant separable matrices.
-func boxPool(x *graph.Node, r int) *graph.Node {
-	if r == 0 {
-		return x
-	}
-	d := x.Shape().Dimensions
-	g := x.Graph()
-	m := func(n int) *graph.Node {
-		return graph.Reshape(graph.Const(g, nn.Flat32(boxMatrix(n, r))), n, n)
-	}
-	y := graph.Einsum("nhwc,Ww->nhWc", x, m(d[2]))
-	return graph.Einsum("nhWc,Hh->nHWc", y, m(d[1]))
-}
-
 // TestExperimentPool scores the tiles' test set with the student of a
 // finished training checkpoint (EXP_CKPT) when student and teacher features
 // are box-averaged over 1×1, 3×3 or 5×5 locations, chosen per scale, before
 // the cosine distance (MULTIAD_EXP=1). The distance of local means, unlike
 // the blur's mean of local distances, cancels uncorrelated per-location
-// error. It reports image AUROC only: pixel AUROC over every variant would
-// take hours.
+// error. It reports image AUROC and pixel AUROC (half resolution) for the
+// pooling mixes in EXP_MIXES ("1/5/1,1/1/1": window sizes at strides 4, 8,
+// 16; default all 27).
 func TestExperimentPool(t *testing.T) {
 	_, root := tilesExperiment(t)
 	path := os.Getenv("EXP_CKPT")
@@ -71,14 +58,14 @@ func TestExperimentPool(t *testing.T) {
 	}
 	tr := loadCheckpointStudent(t, path)
 	S := tr.cfg.Size
-	labels, _, test, classes := tilesTestSet(t, root, S)
+	labels, pixLabels, test, classes := tilesTestSet(t, root, S)
 	pools := []int{0, 1, 2}
 	exec := model.MustNewExec(tr.backend, tr.store, func(scope *model.Scope, in []*graph.Node) []*graph.Node {
 		s := student.Forward(scope.At(StudentScope), tr.cfg.Student, in[0])
 		var out []*graph.Node
 		for _, r := range pools {
 			for k := range s {
-				out = append(out, nn.CosineDistance(boxPool(s[k], r), boxPool(in[k+1], r)))
+				out = append(out, nn.CosineDistance(nn.BoxPool(s[k], r), nn.BoxPool(in[k+1], r)))
 			}
 		}
 		return out
@@ -113,13 +100,18 @@ func TestExperimentPool(t *testing.T) {
 			if w[0] == 0 && mix[0] > 0 || w[1] == 0 && mix[1] > 0 {
 				continue // a scale left out needs no pooling variants
 			}
+			name := strconv.Itoa(2*pools[mix[0]]+1) + "/" + strconv.Itoa(2*pools[mix[1]]+1) + "/" + strconv.Itoa(2*pools[mix[2]]+1)
+			if only := os.Getenv("EXP_MIXES"); only != "" && !slices.Contains(strings.Split(only, ","), name) {
+				continue
+			}
 			vs = append(vs, variant{mix, w})
 		}
 	}
 	for _, v := range vs {
 		name := "pool " + strconv.Itoa(2*pools[v.mix[0]]+1) + "/" + strconv.Itoa(2*pools[v.mix[1]]+1) + "/" + strconv.Itoa(2*pools[v.mix[2]]+1) +
 			" weights " + strconv.FormatFloat(v.w[0], 'g', 3, 64) + "/" + strconv.FormatFloat(v.w[1], 'g', 3, 64) + "/1"
-		var mx []float64
+		var mx, pix []float64
+		var lab []bool
 		for i := range test {
 			m := make([]float32, S*S)
 			for k, st := range student.Strides {
@@ -132,8 +124,15 @@ func TestExperimentPool(t *testing.T) {
 					m[q] += float32(v.w[k]) * x
 				}
 			}
-			mx = append(mx, maxOf(blurMap(m, S, sigma)))
+			m = blurMap(m, S, sigma)
+			mx = append(mx, maxOf(m))
+			for y := 0; y < S; y += 2 { // pixel AUROC at half resolution
+				for x := 0; x < S; x += 2 {
+					pix = append(pix, float64(m[y*S+x]))
+					lab = append(lab, pixLabels[i*S*S+y*S+x])
+				}
+			}
 		}
-		t.Log(name + ": image AUROC " + f4(auroc(labels, mx)) + "; per class:" + perClassImageAUROC(labels, classes, mx))
+		t.Log(name + ": image AUROC " + f4(auroc(labels, mx)) + ", pixel AUROC " + f4(auroc(lab, pix)) + "; per class:" + perClassImageAUROC(labels, classes, mx))
 	}
 }

@@ -222,7 +222,11 @@ func Run(ctx context.Context, opt Options) (*Result, error) {
 			return nil, err
 		}
 	}
-	logf("flips %v, shifts ≤ %d px, hard-feature mining %g, %s fusion, blur σ %g px", cfg.Augment.HFlip, cfg.Augment.Shift, cfg.HardMining, cfg.Map.Fuse, cfg.Map.Sigma)
+	pooling := ""
+	if cfg.Map.Pool != ([3]int{}) {
+		pooling = fmt.Sprintf(", features averaged over %d/%d/%d-wide windows", cfg.Map.Pool[0], cfg.Map.Pool[1], cfg.Map.Pool[2])
+	}
+	logf("flips %v, shifts ≤ %d px, hard-feature mining %g, %s fusion, blur σ %g px%s", cfg.Augment.HFlip, cfg.Augment.Shift, cfg.HardMining, cfg.Map.Fuse, cfg.Map.Sigma, pooling)
 
 	// 2. Teacher features, computed once in ONNX Runtime.
 	tch, tsha, tpath, err := LoadTeacher(opt.Teacher, opt.TeacherFeatures)
