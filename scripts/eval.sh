@@ -5,9 +5,10 @@
 # about one core each). `make ablation` (--ablation) repeats it without SE,
 # without the discriminator, with hard-feature mining switched (off for the
 # tiles, on for lgg_flair: the opposite of --hard-mining auto), with fusion
-# switched (product for the tiles, sum for lgg_flair) and with random shifts
-# of up to size/32 pixels. At 256 px the ablation takes about 2.5 hours on 2
-# cores; EVAL_SIZE=128 EVAL_OUT=out/ablation128 make ablation about 40 min.
+# switched (product for the tiles, sum for lgg_flair), with feature pooling
+# switched (none for the tiles, the tiles' default for lgg_flair) and with
+# random shifts of up to size/32 pixels. At 256 px the ablation takes about 3
+# hours on 2 cores; EVAL_SIZE=128 EVAL_OUT=out/ablation128 make ablation about 40 min.
 #   EVAL_EPOCHS (default 7: on the tiles 7 epochs beat 10 and 15, see bench/ACCURACY.md), EVAL_SIZE (256), EVAL_OUT (out/eval), EVAL_ARGS (extra train flags),
 #   EVAL_ONLY (variant names to run, e.g. "no-se shift")
 set -euo pipefail
@@ -23,7 +24,8 @@ lgg="$shared/data/medical/lgg_flair"
 variants=("multiad:")
 if [ "${1:-}" = --ablation ]; then
   variants=("multiad:" "no-se:--se-reduction 0" "no-disc:--adv-weight 0" "hard-switched::--hard-mining 0:--hard-mining 2.5"
-    "fusion-switched::--fusion product:--fusion sum" "shift:--shift $((size / 32))")
+    "fusion-switched::--fusion product:--fusion sum"
+    "pool-switched::--feature-pool 1,1,1:--feature-pool 1,$((2 * ((2 * size + 128) / 256) + 1)),1" "shift:--shift $((size / 32))")
 fi
 # EVAL_ONLY="name ..." keeps only these variants.
 if [ -n "${EVAL_ONLY:-}" ]; then

@@ -5,7 +5,6 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"strconv"
 	"strings"
 
 	"github.com/multiad/multiad/model/preprocess"
@@ -40,7 +39,7 @@ func runTrain(ctx context.Context, args []string) int {
 	fusion := fs.String("fusion", "auto", "per-scale map fusion: sum, product or auto (product for DICOM/NIfTI, sum otherwise)")
 	sigma := fs.Float64("sigma", 0, "Gaussian blur sigma in pixels (0: auto, 4 px at 256 scaled to the size, 3× that for DICOM/NIfTI)")
 	weights := fs.String("scale-weights", "", "per-scale map weights for strides 4,8,16 (e.g. 0,0,1; default 0.25,0.5,1)")
-	pool := fs.String("feature-pool", "", "per-scale box window (odd) over which student and teacher features are averaged before the cosine distance, strides 4,8,16 (e.g. 1,5,1; default 1,1,1: none)")
+	pool := fs.String("feature-pool", "auto", "per-scale odd window widths over which student and teacher features are averaged before the cosine distance, strides 4,8,16 (e.g. 1,5,1; 1,1,1: none), or auto (1,5,1 at 256 px scaled to the size, none for DICOM/NIfTI)")
 	shift := fs.Int("shift", 0, "random shifts of the training images by up to this many pixels (0: none)")
 	augment := fs.String("augment", "off", "random flip augmentation, with teacher features of the flipped images: on or off (measured worse on magnetic tiles)")
 	mode := fs.String("norm", preprocess.ModeAuto, "intensity normalisation: auto, range, percentile, window")
@@ -70,12 +69,8 @@ func runTrain(ctx context.Context, args []string) int {
 	if *sigma > 0 {
 		sigmaOpt = *sigma
 	}
-	if *weights != "" && !parse3(*weights, &cfg.Map.Weights) {
+	if *weights != "" && !training.ParseScales(*weights, &cfg.Map.Weights) {
 		fmt.Fprintf(os.Stderr, "multiad train: --scale-weights %q: want three numbers\n", *weights)
-		return 2
-	}
-	if *pool != "" && !parse3(*pool, &cfg.Map.Pool) {
-		fmt.Fprintf(os.Stderr, "multiad train: --feature-pool %q: want three odd window widths\n", *pool)
 		return 2
 	}
 	pcfg := preprocess.Default(*size)
@@ -94,7 +89,7 @@ func runTrain(ctx context.Context, args []string) int {
 	}
 	res, err := training.Run(ctx, training.Options{
 		Data: *data, Out: *out, Teacher: *teacherPath, TeacherFeatures: feats, Train: cfg, Preprocess: pcfg,
-		Augment: *augment, Shift: *shift, HardMining: *hard, Fusion: *fusion, Sigma: sigmaOpt, ValFraction: *valFrac, MaxImages: *maxImages, Threads: *threads, VerifyExport: *verify,
+		Augment: *augment, Shift: *shift, HardMining: *hard, Fusion: *fusion, FeaturePool: *pool, Sigma: sigmaOpt, ValFraction: *valFrac, MaxImages: *maxImages, Threads: *threads, VerifyExport: *verify,
 	})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "multiad train:", err)
@@ -104,22 +99,4 @@ func runTrain(ctx context.Context, args []string) int {
 	fmt.Printf("bundle %s: %d images, threshold %.6f, score range [%.4f, %.4f], %.0fs\n",
 		*out, res.Images, s.Threshold, s.Min, s.Max, res.Elapsed.Seconds())
 	return 0
-}
-
-// parse3 reads three comma-separated numbers (one per scale) into v; with
-// T int each must be a whole number.
-func parse3[T int | float64](s string, v *[3]T) bool {
-	f := strings.Split(s, ",")
-	if len(f) != 3 {
-		return false
-	}
-	var out [3]T
-	for i, x := range f {
-		n, err := strconv.ParseFloat(strings.TrimSpace(x), 64)
-		if out[i] = T(n); err != nil || float64(out[i]) != n {
-			return false
-		}
-	}
-	*v = out
-	return true
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -67,6 +68,10 @@ func TestTrainCLI(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		// Industrial images get feature pooling by default (3 wide at 64 px).
+		if m, _ := b.Manifest.Training["map"].(map[string]any); fmt.Sprint(m["Pool"]) != "[1 3 1]" {
+			t.Errorf("flags %v: map %v, want Pool [1 3 1] (auto)", c.flags, m)
+		}
 		if !strings.Contains(log, c.log) {
 			t.Errorf("flags %v: log lacks %q:\n%s", c.flags, c.log, log)
 		}
@@ -77,40 +82,5 @@ func TestTrainCLI(t *testing.T) {
 		case ok && !(p <= training.ParityTolerance(b.Manifest.Scores)):
 			t.Errorf("flags %v: ONNX vs training scores differ by %g, tolerance %g", c.flags, p, training.ParityTolerance(b.Manifest.Scores))
 		}
-	}
-}
-
-func TestParse3(t *testing.T) {
-	var w [3]float64
-	var p [3]int
-	for _, c := range []struct {
-		in      string
-		weights bool // parsed as [3]float64, else as [3]int
-		ok      bool
-	}{
-		{"0.25,0.5,1", true, true},
-		{" 0, 0.25 ,1", true, true},
-		{"1,5,1", false, true},
-		{"1.5,1,1", false, false},
-		{"1,5", false, false},
-		{"1,5,1,1", true, false},
-		{"a,b,c", true, false},
-		{"", false, false},
-	} {
-		var ok bool
-		if c.weights {
-			ok = parse3(c.in, &w)
-		} else {
-			ok = parse3(c.in, &p)
-		}
-		if ok != c.ok {
-			t.Errorf("parse3(%q) = %v, want %v", c.in, ok, c.ok)
-		}
-	}
-	if parse3("0, 0.25 ,1", &w); w != [3]float64{0, 0.25, 1} {
-		t.Errorf("weights %v", w)
-	}
-	if parse3("1,5,3", &p); p != [3]int{1, 5, 3} {
-		t.Errorf("pool %v", p)
 	}
 }

@@ -206,3 +206,60 @@ func TestParityTolerance(t *testing.T) {
 		}
 	}
 }
+
+func TestParseScales(t *testing.T) {
+	var w [3]float64
+	var p [3]int
+	for _, c := range []struct {
+		in      string
+		weights bool // parsed as [3]float64, else as [3]int
+		ok      bool
+	}{
+		{"0.25,0.5,1", true, true},
+		{" 0, 0.25 ,1", true, true},
+		{"1,5,1", false, true},
+		{"1.5,1,1", false, false},
+		{"1,5", false, false},
+		{"1,5,1,1", true, false},
+		{"a,b,c", true, false},
+		{"", false, false},
+	} {
+		var ok bool
+		if c.weights {
+			ok = ParseScales(c.in, &w)
+		} else {
+			ok = ParseScales(c.in, &p)
+		}
+		if ok != c.ok {
+			t.Errorf("ParseScales(%q) = %v, want %v", c.in, ok, c.ok)
+		}
+	}
+	if ParseScales("0, 0.25 ,1", &w); w != [3]float64{0, 0.25, 1} {
+		t.Errorf("weights %v", w)
+	}
+	if ParseScales("1,5,3", &p); p != [3]int{1, 5, 3} {
+		t.Errorf("pool %v", p)
+	}
+}
+
+func TestFeaturePoolOption(t *testing.T) {
+	for _, c := range []struct {
+		opt     string
+		medical bool
+		size    int
+		want    [3]int
+		err     bool
+	}{
+		{"auto", false, 256, [3]int{1, 5, 1}, false},
+		{"auto", false, 128, [3]int{1, 3, 1}, false},
+		{"auto", false, 512, [3]int{1, 9, 1}, false},
+		{"auto", true, 256, [3]int{1, 1, 1}, false},
+		{"3,5,1", true, 256, [3]int{3, 5, 1}, false},
+		{"1,5", false, 256, [3]int{}, true},
+	} {
+		got, err := featurePool(c.opt, c.medical, c.size)
+		if (err != nil) != c.err || got != c.want {
+			t.Errorf("featurePool(%q, medical %v, %d) = %v, %v; want %v (error %v)", c.opt, c.medical, c.size, got, err, c.want, c.err)
+		}
+	}
+}
