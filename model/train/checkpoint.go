@@ -84,6 +84,31 @@ func trainingPart(c Config) Config {
 	return c
 }
 
+// readCheckpoint reads and decodes the checkpoint file at path (at most
+// maxCheckpointBytes). A missing file gives an error wrapping
+// fs.ErrNotExist.
+func readCheckpoint(path string) (*ckptFile, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, fmt.Errorf("train: checkpoint: %w", err)
+	}
+	if st.Size() > maxCheckpointBytes {
+		return nil, fmt.Errorf("train: checkpoint %s is %d bytes, limit %d", path, st.Size(), maxCheckpointBytes)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("train: checkpoint: %w", err)
+	}
+	if !bytes.HasPrefix(b, []byte(checkpointMagic)) {
+		return nil, fmt.Errorf("train: checkpoint %s: not a multiad training checkpoint", path)
+	}
+	var f ckptFile
+	if err := gob.NewDecoder(bytes.NewReader(b[len(checkpointMagic):])).Decode(&f); err != nil {
+		return nil, fmt.Errorf("train: checkpoint %s: %w", path, err)
+	}
+	return &f, nil
+}
+
 // resume loads cfg.Checkpoint into the store if the file exists. The
 // checkpoint's configuration must match cfg except for trainingPart's
 // omissions, so that a finished run's checkpoint can be resumed with another
@@ -93,26 +118,12 @@ func (t *trainer) resume() error {
 	if t.cfg.Checkpoint == "" {
 		return nil
 	}
-	st, err := os.Stat(t.cfg.Checkpoint)
+	f, err := readCheckpoint(t.cfg.Checkpoint)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}
 	if err != nil {
-		return fmt.Errorf("train: checkpoint: %w", err)
-	}
-	if st.Size() > maxCheckpointBytes {
-		return fmt.Errorf("train: checkpoint %s is %d bytes, limit %d", t.cfg.Checkpoint, st.Size(), maxCheckpointBytes)
-	}
-	b, err := os.ReadFile(t.cfg.Checkpoint)
-	if err != nil {
-		return fmt.Errorf("train: checkpoint: %w", err)
-	}
-	if !bytes.HasPrefix(b, []byte(checkpointMagic)) {
-		return fmt.Errorf("train: checkpoint %s: not a multiad training checkpoint", t.cfg.Checkpoint)
-	}
-	var f ckptFile
-	if err := gob.NewDecoder(bytes.NewReader(b[len(checkpointMagic):])).Decode(&f); err != nil {
-		return fmt.Errorf("train: checkpoint %s: %w", t.cfg.Checkpoint, err)
+		return err
 	}
 	if !reflect.DeepEqual(trainingPart(f.Config), trainingPart(t.cfg)) {
 		return fmt.Errorf("train: checkpoint %s was written with a different configuration (%+v)", t.cfg.Checkpoint, f.Config)

@@ -1,8 +1,6 @@
 package train
 
 import (
-	"bytes"
-	"encoding/gob"
 	"os"
 	"slices"
 	"strconv"
@@ -19,12 +17,8 @@ import (
 // loadCheckpointStudent reads a training checkpoint's configuration and
 // student variables into a new trainer (no optimiser, no discriminator).
 func loadCheckpointStudent(t testing.TB, path string) *trainer {
-	b, err := os.ReadFile(path)
+	f, err := readCheckpoint(path)
 	if err != nil {
-		t.Fatal(err)
-	}
-	var f ckptFile
-	if err := gob.NewDecoder(bytes.NewReader(bytes.TrimPrefix(b, []byte(checkpointMagic)))).Decode(&f); err != nil {
 		t.Fatal(err)
 	}
 	backend, err := NewBackend("")
