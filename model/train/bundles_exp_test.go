@@ -74,13 +74,9 @@ func TestExperimentBundles(t *testing.T) {
 			res.add(classes[i], n, m, pixLabels[i*S*S:(i+1)*S*S])
 			s := append([]float32(nil), m...)
 			sort.Slice(s, func(a, b int) bool { return s[a] > s[b] })
-			var tk float64
-			for _, v := range s[:len(s)/100] {
-				tk += float64(v)
-			}
 			mx = append(mx, float64(s[0]))
 			prom = append(prom, float64(s[0]-s[len(s)/2]))
-			top = append(top, tk/float64(len(s)/100))
+			top = append(top, topMeanSorted(s, 0.01))
 		}
 		line := n + ": image AUROC max " + f4(auroc(labels, mx)) + ", max−median " + f4(auroc(labels, prom)) + ", top-1% " + f4(auroc(labels, top)) + "; max per class:"
 		line += perClassImageAUROC(labels, classes, mx)

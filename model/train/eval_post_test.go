@@ -51,14 +51,16 @@ func separable(m []float32, h int, w [][]float64) []float32 {
 
 func topMean(m []float32, frac float64) float64 {
 	if frac <= 0 {
-		mx := float64(m[0])
-		for _, v := range m {
-			mx = math.Max(mx, float64(v))
-		}
-		return mx
+		return maxOf(m)
 	}
 	s := append([]float32(nil), m...)
 	sort.Slice(s, func(i, j int) bool { return s[i] > s[j] })
+	return topMeanSorted(s, frac)
+}
+
+// topMeanSorted is the mean of the largest frac (at least one) of s, sorted
+// in descending order.
+func topMeanSorted(s []float32, frac float64) float64 {
 	k := max(1, int(frac*float64(len(s))))
 	var a float64
 	for _, v := range s[:k] {
