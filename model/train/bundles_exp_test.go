@@ -3,6 +3,7 @@ package train
 import (
 	"context"
 	"maps"
+	"math"
 	"os"
 	"slices"
 	"sort"
@@ -81,8 +82,29 @@ func TestExperimentBundles(t *testing.T) {
 		line := n + ": image AUROC max " + f4(auroc(labels, mx)) + ", max−median " + f4(auroc(labels, prom)) + ", top-1% " + f4(auroc(labels, top)) + "; max per class:"
 		line += perClassImageAUROC(labels, classes, mx)
 		t.Log(line)
+		line = n + ": image AUROC of the max inside a margin of"
+		for _, margin := range []int{S / 32, S / 16, S / 8} {
+			var in []float64
+			for _, m := range variants[n] {
+				in = append(in, float64(interiorMax(m, S, margin)))
+			}
+			line += " " + strconv.Itoa(margin) + " px: " + f4(auroc(labels, in))
+		}
+		t.Log(line)
 	}
 	res.report(t)
+}
+
+// interiorMax returns the largest value of the S×S map m at least margin
+// pixels from its border.
+func interiorMax(m []float32, S, margin int) float32 {
+	best := float32(math.Inf(-1))
+	for y := margin; y < S-margin; y++ {
+		for _, v := range m[y*S+margin : y*S+S-margin] {
+			best = max(best, v)
+		}
+	}
+	return best
 }
 
 func f4(v float64) string { return strconv.FormatFloat(v, 'f', 4, 64) }
