@@ -6,7 +6,8 @@
 # without the discriminator, with hard-feature mining switched (off for the
 # tiles, on for lgg_flair: the opposite of --hard-mining auto), with fusion
 # switched (product for the tiles, sum for lgg_flair), with feature pooling
-# switched (none for the tiles, the tiles' default for lgg_flair) and with
+# switched (none for the tiles, the tiles' default for lgg_flair: the shell
+# formula mirrors training.DefaultFeaturePool, checked by TestEvalScriptPool) and with
 # random shifts of up to size/32 pixels. At 256 px the ablation takes about 3
 # hours on 2 cores; EVAL_SIZE=128 EVAL_OUT=out/ablation128 make ablation about 40 min.
 #   EVAL_EPOCHS (default 7: on the tiles 7 epochs beat 10 and 15, see bench/ACCURACY.md), EVAL_SIZE (256), EVAL_OUT (out/eval), EVAL_ARGS (extra train flags),
