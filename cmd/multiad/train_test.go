@@ -3,10 +3,8 @@ package main
 import (
 	"context"
 	"fmt"
-	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -22,18 +20,7 @@ import (
 func trainTiny(t *testing.T, extra ...string) (string, string) {
 	t.Helper()
 	bin := multiadBinary(t)
-	src := shared.MustPath(t, "data", "industrial", "magnetic_tile", "train", "good")
-	names, err := filepath.Glob(filepath.Join(src, "*.jpg"))
-	if err != nil || len(names) < 8 {
-		t.Fatalf("want 8 images in %s: %v", src, err)
-	}
-	sort.Strings(names)
-	data := t.TempDir()
-	for _, n := range names[:8] {
-		if err := os.Symlink(n, filepath.Join(data, filepath.Base(n))); err != nil {
-			t.Fatal(err)
-		}
-	}
+	data := shared.LinkTileNormals(t, 8)
 	out := filepath.Join(t.TempDir(), "tiny.bundle")
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()

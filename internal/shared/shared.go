@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sort"
 )
 
 // EnvVar overrides the shared folder's location.
@@ -64,4 +65,30 @@ func MustPath(t TB, elems ...string) string {
 		t.Fatalf("shared file missing: %v", err)
 	}
 	return p
+}
+
+// DirTB is the subset of testing.TB used by LinkTileNormals.
+type DirTB interface {
+	TB
+	TempDir() string
+}
+
+// LinkTileNormals links the first n (by name) real magnetic-tile training
+// normals into a new temporary folder and returns it: a small training set
+// for tests.
+func LinkTileNormals(t DirTB, n int) string {
+	t.Helper()
+	src := MustPath(t, "data", "industrial", "magnetic_tile", "train", "good")
+	names, err := filepath.Glob(filepath.Join(src, "*.jpg"))
+	if err != nil || len(names) < n {
+		t.Fatalf("want %d images in %s, found %d (%v)", n, src, len(names), err)
+	}
+	sort.Strings(names)
+	dir := t.TempDir()
+	for _, p := range names[:n] {
+		if err := os.Symlink(p, filepath.Join(dir, filepath.Base(p))); err != nil {
+			t.Fatalf("%v", err)
+		}
+	}
+	return dir
 }

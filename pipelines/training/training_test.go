@@ -6,7 +6,6 @@ import (
 	"math"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 	"testing"
 
@@ -28,22 +27,7 @@ func TestMain(m *testing.M) { ptest.Main(m) }
 // unreadable file.
 func tiles(t *testing.T, n int) string {
 	t.Helper()
-	src := shared.MustPath(t, "data", "industrial", "magnetic_tile", "train", "good")
-	ents, err := os.ReadDir(src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var names []string
-	for _, e := range ents {
-		names = append(names, e.Name())
-	}
-	sort.Strings(names)
-	dir := t.TempDir()
-	for _, name := range names[:n] {
-		if err := os.Symlink(filepath.Join(src, name), filepath.Join(dir, name)); err != nil {
-			t.Fatal(err)
-		}
-	}
+	dir := shared.LinkTileNormals(t, n)
 	if err := os.WriteFile(filepath.Join(dir, "broken.jpg"), []byte("\xff\xd8not a jpeg"), 0o644); err != nil {
 		t.Fatal(err)
 	}
