@@ -106,14 +106,30 @@ func (r classMaps) add(class, variant string, m []float32, mask []bool) {
 			a = &classAcc{}
 			r[variant][c] = a
 		}
-		S := int(math.Sqrt(float64(len(m))))
-		for y := 0; y < S; y += 2 {
-			for x := 0; x < S; x += 2 {
-				a.pix = append(a.pix, m[y*S+x])
-				a.lab = append(a.lab, mask[y*S+x])
-			}
+		a.pix, a.lab = appendHalfRes(a.pix, a.lab, m, mask)
+	}
+}
+
+// appendHalfRes appends every other row's every other pixel of the square
+// map m and of its mask to pix and lab: pixel AUROC at half resolution.
+func appendHalfRes(pix []float32, lab []bool, m []float32, mask []bool) ([]float32, []bool) {
+	S := int(math.Sqrt(float64(len(m))))
+	for y := 0; y < S; y += 2 {
+		for x := 0; x < S; x += 2 {
+			pix = append(pix, m[y*S+x])
+			lab = append(lab, mask[y*S+x])
 		}
 	}
+	return pix, lab
+}
+
+// float64s converts v to float64.
+func float64s(v []float32) []float64 {
+	out := make([]float64, len(v))
+	for i, x := range v {
+		out[i] = float64(x)
+	}
+	return out
 }
 
 // report logs, per variant, each defect class's pixel AUROC against every
@@ -127,10 +143,7 @@ func (r classMaps) report(t testing.TB) {
 				continue
 			}
 			a := byClass[c]
-			pix, lab := make([]float64, len(a.pix)), a.lab
-			for i, v := range a.pix {
-				pix[i] = float64(v)
-			}
+			pix, lab := float64s(a.pix), a.lab
 			if c != "all" {
 				g := byClass["good"]
 				for _, v := range g.pix {

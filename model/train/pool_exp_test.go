@@ -84,8 +84,9 @@ func TestExperimentPool(t *testing.T) {
 	sigma := student.DefaultSigma(S)
 	// Each scale's pooling chosen separately: mix[k] indexes pools.
 	type variant struct {
-		mix [3]int
-		w   [3]float64
+		mix  [3]int
+		w    [3]float64
+		pool string // window widths, "1/5/1"
 	}
 	var vs []variant
 	for _, w := range [][3]float64{{0.25, 0.5, 1}, {0.125, 0.25, 1}, {0, 0, 1}} {
@@ -94,17 +95,17 @@ func TestExperimentPool(t *testing.T) {
 			if w[0] == 0 && mix[0] > 0 || w[1] == 0 && mix[1] > 0 {
 				continue // a scale left out needs no pooling variants
 			}
-			name := strconv.Itoa(2*pools[mix[0]]+1) + "/" + strconv.Itoa(2*pools[mix[1]]+1) + "/" + strconv.Itoa(2*pools[mix[2]]+1)
-			if only := os.Getenv("EXP_MIXES"); only != "" && !slices.Contains(strings.Split(only, ","), name) {
+			pool := strconv.Itoa(2*pools[mix[0]]+1) + "/" + strconv.Itoa(2*pools[mix[1]]+1) + "/" + strconv.Itoa(2*pools[mix[2]]+1)
+			if only := os.Getenv("EXP_MIXES"); only != "" && !slices.Contains(strings.Split(only, ","), pool) {
 				continue
 			}
-			vs = append(vs, variant{mix, w})
+			vs = append(vs, variant{mix, w, pool})
 		}
 	}
 	for _, v := range vs {
-		name := "pool " + strconv.Itoa(2*pools[v.mix[0]]+1) + "/" + strconv.Itoa(2*pools[v.mix[1]]+1) + "/" + strconv.Itoa(2*pools[v.mix[2]]+1) +
-			" weights " + strconv.FormatFloat(v.w[0], 'g', 3, 64) + "/" + strconv.FormatFloat(v.w[1], 'g', 3, 64) + "/1"
-		var mx, pix []float64
+		name := "pool " + v.pool + " weights " + strconv.FormatFloat(v.w[0], 'g', 3, 64) + "/" + strconv.FormatFloat(v.w[1], 'g', 3, 64) + "/1"
+		var mx []float64
+		var pix []float32
 		var lab []bool
 		for i := range test {
 			m := make([]float32, S*S)
@@ -120,13 +121,8 @@ func TestExperimentPool(t *testing.T) {
 			}
 			m = blurMap(m, S, sigma)
 			mx = append(mx, maxOf(m))
-			for y := 0; y < S; y += 2 { // pixel AUROC at half resolution
-				for x := 0; x < S; x += 2 {
-					pix = append(pix, float64(m[y*S+x]))
-					lab = append(lab, pixLabels[i*S*S+y*S+x])
-				}
-			}
+			pix, lab = appendHalfRes(pix, lab, m, pixLabels[i*S*S:(i+1)*S*S])
 		}
-		t.Log(name + ": image AUROC " + f4(auroc(labels, mx)) + ", pixel AUROC " + f4(auroc(lab, pix)) + "; per class:" + perClassImageAUROC(labels, classes, mx))
+		t.Log(name + ": image AUROC " + f4(auroc(labels, mx)) + ", pixel AUROC " + f4(auroc(lab, float64s(pix))) + "; per class:" + perClassImageAUROC(labels, classes, mx))
 	}
 }
