@@ -40,6 +40,7 @@ func runTrain(ctx context.Context, args []string) int {
 	sigma := fs.Float64("sigma", 0, "Gaussian blur sigma in pixels (0: auto, 4 px at 256 scaled to the size, 3× that for DICOM/NIfTI)")
 	weights := fs.String("scale-weights", "", "per-scale map weights for strides 4,8,16 (e.g. 0,0,1; default 0.25,0.5,1)")
 	pool := fs.String("feature-pool", "auto", "per-scale odd window widths over which student and teacher features are averaged before the cosine distance, strides 4,8,16 (e.g. 1,5,1; 1,1,1: none), or auto (1,5,1 at 256 px scaled to the size, none for DICOM/NIfTI)")
+	denoise := fs.Float64("denoise", def.Denoise, "probability that a training image is replaced by a copy with a synthetic defect (brightness, contrast, blur, pasted texture or noise in a random region) while the target stays the clean image's teacher features (0: off; measured worse on magnetic tiles)")
 	shift := fs.Int("shift", 0, "random shifts of the training images by up to this many pixels (0: none)")
 	augment := fs.String("augment", "off", "random flip augmentation, with teacher features of the flipped images: on or off (measured worse on magnetic tiles)")
 	mode := fs.String("norm", preprocess.ModeAuto, "intensity normalisation: auto, range, percentile, window")
@@ -63,7 +64,7 @@ func runTrain(ctx context.Context, args []string) int {
 	}
 	cfg := train.DefaultConfig(*size)
 	cfg.Epochs, cfg.MaxSteps, cfg.BatchSize, cfg.LR, cfg.DiscLR, cfg.Schedule = *epochs, *maxSteps, *batch, *lr, *discLR, *schedule
-	cfg.Seed, cfg.Quantile, cfg.AdvWeight, cfg.Checkpoint = *seed, *quantile, *adv, *ckpt
+	cfg.Seed, cfg.Quantile, cfg.AdvWeight, cfg.Checkpoint, cfg.Denoise = *seed, *quantile, *adv, *ckpt, *denoise
 	cfg.Student.Width, cfg.Student.Depth, cfg.Student.SEReduction = *width, *depth, *seRed
 	sigmaOpt := training.SigmaAuto
 	if *sigma > 0 {

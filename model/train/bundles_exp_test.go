@@ -38,19 +38,7 @@ func TestExperimentBundles(t *testing.T) {
 	labels, pixLabels, test, classes := tilesTestSet(t, root, S)
 	all := make([][][]float32, len(models)) // [model][image] map
 	for k, m := range models {
-		for i := 0; i < len(test); i += 8 {
-			var batch [][]float32
-			for _, s := range test[i:min(i+8, len(test))] {
-				batch = append(batch, s.Image)
-			}
-			maps, _, err := m.Score(batch)
-			if err != nil {
-				t.Fatal(err)
-			}
-			for _, mp := range maps {
-				all[k] = append(all[k], append([]float32(nil), mp...))
-			}
-		}
+		all[k], _ = scoreAll(t, m, test)
 	}
 	variants := map[string][][]float32{}
 	for k := range models {
@@ -93,6 +81,26 @@ func TestExperimentBundles(t *testing.T) {
 		t.Log(line)
 	}
 	res.report(t)
+}
+
+// scoreAll scores the images of test with m, eight at a time, and returns
+// their maps and scores.
+func scoreAll(t testing.TB, m *runtime.Model, test []Sample) (maps [][]float32, scores []float32) {
+	for i := 0; i < len(test); i += 8 {
+		var batch [][]float32
+		for _, s := range test[i:min(i+8, len(test))] {
+			batch = append(batch, s.Image)
+		}
+		ms, sc, err := m.Score(batch)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for j, mp := range ms {
+			maps = append(maps, append([]float32(nil), mp...))
+			scores = append(scores, sc[j])
+		}
+	}
+	return maps, scores
 }
 
 // interiorMax returns the largest value of the S×S map m at least margin

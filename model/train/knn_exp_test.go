@@ -3,6 +3,7 @@ package train
 import (
 	"math"
 	"math/rand/v2"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -56,7 +57,8 @@ func patchVectors(s Sample, S int, c8, c16 int) [][]float32 {
 }
 
 // TestExperimentKNN is a PatchCore-style diagnostic on the teacher features
-// alone (MULTIAD_EXP=1; EXP_S, EXP_BANK fraction of training patches kept):
+// alone (MULTIAD_EXP=1; EXP_S, EXP_BANK fraction of training patches kept,
+// EXP_KNN16 for stride-16 patches alone, EXP_NTEST test images per class):
 // how far the frozen MobileNetV2 features at this resolution can go on the
 // magnetic tiles, independent of any student.
 func TestExperimentKNN(t *testing.T) {
@@ -66,10 +68,19 @@ func TestExperimentKNN(t *testing.T) {
 	train := mobileNetSamples(t, all, S)
 	c8 := len(train[0].Feats[1]) / ((S / 8) * (S / 8))
 	c16 := len(train[0].Feats[2]) / ((S / 16) * (S / 16))
+	h8 := S / 8
+	vectors := func(s Sample) [][]float32 { return patchVectors(s, S, c8, c16) }
+	if os.Getenv("EXP_KNN16") != "" { // stride-16 features alone, 3×3-averaged
+		h8 = S / 16
+		vectors = func(s Sample) [][]float32 {
+			s.Feats[1] = s.Feats[2]
+			return patchVectors16(s, S, c16)
+		}
+	}
 	rng := rand.New(rand.NewPCG(1, 2))
 	var bank [][]float32
 	for _, s := range train {
-		for _, v := range patchVectors(s, S, c8, c16) {
+		for _, v := range vectors(s) {
 			if rng.Float64() < frac {
 				bank = append(bank, v)
 			}
@@ -81,14 +92,13 @@ func TestExperimentKNN(t *testing.T) {
 			bn[i] += f * f
 		}
 	}
-	t.Logf("bank %d vectors of %d dims", len(bank), c8+c16)
+	t.Logf("bank %d vectors of %d dims", len(bank), len(bank[0]))
 	labels, pixLabels, test, _ := tilesTestSet(t, root, S)
 	start := time.Now()
-	h8 := S / 8
-	var scores, pix []float64
+	var scores, pix, raw []float64
 	for j, s := range test {
 		m := make([]float32, h8*h8)
-		for i, q := range patchVectors(s, S, c8, c16) {
+		for i, q := range vectors(s) {
 			var qn float32
 			for _, f := range q {
 				qn += f * f
@@ -111,9 +121,16 @@ func TestExperimentKNN(t *testing.T) {
 			pix = append(pix, float64(v))
 		}
 		scores = append(scores, topMean(up, 0))
+		raw = append(raw, float64(maxOf(m)))
 		if j%100 == 0 {
 			t.Logf("%d/%d test images, %v", j, len(test), time.Since(start))
 		}
 	}
-	t.Logf("kNN S=%d bank %.2f: image AUROC %.4f, pixel AUROC %.4f", S, frac, auroc(labels, scores), auroc(pixLabels, pix))
+	t.Logf("kNN S=%d bank %.2f: image AUROC %.4f (max before the blur %.4f), pixel AUROC %.4f", S, frac, auroc(labels, scores), auroc(labels, raw), auroc(pixLabels, pix))
+}
+
+// patchVectors16 is patchVectors on the stride-16 features alone (which
+// the caller passes as Feats[1]), at stride 16.
+func patchVectors16(s Sample, S, c16 int) [][]float32 {
+	return patchVectors(s, S/2, c16, 0) // h = (S/2)/8 = S/16
 }

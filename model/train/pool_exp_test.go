@@ -36,6 +36,18 @@ func loadCheckpointStudent(t testing.TB, path string) *trainer {
 	return tr
 }
 
+// checkpointExperiment skips the test unless MULTIAD_EXP and EXP_CKPT are
+// set, and returns the student of checkpoint EXP_CKPT and the
+// magnetic-tile root.
+func checkpointExperiment(t testing.TB) (*trainer, string) {
+	_, root := tilesExperiment(t)
+	path := os.Getenv("EXP_CKPT")
+	if path == "" {
+		t.Skip("set EXP_CKPT")
+	}
+	return loadCheckpointStudent(t, path), root
+}
+
 // TestExperimentPool scores the tiles' test set with the student of a
 // finished training checkpoint (EXP_CKPT) when student and teacher features
 // are box-averaged over 1×1, 3×3 or 5×5 locations, chosen per scale, before
@@ -45,12 +57,7 @@ func loadCheckpointStudent(t testing.TB, path string) *trainer {
 // pooling mixes in EXP_MIXES ("1/5/1,1/1/1": window sizes at strides 4, 8,
 // 16; default all 27).
 func TestExperimentPool(t *testing.T) {
-	_, root := tilesExperiment(t)
-	path := os.Getenv("EXP_CKPT")
-	if path == "" {
-		t.Skip("set EXP_CKPT")
-	}
-	tr := loadCheckpointStudent(t, path)
+	tr, root := checkpointExperiment(t)
 	S := tr.cfg.Size
 	labels, pixLabels, test, classes := tilesTestSet(t, root, S)
 	pools := []int{0, 1, 2}

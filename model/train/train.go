@@ -302,6 +302,15 @@ func (t *trainer) run(data Dataset, progress func(Progress)) (*Result, error) {
 					a.DX, a.DY = rng.IntN(2*sh+1)-sh, rng.IntN(2*sh+1)-sh
 				}
 			}
+			var noisy []uint64 // per image: 0, or the seed of its corruption
+			if cfg.Denoise > 0 {
+				noisy = make([]uint64, bs)
+				for i := range noisy {
+					if rng.Float64() < cfg.Denoise {
+						noisy[i] = rng.Uint64() | 1
+					}
+				}
+			}
 			if epoch*perEpoch+b < t.startStep {
 				continue // resumed: this step was done before
 			}
@@ -311,6 +320,11 @@ func (t *trainer) run(data Dataset, progress func(Progress)) (*Result, error) {
 			}
 			if err := t.augmentBatch(batch, augs, data.Teacher); err != nil {
 				return nil, fmt.Errorf("train: step %d: %w", step, err)
+			}
+			for i, seed := range noisy {
+				if seed != 0 {
+					batch[i].Image = Corrupt(batch[i].Image, cfg.Size, seed)
+				}
 			}
 			in := t.batchTensors(batch)
 			t.setLR(step, total)

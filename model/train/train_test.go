@@ -148,6 +148,8 @@ func TestBadInput(t *testing.T) {
 	flipCfg.Augment = Augment{HFlip: true}
 	flipCfg.Epochs = 5 // some image is flipped (seeded)
 	wrongTeacher := func(images [][]float32) ([]Sample, error) { return data[:1], nil }
+	noisyCfg := cfg
+	noisyCfg.Denoise = 1.5
 	for _, tc := range []struct {
 		name string
 		cfg  Config
@@ -160,6 +162,7 @@ func TestBadInput(t *testing.T) {
 		{"bad size", badCfg, Dataset{Train: data}, "multiple of 16"},
 		{"flips without teacher", flipCfg, Dataset{Train: data}, "augmentation needs Dataset.Teacher"},
 		{"teacher count", flipCfg, Dataset{Train: data, Teacher: wrongTeacher}, "teacher returned 1 samples for"},
+		{"denoise", noisyCfg, Dataset{Train: data}, "denoise probability 1.5 out of range"},
 	} {
 		_, err := Train(tc.cfg, tc.data, nil)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
@@ -244,6 +247,7 @@ func TestResume(t *testing.T) {
 	cfg := tinyConfig(S)
 	cfg.Epochs = 4
 	cfg.Augment = Augment{HFlip: true, VFlip: true}
+	cfg.Denoise = 0.5 // resuming replays the synthetic defects too
 	dir := t.TempDir()
 	cfg.Checkpoint = filepath.Join(dir, "a.ckpt")
 	_, err := Train(cfg, data, func(p Progress) {
@@ -291,6 +295,21 @@ func TestResume(t *testing.T) {
 	}
 	if again.Calibration.Quantile != 0.5 || again.Calibration.ImageThreshold == full.Calibration.ImageThreshold {
 		t.Errorf("re-scored calibration %+v, first %+v", again.Calibration.ImageThreshold, full.Calibration.ImageThreshold)
+	}
+	// Without synthetic defects the same seed trains other weights.
+	clean := cfg
+	clean.Denoise = 0
+	clean.Checkpoint = filepath.Join(dir, "c.ckpt")
+	plain, err := Train(clean, data, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	same := true
+	for k, a := range full.Student {
+		same = same && maxDiff(a.Data, plain.Student[k].Data) == 0
+	}
+	if same {
+		t.Error("Denoise 0.5 trained the same weights as Denoise 0")
 	}
 	// A different configuration refuses the checkpoint.
 	cfg.Seed = 99

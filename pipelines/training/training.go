@@ -236,7 +236,7 @@ func Run(ctx context.Context, opt Options) (*Result, error) {
 	if cfg.Map.PoolRadius(0)+cfg.Map.PoolRadius(1)+cfg.Map.PoolRadius(2) > 0 {
 		pooling = fmt.Sprintf(", features averaged over %d/%d/%d-wide windows", cfg.Map.Pool[0], cfg.Map.Pool[1], cfg.Map.Pool[2])
 	}
-	logf("flips %v, shifts ≤ %d px, hard-feature mining %g, %s fusion, blur σ %g px%s", cfg.Augment.HFlip, cfg.Augment.Shift, cfg.HardMining, cfg.Map.Fuse, cfg.Map.Sigma, pooling)
+	logf("flips %v, shifts ≤ %d px, synthetic defects in %g of the images, hard-feature mining %g, %s fusion, blur σ %g px%s", cfg.Augment.HFlip, cfg.Augment.Shift, cfg.Denoise, cfg.HardMining, cfg.Map.Fuse, cfg.Map.Sigma, pooling)
 
 	// 2. Teacher features, computed once in ONNX Runtime.
 	tch, tsha, tpath, err := LoadTeacher(opt.Teacher, opt.TeacherFeatures)
@@ -298,7 +298,7 @@ func Run(ctx context.Context, opt Options) (*Result, error) {
 		Training: map[string]any{
 			"size": cfg.Size, "epochs": cfg.Epochs, "batch": cfg.BatchSize, "lr": cfg.LR, "seed": cfg.Seed,
 			"adv_weight": cfg.AdvWeight, "hard_mining": cfg.HardMining, "student": cfg.Student, "map": cfg.Map, "augment": cfg.Augment,
-			"steps": res.Steps, "epoch_kd_loss": res.EpochKDLoss, "val_fraction": opt.ValFraction,
+			"denoise": cfg.Denoise, "steps": res.Steps, "epoch_kd_loss": res.EpochKDLoss, "val_fraction": opt.ValFraction,
 		},
 		Trained: time.Now().UTC(),
 	}
