@@ -8,7 +8,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/advancedclimatesystems/gonnx/onnx"
 	"github.com/multiad/multiad/model/nn"
+	"github.com/multiad/multiad/model/onnxb"
+	"github.com/multiad/multiad/model/ort"
 )
 
 // patchVectors turns a sample's stride-8 and stride-16 teacher features
@@ -58,7 +61,9 @@ func patchVectors(s Sample, S int, c8, c16 int) [][]float32 {
 
 // TestExperimentKNN is a PatchCore-style diagnostic on the teacher features
 // alone (MULTIAD_EXP=1; EXP_S, EXP_BANK fraction of training patches kept,
-// EXP_KNN16 for stride-16 patches alone, EXP_NTEST test images per class):
+// EXP_KNN16 for stride-16 patches alone, EXP_KNN_NORM to scale each
+// scale's part of a patch vector to unit length, EXP_NTEST test images per
+// class):
 // how far the frozen MobileNetV2 features at this resolution can go on the
 // magnetic tiles, independent of any student.
 func TestExperimentKNN(t *testing.T) {
@@ -70,11 +75,31 @@ func TestExperimentKNN(t *testing.T) {
 	c16 := len(train[0].Feats[2]) / ((S / 16) * (S / 16))
 	h8 := S / 8
 	vectors := func(s Sample) [][]float32 { return patchVectors(s, S, c8, c16) }
+	split := c8 // where the stride-16 part of a patch vector starts
 	if os.Getenv("EXP_KNN16") != "" { // stride-16 features alone, 3×3-averaged
-		h8 = S / 16
+		h8, split = S/16, 0
 		vectors = func(s Sample) [][]float32 {
 			s.Feats[1] = s.Feats[2]
 			return patchVectors16(s, S, c16)
+		}
+	}
+	if os.Getenv("EXP_KNN_NORM") != "" { // each scale's part of a patch vector to unit length
+		base := vectors
+		vectors = func(s Sample) [][]float32 {
+			vs := base(s)
+			for _, v := range vs {
+				for _, part := range [][]float32{v[:split], v[split:]} {
+					var n float32
+					for _, f := range part {
+						n += f * f
+					}
+					n = float32(math.Sqrt(float64(n))) + 1e-6
+					for i := range part {
+						part[i] /= n
+					}
+				}
+			}
+			return vs
 		}
 	}
 	rng := rand.New(rand.NewPCG(1, 2))
@@ -86,34 +111,15 @@ func TestExperimentKNN(t *testing.T) {
 			}
 		}
 	}
-	bn := make([]float32, len(bank))
-	for i, v := range bank {
-		for _, f := range v {
-			bn[i] += f * f
-		}
-	}
 	t.Logf("bank %d vectors of %d dims", len(bank), len(bank[0]))
+	nearest := nearestFunc(t, bank)
 	labels, pixLabels, test, _ := tilesTestSet(t, root, S)
 	start := time.Now()
 	var scores, pix, raw []float64
 	for j, s := range test {
-		m := make([]float32, h8*h8)
-		for i, q := range vectors(s) {
-			var qn float32
-			for _, f := range q {
-				qn += f * f
-			}
-			best := float32(math.Inf(1))
-			for b, v := range bank {
-				var dot float32
-				for c, f := range v {
-					dot += f * q[c]
-				}
-				if d := qn + bn[b] - 2*dot; d < best {
-					best = d
-				}
-			}
-			m[i] = float32(math.Sqrt(math.Max(float64(best), 0)))
+		m := nearest(vectors(s))
+		for i, d := range m {
+			m[i] = float32(math.Sqrt(math.Max(float64(d), 0)))
 		}
 		up := separable(m, h8, nn.BilinearMatrix(h8, S))
 		up = blurMap(up, S, DefaultConfig(S).Map.Sigma)
@@ -133,4 +139,50 @@ func TestExperimentKNN(t *testing.T) {
 // the caller passes as Feats[1]), at stride 16.
 func patchVectors16(s Sample, S, c16 int) [][]float32 {
 	return patchVectors(s, S/2, c16, 0) // h = (S/2)/8 = S/16
+}
+
+// nearestFunc returns a function giving, for each query vector, its
+// squared Euclidean distance to the nearest vector of bank, computed in
+// ONNX Runtime (one MatMul against the bank, then a ReduceMin).
+func nearestFunc(t testing.TB, bank [][]float32) func(q [][]float32) []float32 {
+	D, M := len(bank[0]), len(bank)
+	bt := make([]float32, D*M) // [D, M]
+	bn := make([]float32, M)
+	for j, v := range bank {
+		for c, f := range v {
+			bt[c*M+j] = f
+			bn[j] += f * f
+		}
+	}
+	b := onnxb.New()
+	q := b.Input("q", onnx.TensorProto_FLOAT, "N", D)
+	dot := b.Op("MatMul", []string{q, b.Const("bankT", []int64{int64(D), int64(M)}, bt)}, nil)
+	d := b.Op("Add", []string{b.Op("Mul", []string{dot, b.Scalar("minus2", -2)}, nil), b.Const("bankNorm", []int64{1, int64(M)}, bn)}, nil)
+	out := b.Op("ReduceMin", []string{d}, onnxb.Attrs{"axes": []int64{1}, "keepdims": int64(0)})
+	b.Output(out, onnx.TensorProto_FLOAT, "N")
+	data, err := b.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sess, err := ort.NewSession(data, nil, nil, ort.Options{IntraOpThreads: 1, Device: ort.DeviceCPU})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sess.Close() })
+	return func(qs [][]float32) []float32 {
+		flat := make([]float32, 0, len(qs)*D)
+		for _, v := range qs {
+			flat = append(flat, v...)
+		}
+		res, err := sess.Run(ort.Tensor{Shape: []int64{int64(len(qs)), int64(D)}, Data: flat})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, v := range qs {
+			for _, f := range v {
+				res[0].Data[i] += f * f
+			}
+		}
+		return res[0].Data
+	}
 }
