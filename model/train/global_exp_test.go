@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"slices"
+	"sort"
 	"strconv"
 	"testing"
 
@@ -59,60 +60,56 @@ func TestExperimentGlobal(t *testing.T) {
 		}
 	}
 	res.report(t)
-	// Positives against the pixels of good images only, and against the
-	// normal pixels of defective images only.
-	var pos, goodNeg, defNeg []float64
-	for i, mp := range maps {
-		mask := pixLabels[i*S*S : (i+1)*S*S]
-		for y := 0; y < S; y += 2 {
-			for x := 0; x < S; x += 2 {
-				v := float64(mp[y*S+x])
-				switch {
-				case mask[y*S+x]:
-					pos = append(pos, v)
-				case classes[i] == "good":
-					goodNeg = append(goodNeg, v)
-				default:
-					defNeg = append(defNeg, v)
-				}
-			}
-		}
-	}
-	both := func(neg []float64) float64 {
-		lab := make([]bool, len(pos)+len(neg))
-		for i := range pos {
-			lab[i] = true
-		}
-		return auroc(lab, append(append([]float64(nil), pos...), neg...))
-	}
-	t.Logf("defect pixels (%d) vs good images' pixels (%d): %.4f; vs defective images' normal pixels (%d): %.4f", len(pos), len(goodNeg), both(goodNeg), len(defNeg), both(defNeg))
-	// Per class: all defect pixels against that class's images' normal
-	// pixels, and that class's defect pixels against its own normal pixels.
+	// Half-resolution defect ([0]) and normal ([1]) pixels of each class's
+	// images.
 	byClass := map[string][2][]float64{}
 	for i, mp := range maps {
-		mask := pixLabels[i*S*S : (i+1)*S*S]
+		pix, lab := appendHalfRes(nil, nil, mp, pixLabels[i*S*S:(i+1)*S*S])
 		e := byClass[classes[i]]
-		for y := 0; y < S; y += 2 {
-			for x := 0; x < S; x += 2 {
-				if mask[y*S+x] {
-					e[0] = append(e[0], float64(mp[y*S+x]))
-				} else {
-					e[1] = append(e[1], float64(mp[y*S+x]))
-				}
+		for j, v := range pix {
+			if lab[j] {
+				e[0] = append(e[0], float64(v))
+			} else {
+				e[1] = append(e[1], float64(v))
 			}
 		}
 		byClass[classes[i]] = e
 	}
-	for c, e := range byClass {
-		line := c + ": all defect pixels vs its normal pixels " + f4(both(e[1]))
+	names := make([]string, 0, len(byClass))
+	for c := range byClass {
+		names = append(names, c)
+	}
+	sort.Strings(names)
+	// All defect pixels against the pixels of good images only, and against
+	// the normal pixels of defective images only.
+	var pos, defNeg []float64
+	for _, c := range names {
+		pos = append(pos, byClass[c][0]...)
+		if c != "good" {
+			defNeg = append(defNeg, byClass[c][1]...)
+		}
+	}
+	goodNeg := byClass["good"][1]
+	t.Logf("defect pixels (%d) vs good images' pixels (%d): %.4f; vs defective images' normal pixels (%d): %.4f",
+		len(pos), len(goodNeg), aurocPosNeg(pos, goodNeg), len(defNeg), aurocPosNeg(pos, defNeg))
+	// Per class: all defect pixels against that class's images' normal
+	// pixels, and that class's defect pixels against its own normal pixels.
+	for _, c := range names {
+		e := byClass[c]
+		line := c + ": all defect pixels vs its normal pixels " + f4(aurocPosNeg(pos, e[1]))
 		if len(e[0]) > 0 {
-			lab := make([]bool, len(e[0])+len(e[1]))
-			for i := range e[0] {
-				lab[i] = true
-			}
-			line += ", its defect pixels vs its normal pixels " + f4(auroc(lab, append(append([]float64(nil), e[0]...), e[1]...)))
+			line += ", its defect pixels vs its normal pixels " + f4(aurocPosNeg(e[0], e[1]))
 			line += ", defect pixels " + strconv.Itoa(len(e[0]))
 		}
 		t.Log(line)
 	}
+}
+
+// aurocPosNeg is the AUROC of scores pos (anomalous) against neg (normal).
+func aurocPosNeg(pos, neg []float64) float64 {
+	lab := make([]bool, len(pos)+len(neg))
+	for i := range pos {
+		lab[i] = true
+	}
+	return auroc(lab, append(slices.Clone(pos), neg...))
 }

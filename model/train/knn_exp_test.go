@@ -76,11 +76,14 @@ func TestExperimentKNN(t *testing.T) {
 	h8 := S / 8
 	vectors := func(s Sample) [][]float32 { return patchVectors(s, S, c8, c16) }
 	split := c8 // where the stride-16 part of a patch vector starts
-	if os.Getenv("EXP_KNN16") != "" { // stride-16 features alone, 3×3-averaged
+	if os.Getenv("EXP_KNN16") != "" {
+		// Stride-16 features alone, 3×3-averaged.
 		h8, split = S/16, 0
 		vectors = func(s Sample) [][]float32 {
+			// patchVectors at half the size reads the stride-16 maps as
+			// its stride-8 ones.
 			s.Feats[1] = s.Feats[2]
-			return patchVectors16(s, S, c16)
+			return patchVectors(s, S/2, c16, 0)
 		}
 	}
 	if os.Getenv("EXP_KNN_NORM") != "" { // each scale's part of a patch vector to unit length
@@ -133,12 +136,6 @@ func TestExperimentKNN(t *testing.T) {
 		}
 	}
 	t.Logf("kNN S=%d bank %.2f: image AUROC %.4f (max before the blur %.4f), pixel AUROC %.4f", S, frac, auroc(labels, scores), auroc(labels, raw), auroc(pixLabels, pix))
-}
-
-// patchVectors16 is patchVectors on the stride-16 features alone (which
-// the caller passes as Feats[1]), at stride 16.
-func patchVectors16(s Sample, S, c16 int) [][]float32 {
-	return patchVectors(s, S/2, c16, 0) // h = (S/2)/8 = S/16
 }
 
 // nearestFunc returns a function giving, for each query vector, its

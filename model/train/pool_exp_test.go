@@ -48,6 +48,30 @@ func checkpointExperiment(t testing.TB) (*trainer, string) {
 	return loadCheckpointStudent(t, path), root
 }
 
+// studentRunner returns a function that runs the student of tr, with the
+// graph outputs that outputs builds from its and the teacher's features
+// (NHWC, strides 4, 8, 16), over samples eight at a time, handing each
+// batch's flat outputs and the index of its first sample to each.
+func studentRunner(t testing.TB, tr *trainer, outputs func(s, te [3]*graph.Node) []*graph.Node) func(samples []Sample, each func(first int, outs [][]float32)) {
+	exec := model.MustNewExec(tr.backend, tr.store, func(scope *model.Scope, in []*graph.Node) []*graph.Node {
+		return outputs(student.Forward(scope.At(StudentScope), tr.cfg.Student, in[0]), [3]*graph.Node{in[1], in[2], in[3]})
+	})
+	return func(samples []Sample, each func(int, [][]float32)) {
+		for i := 0; i < len(samples); i += 8 {
+			in := tr.batchTensors(samples[i:min(i+8, len(samples))])
+			out, err := exec.Call(in[0], in[1], in[2], in[3])
+			if err != nil {
+				t.Fatal(err)
+			}
+			flat := make([][]float32, len(out))
+			for j, o := range out {
+				flat[j] = tensors.MustCopyFlatData[float32](o)
+			}
+			each(i, flat)
+		}
+	}
+}
+
 // TestExperimentPool scores the tiles' test set with the student of a
 // finished training checkpoint (EXP_CKPT) when student and teacher features
 // are box-averaged over 1×1, 3×3 or 5×5 locations, chosen per scale, before
@@ -61,33 +85,26 @@ func TestExperimentPool(t *testing.T) {
 	S := tr.cfg.Size
 	labels, pixLabels, test, classes := tilesTestSet(t, root, S)
 	pools := []int{0, 1, 2}
-	exec := model.MustNewExec(tr.backend, tr.store, func(scope *model.Scope, in []*graph.Node) []*graph.Node {
-		s := student.Forward(scope.At(StudentScope), tr.cfg.Student, in[0])
+	run := studentRunner(t, tr, func(s, te [3]*graph.Node) []*graph.Node {
 		var out []*graph.Node
 		for _, r := range pools {
 			for k := range s {
-				out = append(out, nn.CosineDistance(nn.BoxPool(s[k], r), nn.BoxPool(in[k+1], r)))
+				out = append(out, nn.CosineDistance(nn.BoxPool(s[k], r), nn.BoxPool(te[k], r)))
 			}
 		}
 		return out
 	})
 	// raw[pool][scale][image]: the h×h distance map.
 	raw := make([][3][][]float32, len(pools))
-	for i := 0; i < len(test); i += 8 {
-		in := tr.batchTensors(test[i:min(i+8, len(test))])
-		out, err := exec.Call(in[0], in[1], in[2], in[3])
-		if err != nil {
-			t.Fatal(err)
-		}
-		for j, o := range out {
+	run(test, func(_ int, outs [][]float32) {
+		for j, flat := range outs {
 			p, k := j/3, j%3
 			h := S / student.Strides[k]
-			flat := tensors.MustCopyFlatData[float32](o)
 			for n := 0; n < len(flat)/(h*h); n++ {
 				raw[p][k] = append(raw[p][k], flat[n*h*h:(n+1)*h*h])
 			}
 		}
-	}
+	})
 	sigma := student.DefaultSigma(S)
 	// Each scale's pooling chosen separately: mix[k] indexes pools.
 	type variant struct {

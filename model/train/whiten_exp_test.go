@@ -4,12 +4,11 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"testing"
 
 	"github.com/gomlx/gomlx/core/graph"
-	"github.com/gomlx/gomlx/core/tensors"
-	"github.com/gomlx/gomlx/ml/model"
 	"github.com/multiad/multiad/model/nn"
 	"github.com/multiad/multiad/model/student"
 )
@@ -102,31 +101,24 @@ func TestExperimentWhiten(t *testing.T) {
 	if os.Getenv("EXP_NOPOOL") != "" {
 		pool = [3]int{}
 	}
-	exec := model.MustNewExec(tr.backend, tr.store, func(scope *model.Scope, in []*graph.Node) []*graph.Node {
-		s := student.Forward(scope.At(StudentScope), tr.cfg.Student, in[0])
+	run := studentRunner(t, tr, func(s, te [3]*graph.Node) []*graph.Node {
 		var out []*graph.Node
 		for k := range s {
-			out = append(out, graph.Sub(nn.NormalizeChannels(nn.BoxPool(s[k], pool[k])), nn.NormalizeChannels(nn.BoxPool(in[k+1], pool[k]))))
+			out = append(out, graph.Sub(nn.NormalizeChannels(nn.BoxPool(s[k], pool[k])), nn.NormalizeChannels(nn.BoxPool(te[k], pool[k]))))
 		}
 		return out
 	})
 	// residuals calls f(image index, scale, h, c, flat NHWC residual of one image).
 	residuals := func(samples []Sample, f func(i, k, h, c int, r []float32)) {
-		for i := 0; i < len(samples); i += 8 {
-			in := tr.batchTensors(samples[i:min(i+8, len(samples))])
-			out, err := exec.Call(in[0], in[1], in[2], in[3])
-			if err != nil {
-				t.Fatal(err)
-			}
-			for k, o := range out {
+		run(samples, func(first int, outs [][]float32) {
+			for k, flat := range outs {
 				h := S / student.Strides[k]
 				c := tr.cfg.Student.Channels[k]
-				flat := tensors.MustCopyFlatData[float32](o)
 				for n := 0; n < len(flat)/(h*h*c); n++ {
-					f(i+n, k, h, c, flat[n*h*h*c:(n+1)*h*h*c])
+					f(first+n, k, h, c, flat[n*h*h*c:(n+1)*h*h*c])
 				}
 			}
-		}
+		})
 	}
 	var stats [3]*residualStats
 	for k := range stats {
@@ -156,7 +148,7 @@ func TestExperimentWhiten(t *testing.T) {
 			raw[q][k] = make([][]float32, len(test))
 		}
 	}
-	z := make([]float64, 128)
+	z := make([]float64, slices.Max(tr.cfg.Student.Channels[:])) // mahalanobis's scratch
 	residuals(test, func(i, k, h, c int, r []float32) {
 		for q := range kinds {
 			raw[q][k][i] = make([]float32, h*h)
