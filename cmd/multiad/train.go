@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/multiad/multiad/model/preprocess"
+	"github.com/multiad/multiad/model/teacher"
 	"github.com/multiad/multiad/model/train"
 	"github.com/multiad/multiad/pipelines/training"
 )
@@ -45,7 +46,7 @@ func runTrain(ctx context.Context, args []string) int {
 	augment := fs.String("augment", "off", "random flip augmentation, with teacher features of the flipped images: on or off (measured worse on magnetic tiles)")
 	mode := fs.String("norm", preprocess.ModeAuto, "intensity normalisation: auto, range, percentile, window")
 	window := fs.String("window", "", "CT window center,width in HU (e.g. 40,400)")
-	teacherPath := fs.String("teacher", "", "teacher: a .tflite (imported) or .onnx backbone (default: MobileNetV2 from the shared folder)")
+	teacherPath := fs.String("teacher", training.TeacherAuto, "teacher: a built-in one ("+teacher.BuiltinNames(", ")+"), auto (by modality: "+training.AutoTeacher(false)+" for industrial, "+training.AutoTeacher(true)+" for DICOM/NIfTI images), or a .tflite (imported) or .onnx backbone file")
 	teacherFeats := fs.String("teacher-features", "", "comma-separated names of the teacher's stride-4,8,16 feature tensors/outputs")
 	maxImages := fs.Int("max-images", 0, "use at most this many images (0: all)")
 	ckpt := fs.String("checkpoint", "", "checkpoint file: saved every epoch, resumed from if it exists (a finished run's checkpoint re-exports its weights with other --fusion, --sigma, --scale-weights, --feature-pool or --quantile, without training)")
