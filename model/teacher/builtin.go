@@ -66,14 +66,15 @@ func LookupBuiltin(name string) (Builtin, bool) {
 	return Builtin{}, false
 }
 
-// ImportBuiltin imports a built-in teacher from sharedDir (the shared data
-// folder) and checks its feature channels against the table. features, if
-// given, replace the built-in feature tensors (three names).
-func ImportBuiltin(b Builtin, sharedDir string, features []string) (*Teacher, error) {
+// ImportBuiltin imports a built-in teacher from path (b.Path resolved in
+// the shared data folder) and checks its feature channels against the
+// table. features, if given, replace the built-in feature tensors (three
+// names).
+func ImportBuiltin(b Builtin, path string, features []string) (*Teacher, error) {
 	if len(features) == 0 {
 		features = b.Features[:]
 	}
-	t, err := Import(filepath.Join(sharedDir, b.Path), ImportOptions{Features: features})
+	t, err := Import(path, ImportOptions{Features: features})
 	if err != nil {
 		return nil, err
 	}
