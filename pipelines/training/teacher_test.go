@@ -5,21 +5,29 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/multiad/multiad/internal/shared"
+	"github.com/multiad/multiad/io/decode"
+	"github.com/multiad/multiad/io/pixels"
 	"github.com/multiad/multiad/model/bundle"
+	"github.com/multiad/multiad/model/ort"
+	"github.com/multiad/multiad/model/preprocess"
+	"github.com/multiad/multiad/model/runtime"
 	"github.com/multiad/multiad/model/teacher"
 	"github.com/multiad/multiad/model/train"
 )
 
 // TestTrainEdgeTPU trains a tiny model with the MobileNet EdgeTPU teacher
-// (channels 32/48/96, unlike MobileNetV2's 24/32/96): the student adapts to
-// them, the exported graph agrees with training, and the bundle names the
-// teacher with its file's sha256.
+// (channels 32/48/96, unlike MobileNetV2's 24/32/96) on antialiased
+// inputs: the student adapts to the channels, the exported graph agrees
+// with training, the runtime (decode → the bundle's preprocessing → graph)
+// reproduces the trainer's held-out scores, and the bundle names the
+// teacher with its file's sha256 and records the resize.
 func TestTrainEdgeTPU(t *testing.T) {
 	ctx := context.Background()
 	data := tiles(t, 8)
@@ -29,8 +37,10 @@ func TestTrainEdgeTPU(t *testing.T) {
 	cfg.BatchSize = 4
 	cfg.Student.Width = 8
 	cfg.Student.Depth = 1
+	pcfg := preprocess.Default(64)
+	pcfg.Resize = preprocess.ResizeAntialias
 	var logs bytes.Buffer
-	res, err := Run(ctx, Options{Data: data, Out: out, Train: cfg, ValFraction: 0.25, Threads: 1, Log: &logs, VerifyExport: true,
+	res, err := Run(ctx, Options{Data: data, Out: out, Train: cfg, Preprocess: pcfg, ValFraction: 0.25, Threads: 1, Log: &logs, VerifyExport: true,
 		Teacher: teacher.MobileNetEdgeTPU})
 	if err != nil {
 		t.Fatalf("%v\n%s", err, logs.String())
@@ -54,6 +64,41 @@ func TestTrainEdgeTPU(t *testing.T) {
 	}
 	if ch := res.Train.Config.Student.Channels; ch != b.Channels {
 		t.Errorf("student channels %v, want the teacher's %v", ch, b.Channels)
+	}
+	if saved.Manifest.Preprocess.Resize != preprocess.ResizeAntialias {
+		t.Errorf("bundle resize %q", saved.Manifest.Preprocess.Resize)
+	}
+	m, err := runtime.Load(ctx, out, ort.Options{Device: ort.DeviceCPU, IntraOpThreads: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	var all []float64
+	ents, _ := os.ReadDir(data)
+	for _, e := range ents {
+		imgs, err := decode.URI(ctx, filepath.Join(data, e.Name()), pixels.DefaultLimits)
+		if err != nil {
+			continue // broken.jpg
+		}
+		x, err := m.Preprocess(imgs[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, s, err := m.Score([][]float32{x})
+		if err != nil {
+			t.Fatal(err)
+		}
+		all = append(all, float64(s[0]))
+	}
+	tol := ParityTolerance(res.Bundle.Manifest.Scores)
+	for _, v := range res.Train.Calibration.Scores {
+		best := math.Inf(1)
+		for _, a := range all {
+			best = math.Min(best, math.Abs(a-v))
+		}
+		if best > tol {
+			t.Errorf("trainer validation score %v not reproduced by the runtime (closest diff %g)", v, best)
+		}
 	}
 }
 
