@@ -39,7 +39,7 @@ func teacherImport(args []string) int {
 	fs := flag.NewFlagSet("teacher import", flag.ContinueOnError)
 	in := fs.String("tflite", "", "TFLite classifier, or a built-in teacher ("+teacher.BuiltinNames(", ")+"; default: mobilenet_v2 from the shared folder)")
 	out := fs.String("out", "", "ONNX file to write")
-	feats := fs.String("features", "", "comma-separated names of the three feature tensors (strides 4, 8, 16); default: the last residual add of each stage")
+	feats := fs.String("features", "", "comma-separated names of the three feature tensors (strides 4, 8, 16), or a built-in teacher's layer set ("+teacher.LayersStageEnds+", "+teacher.LayersExpanded+"); default: the last residual add of each stage")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"strings"
 	"testing"
 
 	"github.com/multiad/multiad/internal/shared"
@@ -40,8 +41,8 @@ func TestEdgeTPUReference(t *testing.T) {
 		t.Fatalf("%d reference images, want %d", len(refs), len(refImages))
 	}
 	te := importShared(t, b.Path)
-	if te.Features != b.Features || te.FeatureChannels() != b.Channels {
-		t.Errorf("features %v channels %v, want %v %v", te.Features, te.FeatureChannels(), b.Features, b.Channels)
+	if d := b.Default(); te.Features != d.Features || te.FeatureChannels() != d.Channels {
+		t.Errorf("features %v channels %v, want %v %v", te.Features, te.FeatureChannels(), d.Features, d.Channels)
 	}
 	batch := make([]float32, 0, len(refImages)*3*224*224)
 	for _, name := range refImages {
@@ -106,17 +107,37 @@ func classes(p []Prediction) []int {
 	return c
 }
 
-// TestBuiltins checks the built-in table against each file: its features
-// are the ones Import picks by default (the last residual add per stage)
-// and have the listed channels.
+// TestBuiltins checks the built-in table against each file: the default
+// layers are the ones Import picks by itself (the last residual add per
+// stage), every layer set has the listed channels at strides 4, 8 and 16,
+// and unknown names are errors.
 func TestBuiltins(t *testing.T) {
 	for _, b := range Builtins() {
 		te := importShared(t, b.Path)
-		if te.Features != b.Features || te.FeatureChannels() != b.Channels {
-			t.Errorf("%s: default features %v channels %v, table %v %v", b.Name, te.Features, te.FeatureChannels(), b.Features, b.Channels)
+		if d := b.Default(); te.Features != d.Features || te.FeatureChannels() != d.Channels {
+			t.Errorf("%s: default features %v channels %v, table %v %v", b.Name, te.Features, te.FeatureChannels(), d.Features, d.Channels)
 		}
 		if got, ok := LookupBuiltin(b.Name); !ok || got.Path != b.Path {
 			t.Errorf("LookupBuiltin(%q) = %v, %v", b.Name, got, ok)
+		}
+		path := shared.MustPath(t, b.Path)
+		for name, l := range b.Layers {
+			te, err := ImportBuiltin(b, path, []string{name})
+			if err != nil {
+				t.Errorf("%s %s: %v", b.Name, name, err)
+				continue
+			}
+			if te.FeatureChannels() != l.Channels {
+				t.Errorf("%s %s: channels %v, table %v", b.Name, name, te.FeatureChannels(), l.Channels)
+			}
+			for k, f := range te.Features {
+				if !strings.Contains(";"+f+";", ";"+l.Features[k]+";") {
+					t.Errorf("%s %s: feature %d is %q, want one named %q", b.Name, name, k, f, l.Features[k])
+				}
+			}
+		}
+		if _, err := ImportBuiltin(b, path, []string{"widest"}); err == nil || !strings.Contains(err.Error(), "no layer set") {
+			t.Errorf("%s: unknown layer set: err %v", b.Name, err)
 		}
 	}
 	if _, ok := LookupBuiltin("resnet"); ok {

@@ -49,6 +49,7 @@ func TestTrainEdgeTPU(t *testing.T) {
 		t.Errorf("ONNX vs GoMLX validation scores differ by %g (tolerance %g)", res.ParityMax, tol)
 	}
 	b, _ := teacher.LookupBuiltin(teacher.MobileNetEdgeTPU)
+	layers := b.Default()
 	raw, err := os.ReadFile(shared.MustPath(t, b.Path))
 	if err != nil {
 		t.Fatal(err)
@@ -59,11 +60,11 @@ func TestTrainEdgeTPU(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := saved.Manifest.Teacher
-	if got.Name != teacher.MobileNetEdgeTPU || got.SHA256 != hex.EncodeToString(sum[:]) || strings.Join(got.Features, ",") != strings.Join(b.Features[:], ",") {
-		t.Errorf("bundle teacher %+v, want %s sha256 %x features %v", got, b.Name, sum, b.Features)
+	if got.Name != teacher.MobileNetEdgeTPU || got.SHA256 != hex.EncodeToString(sum[:]) || strings.Join(got.Features, ",") != strings.Join(layers.Features[:], ",") {
+		t.Errorf("bundle teacher %+v, want %s sha256 %x features %v", got, b.Name, sum, layers.Features)
 	}
-	if ch := res.Train.Config.Student.Channels; ch != b.Channels {
-		t.Errorf("student channels %v, want the teacher's %v", ch, b.Channels)
+	if ch := res.Train.Config.Student.Channels; ch != layers.Channels {
+		t.Errorf("student channels %v, want the teacher's %v", ch, layers.Channels)
 	}
 	if saved.Manifest.Preprocess.Resize != preprocess.ResizeAntialias {
 		t.Errorf("bundle resize %q", saved.Manifest.Preprocess.Resize)
@@ -114,6 +115,13 @@ func TestLoadTeacherNames(t *testing.T) {
 	}
 	if def.Name != teacher.MobileNetV2 || def.FeatureChannels() != [3]int{24, 32, 96} {
 		t.Errorf("default teacher %s channels %v", def.Name, def.FeatureChannels())
+	}
+	wide, err := LoadTeacher(teacher.MobileNetEdgeTPU, []string{teacher.LayersExpanded})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if wide.FeatureChannels() != [3]int{32, 192, 384} {
+		t.Errorf("mobilenet_edgetpu expanded: channels %v", wide.FeatureChannels())
 	}
 	for _, c := range []struct{ name, want string }{
 		{"auto", "resolved per modality"},
