@@ -5,21 +5,17 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"math"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/multiad/multiad/internal/shared"
-	"github.com/multiad/multiad/io/decode"
-	"github.com/multiad/multiad/io/pixels"
 	"github.com/multiad/multiad/model/bundle"
 	"github.com/multiad/multiad/model/ort"
 	"github.com/multiad/multiad/model/preprocess"
 	"github.com/multiad/multiad/model/runtime"
 	"github.com/multiad/multiad/model/teacher"
-	"github.com/multiad/multiad/model/train"
 )
 
 // TestTrainEdgeTPU trains a tiny model with the MobileNet EdgeTPU teacher
@@ -32,11 +28,7 @@ func TestTrainEdgeTPU(t *testing.T) {
 	ctx := context.Background()
 	data := tiles(t, 8)
 	out := filepath.Join(t.TempDir(), "bundle")
-	cfg := train.DefaultConfig(64)
-	cfg.Epochs = 1
-	cfg.BatchSize = 4
-	cfg.Student.Width = 8
-	cfg.Student.Depth = 1
+	cfg := tinyConfig(1)
 	pcfg := preprocess.Default(64)
 	pcfg.Resize = preprocess.ResizeAntialias
 	var logs bytes.Buffer
@@ -74,33 +66,7 @@ func TestTrainEdgeTPU(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer m.Close()
-	var all []float64
-	ents, _ := os.ReadDir(data)
-	for _, e := range ents {
-		imgs, err := decode.URI(ctx, filepath.Join(data, e.Name()), pixels.DefaultLimits)
-		if err != nil {
-			continue // broken.jpg
-		}
-		x, err := m.Preprocess(imgs[0])
-		if err != nil {
-			t.Fatal(err)
-		}
-		_, s, err := m.Score([][]float32{x})
-		if err != nil {
-			t.Fatal(err)
-		}
-		all = append(all, float64(s[0]))
-	}
-	tol := ParityTolerance(res.Bundle.Manifest.Scores)
-	for _, v := range res.Train.Calibration.Scores {
-		best := math.Inf(1)
-		for _, a := range all {
-			best = math.Min(best, math.Abs(a-v))
-		}
-		if best > tol {
-			t.Errorf("trainer validation score %v not reproduced by the runtime (closest diff %g)", v, best)
-		}
-	}
+	checkRuntimeScores(t, m, data, res.Train.Calibration.Scores, ParityTolerance(res.Bundle.Manifest.Scores))
 }
 
 func TestLoadTeacherNames(t *testing.T) {
