@@ -203,7 +203,7 @@ func TestScoreHelpGroups(t *testing.T) {
 	}
 	listed := func(s string) map[string]bool {
 		m := map[string]bool{}
-		for _, g := range regexp.MustCompile(`(?m)^  -([A-Za-z0-9_.-]+)`).FindAllStringSubmatch(s, -1) {
+		for _, g := range regexp.MustCompile(`(?m)^  -([A-Za-z][A-Za-z0-9_.-]*)`).FindAllStringSubmatch(s, -1) {
 			m[g[1]] = true
 		}
 		return m
