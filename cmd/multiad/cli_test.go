@@ -286,6 +286,9 @@ func TestScorePreflight(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			r := runBin(t, c.env, "score", "--model="+c.model, "--input="+in, "--output="+c.out)
+			if _, err := os.Stat(c.out); c.name == "no-library" && err == nil {
+				t.Errorf("the failed check created %s", c.out)
+			}
 			if r.code != 2 {
 				t.Fatalf("exit %d, want 2\n%s%s", r.code, r.stdout, r.stderr)
 			}
@@ -302,6 +305,16 @@ func TestScorePreflight(t *testing.T) {
 				t.Errorf("took %v, want under 2 s", r.elapsed)
 			}
 		})
+	}
+	// predict makes the checks that apply to it (library, bundle) before
+	// reading any image.
+	img := filepath.Join(in, "x.png")
+	for _, c := range cases[:3] {
+		r := runBin(t, c.env, "predict", "--model="+c.model, img)
+		all := strings.TrimSpace(r.stdout + r.stderr)
+		if r.code != 2 || r.stdout != "" || strings.Contains(all, "\n") || !strings.Contains(all, c.want[0]) {
+			t.Errorf("predict, %s: exit %d, stdout %q, stderr %q; want exit 2 and one line on stderr naming %q", c.name, r.code, r.stdout, r.stderr, c.want[0])
+		}
 	}
 }
 
