@@ -5,7 +5,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"sort"
 	"strings"
@@ -31,6 +30,9 @@ type help struct {
 	// hidden names flags left out of the help (aliases kept for old
 	// scripts).
 	hidden map[string]bool
+	// own, when set, tells the command's flags from others on the same
+	// flag set (score's Beam flags), which the help leaves out.
+	own func(name string) bool
 	// after is printed after the flags (score's pointer to Beam's flags).
 	after    string
 	examples []string
@@ -57,7 +59,7 @@ func (h *help) write(w io.Writer, fs *flag.FlagSet) {
 	}
 	var rest []string
 	fs.VisitAll(func(f *flag.Flag) {
-		if !listed[f.Name] && !h.hidden[f.Name] && h.inHelp(f.Name) {
+		if !listed[f.Name] && !h.hidden[f.Name] && (h.own == nil || h.own(f.Name)) {
 			rest = append(rest, f.Name)
 		}
 	})
@@ -78,12 +80,6 @@ func (h *help) write(w io.Writer, fs *flag.FlagSet) {
 			fmt.Fprintf(w, "  %s\n", e)
 		}
 	}
-}
-
-// inHelp reports whether an ungrouped flag belongs in the help: score's
-// flag set also holds Beam's runner flags, which its help only points to.
-func (h *help) inHelp(name string) bool {
-	return h.name != "score" || isScoreFlag(name)
 }
 
 // printFlags prints the named flags of fs in flag.PrintDefaults' layout,
@@ -166,13 +162,11 @@ func parseLogLevel(s, dflt string) (string, error) {
 }
 
 // setLogLevel routes the log and log/slog packages (multiad's own log
-// lines, Beam's and Prism's) through Beam's slog handler at level. Beam's
-// beam.Init sets the same handler up again from blog.LogLevel.
+// lines at info, Beam's and Prism's) through Beam's slog handler at level,
+// as beam.Init does from blog.LogLevel.
 func setLogLevel(level string) {
 	blog.LogLevel = level
 	blog.SetupLogging(level, "text")
-	// The log package's lines go to slog at Info.
-	slog.SetLogLoggerLevel(slog.LevelInfo)
 }
 
 // commandNames returns the registered commands, sorted.

@@ -70,6 +70,7 @@ func registerScoreFlags(fs *flag.FlagSet) *scoreFlags {
 // a pointer to Beam's runner flags (listed by --help-beam).
 var scoreHelp = &help{
 	name:     "score",
+	own:      isScoreFlag,
 	synopsis: "multiad score --model BUNDLE --input IN --output OUT [flags] [Beam flags]",
 	about: `Scores every image, slice and frame of IN with the model bundle and writes
 scores.jsonl, failures.jsonl, studies.jsonl, heatmaps/, summary.json and report.html

@@ -25,6 +25,12 @@
 // studies and a summary of them), and only then records the inputs it
 // scored in the ledger (package state).
 //
+// Output folder: Run refuses a folder that holds an earlier run's
+// summary.json or scores.jsonl unless Overwrite (incremental runs write
+// runs/<time>/ and need none). Check makes Run's checks before the
+// pipeline (options, input, bundle, output folder) for a caller that wants
+// to stop early with a typed error (*BundleError, *OutputError).
+//
 // PHI: DICOM patient names, IDs, birth dates and accession numbers stay out
 // of every output unless IncludePHI. Manifest columns are the user's own
 // and are written as given, except columns named like PHI (name,
