@@ -22,7 +22,7 @@ $(MULTIAD_ORT_LIB):
 
 ## build: build the multiad binary into bin/
 build: setup
-	go build -o $(BIN) ./cmd/multiad
+	go build -ldflags "-X main.build=$$(git describe --always --dirty 2>/dev/null || echo unknown)" -o $(BIN) ./cmd/multiad
 	cp -f $(MULTIAD_ORT_LIB) bin/
 
 ## test: the whole test suite (what CI runs)

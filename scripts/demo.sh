@@ -14,7 +14,7 @@ echo "demo: 1/2 training on $data/train/good -> $out/bundle"
 $bin train --data "$data" --out "$out/bundle" \
   --size "${DEMO_SIZE:-128}" --epochs "${DEMO_EPOCHS:-6}" --width "${DEMO_WIDTH:-32}" --threads 2
 echo "demo: 2/2 scoring $data/test on Prism -> $out/report"
-$bin score --model "$out/bundle" --input "$data" --output "$out/report" --heatmaps anomalous --threads 2
+$bin score --model "$out/bundle" --input "$data" --output "$out/report" --overwrite --heatmaps anomalous --threads 2
 echo
 jq -r '"inputs \(.inputs)  scored \(.scored)  failed \(.failed)  threshold \(.threshold)",
        "image AUROC \(.metrics.image_auroc)  AP \(.metrics.image_ap)  F1-max \(.metrics.image_f1_max)",

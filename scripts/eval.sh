@@ -63,8 +63,8 @@ for v in "${variants[@]}"; do
   wait $p1 || { cat "$out/$name/tiles.train.log"; exit 1; }
   wait $p2 || { cat "$out/$name/lgg.train.log"; exit 1; }
   echo "eval: [$name] scoring the test sets on Prism ..."
-  $bin score --model "$out/$name/tiles.bundle" --input "$tiles" --output "$out/$name/tiles" --heatmaps none --threads 2 > "$out/$name/tiles.score.log" 2>&1
-  $bin score --model "$out/$name/lgg.bundle" --input "$lgg/test.csv" --output "$out/$name/lgg" --heatmaps none --threads 2 > "$out/$name/lgg.score.log" 2>&1
+  $bin score --model "$out/$name/tiles.bundle" --input "$tiles" --output "$out/$name/tiles" --overwrite --heatmaps none --threads 2 > "$out/$name/tiles.score.log" 2>&1
+  $bin score --model "$out/$name/lgg.bundle" --input "$lgg/test.csv" --output "$out/$name/lgg" --overwrite --heatmaps none --threads 2 > "$out/$name/lgg.score.log" 2>&1
 done
 echo
 echo "| variant | dataset | images | image AUROC | pixel AUROC | AU-PRO | image AP | F1-max |"

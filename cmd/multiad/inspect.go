@@ -6,6 +6,8 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"sort"
+	"strings"
 
 	"github.com/multiad/multiad/io/decode"
 	"github.com/multiad/multiad/io/pixels"
@@ -19,19 +21,26 @@ func init() {
 func runInspect(ctx context.Context, args []string) int {
 	fs := flag.NewFlagSet("inspect", flag.ContinueOnError)
 	asJSON := fs.Bool("json", false, "print one JSON object per line")
-	showPHI := fs.Bool("show-phi", false, "include patient names, IDs and birth dates (off by default)")
+	showPHI := fs.Bool("include-phi", false, "show patient names, IDs and birth dates (off by default)")
+	// --show-phi is the old name of --include-phi, kept for scripts.
+	fs.BoolVar(showPHI, "show-phi", false, "the old name of --include-phi")
 	maxPixels := fs.Int64("max-pixels", pixels.DefaultLimits.MaxPixels, "largest image accepted, in values (rows*cols*channels)")
 	maxVoxels := fs.Int64("max-voxels", pixels.DefaultLimits.MaxVoxels, "largest file accepted, in values over all frames or slices")
-	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "usage: multiad inspect [--json] [--show-phi] URI...\n\nURIs are local paths, file:// or gs:// objects; globs are expanded.")
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		return 2
+	h := &help{name: "inspect", synopsis: "multiad inspect [--json] [--include-phi] URI...",
+		about: "Decodes each input and prints one line per image, frame or slice: size, stored and rescaled\n" +
+			"value ranges, modality and transfer syntax. URIs are local paths, file:// or gs:// objects, or\n" +
+			"DICOMweb queries; globs are expanded. Exit status 1 when an input fails to decode.",
+		hidden: map[string]bool{"show-phi": true},
+		examples: []string{
+			"multiad inspect scans/*.dcm",
+			"multiad inspect --json --include-phi gs://bucket/study/IM0001.dcm",
+			"multiad inspect volume.nii.gz | head",
+		}}
+	if code, ok := parseArgs(fs, h, args); !ok {
+		return code
 	}
 	if fs.NArg() == 0 {
-		fs.Usage()
-		return 2
+		return usageError("inspect", "missing URI arguments")
 	}
 	lim := pixels.Limits{MaxPixels: *maxPixels, MaxVoxels: *maxVoxels}
 	enc := json.NewEncoder(os.Stdout)
@@ -76,9 +85,9 @@ func runInspect(ctx context.Context, args []string) int {
 				} else if s.Slice != nil {
 					idx = fmt.Sprintf("[slice %d]", *s.Slice)
 				}
-				fmt.Printf("%s%s\t%dx%dx%d %s\tmin %g max %g mean %.4g\trescaled min %g max %g mean %.4g\t%s %s\n",
+				fmt.Printf("%s%s\t%dx%dx%d %s\tmin %g max %g mean %.4g\trescaled min %g max %g mean %.4g\t%s %s%s\n",
 					uri, idx, s.Rows, s.Cols, s.Channels, s.DType, s.Min, s.Max, s.Mean,
-					s.RescaledMin, s.RescaledMax, s.RescaledMean, s.Modality, s.TransferSyntax)
+					s.RescaledMin, s.RescaledMax, s.RescaledMean, s.Modality, s.TransferSyntax, phiText(s.PHI))
 			}
 		}
 	}
@@ -96,4 +105,24 @@ func hasGlob(s string) bool {
 		}
 	}
 	return false
+}
+
+// phiText renders identifying fields for inspect's text lines: a tab and
+// "phi" then key=value pairs in key order ("" when there are none, as
+// without --include-phi).
+func phiText(phi map[string]string) string {
+	if len(phi) == 0 {
+		return ""
+	}
+	keys := make([]string, 0, len(phi))
+	for k := range phi {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var b strings.Builder
+	b.WriteString("\tphi")
+	for _, k := range keys {
+		fmt.Fprintf(&b, " %s=%q", k, phi[k])
+	}
+	return b.String()
 }

@@ -126,22 +126,33 @@ func TestInspectPHI(t *testing.T) {
 	if len(fields) < 2 {
 		t.Fatalf("pydicom printed %q", out)
 	}
-	plain, err := exec.Command(bin, "inspect", "--json", f).Output()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, s := range fields {
-		// Parts of the name that are also in the file's path (here the
-		// study date) are the user's own URI, not a leak.
-		if len(s) > 2 && !strings.Contains(f, s) && bytes.Contains(plain, []byte(s)) {
-			t.Errorf("inspect leaks %q without --show-phi: %s", s, plain)
+	birth := fields[len(fields)-1]
+	// Text and JSON lines; --show-phi is the hidden old name of
+	// --include-phi.
+	for _, format := range [][]string{{"--json"}, nil} {
+		plain, err := exec.Command(bin, append(append([]string{"inspect"}, format...), f)...).Output()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range fields {
+			// Parts of the name that are also in the file's path (here the
+			// study date) are the user's own URI, not a leak.
+			if len(s) > 2 && !strings.Contains(f, s) && bytes.Contains(plain, []byte(s)) {
+				t.Errorf("inspect %v leaks %q without --include-phi: %s", format, s, plain)
+			}
+		}
+		for _, opt := range []string{"--include-phi", "--show-phi"} {
+			withPHI, err := exec.Command(bin, append(append([]string{"inspect", opt}, format...), f)...).Output()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Contains(withPHI, []byte(birth)) {
+				t.Errorf("inspect %s %v does not show the birth date %s: %s", opt, format, birth, withPHI)
+			}
 		}
 	}
-	withPHI, err := exec.Command(bin, "inspect", "--json", "--show-phi", f).Output()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Contains(withPHI, []byte(fields[len(fields)-1])) {
-		t.Errorf("--show-phi does not show the birth date %s: %s", fields[len(fields)-1], withPHI)
+	help, err := exec.Command(bin, "inspect", "-h").Output()
+	if err != nil || !bytes.Contains(help, []byte("-include-phi")) || bytes.Contains(help, []byte("-show-phi")) {
+		t.Errorf("inspect -h (%v) should list --include-phi and not its old name --show-phi:\n%s", err, help)
 	}
 }

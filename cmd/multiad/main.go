@@ -10,15 +10,16 @@
 //	multiad score --model BUNDLE --input IN --output OUT [flags] [Beam flags]
 //	multiad version
 //
-// Run "multiad COMMAND -h" for a command's flags.
+// Run "multiad help COMMAND" or "multiad COMMAND -h" for a command's flags
+// and examples.
 package main
 
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
-	"sort"
 	"strings"
 )
 
@@ -36,16 +37,17 @@ func register(name, summary string, run func(ctx context.Context, args []string)
 	commands[name] = command{summary, run}
 }
 
-func usage() {
-	fmt.Fprintln(os.Stderr, "usage: multiad COMMAND [flags] [args]\n\ncommands:")
-	names := make([]string, 0, len(commands))
-	for n := range commands {
-		names = append(names, n)
+// usage prints the command list to w.
+func usage(w io.Writer) {
+	fmt.Fprintln(w, "usage: multiad COMMAND [flags] [args]\n\ncommands:")
+	for _, n := range commandNames() {
+		fmt.Fprintf(w, "  %-9s %s\n", n, commands[n].summary)
 	}
-	sort.Strings(names)
-	for _, n := range names {
-		fmt.Fprintf(os.Stderr, "  %-9s %s\n", n, commands[n].summary)
-	}
+	fmt.Fprintln(w, `
+Run "multiad help COMMAND" or "multiad COMMAND -h" for a command's flags and
+examples, "multiad --version" for the version.
+Exit status: 0 done, 1 failed, 2 usage error or a failed check before the
+work starts (missing ONNX Runtime library, unreadable bundle, output folder).`)
 }
 
 func main() {
@@ -54,23 +56,41 @@ func main() {
 	if len(os.Args) > 1 && strings.HasPrefix(os.Args[1], "-") && isWorkerInvocation(os.Args[1:]) {
 		os.Exit(runWorker())
 	}
-	if len(os.Args) < 2 {
-		usage()
-		os.Exit(2)
+	os.Exit(run(context.Background(), os.Args[1:]))
+}
+
+// run runs the command line args (without the program name) and returns
+// the exit status.
+func run(ctx context.Context, args []string) int {
+	if len(args) == 0 {
+		usage(os.Stderr)
+		return 2
 	}
-	name := os.Args[1]
-	if name == "-h" || name == "--help" || name == "help" {
-		usage()
-		return
+	name := args[0]
+	switch name {
+	case "-h", "-help", "--help":
+		usage(os.Stdout)
+		return 0
+	case "-version", "--version":
+		name = "version"
+	case "help":
+		// multiad help [COMMAND [SUBCOMMAND]]: the command's -h.
+		if len(args) == 1 {
+			usage(os.Stdout)
+			return 0
+		}
+		if _, ok := commands[args[1]]; !ok {
+			fmt.Fprintf(os.Stderr, "multiad help: unknown command %q (commands: %s)\n", args[1], strings.Join(commandNames(), ", "))
+			return 2
+		}
+		return run(ctx, append(append([]string{}, args[1:]...), "-h"))
 	}
 	cmd, ok := commands[name]
 	if !ok {
-		fmt.Fprintf(os.Stderr, "multiad: unknown command %q\n", name)
-		usage()
-		os.Exit(2)
+		fmt.Fprintf(os.Stderr, "multiad: unknown command %q (commands: %s; see multiad -h)\n", name, strings.Join(commandNames(), ", "))
+		return 2
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
-	code := cmd.run(ctx, os.Args[2:])
-	stop()
-	os.Exit(code)
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt)
+	defer stop()
+	return cmd.run(ctx, args[1:])
 }

@@ -39,22 +39,43 @@ func runPredict(ctx context.Context, args []string) int {
 	device := fs.String("device", "auto", "auto, cpu or cuda")
 	threads := fs.Int("threads", 0, "ONNX Runtime intra-op threads (0: default)")
 	asJSON := fs.Bool("json", false, "print one JSON object per line")
-	if err := fs.Parse(args); err != nil {
-		return 2
+	logLevel := logLevelFlag(fs, "warn")
+	h := &help{name: "predict", synopsis: "multiad predict --model BUNDLE [--heatmaps DIR] [--json] IMAGE...",
+		about: "Scores images with a model bundle in this process, without Beam: one line per image, frame or\n" +
+			"slice with its score, verdict and heatmap PNG. For folders, labels, metrics and reports use\n" +
+			"multiad score. Exit status 1 when an input fails, 2 for a usage error or when the ONNX Runtime\n" +
+			"library or the bundle cannot be loaded.",
+		examples: []string{
+			"multiad predict --model tiles.bundle part1.png part2.png",
+			"multiad predict --model gs://bucket/models/mri.tar --json --heatmaps \"\" scan.dcm",
+		}}
+	if code, ok := parseArgs(fs, h, args); !ok {
+		return code
 	}
-	if *model == "" || fs.NArg() == 0 {
-		fmt.Fprintln(os.Stderr, "usage: multiad predict --model BUNDLE [--heatmaps DIR] IMAGE...")
-		return 2
+	if msg := missingFlags(fs, "model"); msg != "" {
+		return usageError("predict", msg)
+	}
+	if fs.NArg() == 0 {
+		return usageError("predict", "missing IMAGE arguments")
 	}
 	dev, err := ort.ParseDevice(*device)
 	if err != nil {
+		return usageError("predict", "--device: "+err.Error())
+	}
+	level, err := parseLogLevel(*logLevel, "warn")
+	if err != nil {
+		return usageError("predict", err.Error())
+	}
+	setLogLevel(level)
+	// Preflight: the library and the bundle load before any input is read.
+	if err := checkORT(); err != nil {
 		fmt.Fprintln(os.Stderr, "multiad predict:", err)
 		return 2
 	}
 	m, err := runtime.Load(ctx, *model, ort.Options{Device: dev, IntraOpThreads: *threads})
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "multiad predict:", err)
-		return 1
+		fmt.Fprintf(os.Stderr, "multiad predict: %v (give --model a bundle written by multiad train)\n", err)
+		return 2
 	}
 	defer m.Close()
 	sc := m.Bundle.Manifest.Scores

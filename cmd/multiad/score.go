@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/apache/beam/sdks/v2/go/pkg/beam"
+	blog "github.com/apache/beam/sdks/v2/go/pkg/beam/log"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/x/beamx"
 
 	"github.com/multiad/multiad/model/ort"
@@ -45,6 +46,8 @@ type scoreFlags struct {
 	// gpuMemLimit is --gpu-mem-limit, a byte count with an optional unit,
 	// parsed into Options.GPUMemLimit.
 	gpuMemLimit *string
+	// logLevel is --log-level ("": warn on local runners, info otherwise).
+	logLevel *string
 }
 
 // registerScoreFlags registers every user-facing score flag on fs. The
@@ -59,26 +62,72 @@ func registerScoreFlags(fs *flag.FlagSet) *scoreFlags {
 	f.gpu = fs.String("gpu", "", "Dataflow: GPUs for each worker, added to --dataflow_service_options as worker_accelerator: "+
 		"\"type:nvidia-tesla-t4;count:1;install-nvidia-driver\", or just a GPU type (count 1, driver installed); implies --device=cuda")
 	f.gpuMemLimit = fs.String("gpu-mem-limit", "", "bound on ONNX Runtime's CUDA memory arena per worker process: bytes or 512MiB, 4GiB, 8GB; empty: no bound")
+	f.logLevel = logLevelFlag(fs, "warn on Prism, info on Dataflow")
 	return f
 }
 
-func scoreUsage(fs *flag.FlagSet) func() {
-	return func() {
-		fmt.Fprintln(fs.Output(), `usage: multiad score --model BUNDLE --input IN --output OUT [flags] [Beam flags]
-
-Scores every image, slice and frame of IN with the model bundle and writes
-scores.jsonl, failures.jsonl, heatmaps/, summary.json and report.html into OUT.
-Runs on Prism (in process) unless --runner says otherwise; for Dataflow:
+// scoreHelp is the help of `multiad score`: its own flags in groups, then
+// a pointer to Beam's runner flags (listed by --help-beam).
+var scoreHelp = &help{
+	name:     "score",
+	own:      isScoreFlag,
+	synopsis: "multiad score --model BUNDLE --input IN --output OUT [flags] [Beam flags]",
+	about: `Scores every image, slice and frame of IN with the model bundle and writes
+scores.jsonl, failures.jsonl, studies.jsonl, heatmaps/, summary.json and report.html
+into OUT. Runs on Prism (in process) unless --runner says otherwise. Before the
+pipeline starts it checks the ONNX Runtime library (local runs), the bundle and OUT,
+and stops with one line if one is not usable. An OUT holding an earlier run's
+outputs is refused unless --overwrite (runs with --state write OUT/runs/<time>/).
+Exit status: 0 done, 1 failed, 2 bad flags or a failed check, 3 more failed images
+than --max-failures (the outputs were still written).`,
+	groups: []flagGroup{
+		{"what to score and where", []string{"model", "input", "output", "overwrite", "state"}},
+		{"scoring", []string{"device", "batch-size", "threads", "max-failures", "group-by", "study-score"}},
+		{"outputs", []string{"heatmaps", "gallery", "include-phi", "hash-uids", "uid-salt", "dicom-out", "dicomweb-token"}},
+		{"Dataflow workers", []string{"gpu", "gpu-mem-limit"}},
+		{"logging", []string{"log-level"}},
+	},
+	after: `Beam and runner flags (--runner, --project, --region, --temp_location, --staging_location,
+--sdk_container_image, --worker_binary, --dry_run, ...): run "multiad score --help-beam".
+For Dataflow:
   --runner=dataflow --project P --region R --staging_location gs://B/staging
   --temp_location gs://B/tmp --sdk_container_image IMAGE [--gpu ...] [--dry_run]
-Without --worker_binary, Dataflow workers run this binary (it must be linux/amd64).
-Exit status: 0 done, 1 failed, 2 bad flags, 3 more failed images than
---max-failures (the outputs were still written).
-
-flags (score flags and Beam's):`)
-		fs.PrintDefaults()
-	}
+Without --worker_binary, Dataflow workers run this binary (it must be linux/amd64).`,
+	examples: []string{
+		"multiad score --model tiles.bundle --input ../shared/data/industrial/magnetic_tile/test --output out/",
+		"multiad score --model m.bundle --input 'scans/*.dcm' --output out/ --overwrite --heatmaps all --log-level info",
+		"multiad score --model gs://b/m.tar --input gs://b/archive/ --output gs://b/runs --state gs://b/ledger.jsonl \\\n" +
+			"      --runner=dataflow --project P --region us-central1 --temp_location gs://b/tmp --gpu nvidia-l4",
+	},
 }
+
+// scoreFlagNames are the flags registerScoreFlags adds; the others on
+// flag.CommandLine are Beam's.
+var scoreFlagNames = func() map[string]bool {
+	fs := flag.NewFlagSet("score", flag.ContinueOnError)
+	registerScoreFlags(fs)
+	m := map[string]bool{}
+	fs.VisitAll(func(f *flag.Flag) { m[f.Name] = true })
+	return m
+}()
+
+func isScoreFlag(name string) bool { return scoreFlagNames[name] }
+
+// printBeamFlags lists the Beam and runner flags registered on fs.
+func printBeamFlags(fs *flag.FlagSet) {
+	var names []string
+	fs.VisitAll(func(f *flag.Flag) {
+		if !isScoreFlag(f.Name) {
+			names = append(names, f.Name)
+		}
+	})
+	fmt.Printf("Beam and runner flags of multiad score (%d; see https://beam.apache.org/documentation/runners/):\n", len(names))
+	printFlags(os.Stdout, fs, names)
+}
+
+// localRunners are the runners that score in this process, which then
+// needs the ONNX Runtime library.
+var localRunners = map[string]bool{"": true, "prism": true, "prismrunner": true, "direct": true, "directrunner": true}
 
 func runScore(ctx context.Context, args []string) int {
 	// Beam's runner flags are registered on flag.CommandLine, so the score
@@ -86,16 +135,20 @@ func runScore(ctx context.Context, args []string) int {
 	fs := flag.CommandLine
 	fs.Init("multiad score", flag.ContinueOnError)
 	sf := registerScoreFlags(fs)
-	fs.Usage = scoreUsage(fs)
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
+	for _, a := range args {
+		if a == "--help-beam" || a == "-help-beam" {
+			printBeamFlags(fs)
 			return 0
 		}
-		return 2
+	}
+	if code, ok := parseArgs(fs, scoreHelp, args); !ok {
+		return code
 	}
 	if fs.NArg() > 0 {
-		fmt.Fprintf(os.Stderr, "multiad score: unexpected arguments %q (every input is given with --input)\n", fs.Args())
-		return 2
+		return usageError("score", fmt.Sprintf("unexpected arguments %q (every input is given with --input)", fs.Args()))
+	}
+	if msg := missingFlags(fs, "model", "input", "output"); msg != "" {
+		return usageError("score", msg)
 	}
 	exe, _ := os.Executable()
 	plan, err := prepareScore(fs, sf, exe, os.Getenv(workerImageEnv))
@@ -104,12 +157,25 @@ func runScore(ctx context.Context, args []string) int {
 		return 2
 	}
 	if err := sf.opt.Validate(); err != nil {
-		fmt.Fprintf(os.Stderr, "multiad: %v (see multiad score -h)\n", err)
+		return usageError("score", strings.TrimPrefix(err.Error(), "score: "))
+	}
+	// Preflight: the checks that would otherwise fail inside the
+	// pipeline, after Beam's plan dump.
+	if plan.local {
+		if err := checkORT(); err != nil {
+			fmt.Fprintln(os.Stderr, "multiad score:", err)
+			return 2
+		}
+	}
+	if err := pscore.Check(ctx, *sf.opt); err != nil {
+		fmt.Fprintln(os.Stderr, "multiad", preflightMessage(err, sf.opt))
 		return 2
 	}
 	for _, note := range plan.notes {
 		log.Print("multiad: ", note)
 	}
+	// Beam's logging (Prism's included) starts at beam.Init, at this level.
+	blog.LogLevel = plan.logLevel
 	beam.Init()
 
 	if plan.submitOnly {
@@ -128,7 +194,11 @@ func runScore(ctx context.Context, args []string) int {
 		log.Printf("multiad: %s: no results to summarize here", plan.submitReason)
 		return 0
 	}
-	if _, err := pscore.Run(ctx, *sf.opt); err != nil {
+	sum, err := pscore.Run(ctx, *sf.opt)
+	if sum != nil {
+		fmt.Printf("multiad score: %d images scored, %d failed; wrote %s\n", sum.Scored, sum.Failed, sum.Output)
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "multiad:", err)
 		if errors.Is(err, pscore.ErrTooManyFailures) {
 			return 3 // the outputs were written
@@ -138,6 +208,22 @@ func runScore(ctx context.Context, args []string) int {
 	return 0
 }
 
+// preflightMessage turns a failed pscore.Check into one line that says
+// what to do.
+func preflightMessage(err error, opt *pscore.Options) string {
+	var oe *pscore.OutputError
+	var be *pscore.BundleError
+	switch {
+	case errors.As(err, &oe) && errors.Is(err, pscore.ErrEarlierRun):
+		return fmt.Sprintf("score: --output %s holds an earlier run's outputs (%s): give --overwrite to replace them, or choose another folder", opt.Output, oe.Found)
+	case errors.As(err, &oe):
+		return fmt.Sprintf("score: --output %s cannot be written (%v): choose a folder you can write to", opt.Output, oe.Err)
+	case errors.As(err, &be):
+		return fmt.Sprintf("score: --model: %v (give a bundle written by multiad train)", be.Err)
+	}
+	return err.Error()
+}
+
 // scorePlan is what prepareScore decided.
 type scorePlan struct {
 	// submitOnly is set when the runner only submits or prints the job.
@@ -145,6 +231,10 @@ type scorePlan struct {
 	submitReason string
 	// notes are log lines about defaults that were filled in.
 	notes []string
+	// local is set when the runner scores in this process (Prism).
+	local bool
+	// logLevel is the parsed --log-level.
+	logLevel string
 }
 
 // prepareScore validates the parsed flags on fs and fills in defaults:
@@ -168,6 +258,16 @@ func prepareScore(fs *flag.FlagSet, sf *scoreFlags, exe, image string) (*scorePl
 	}
 	runner := strings.ToLower(get("runner"))
 	dataflow := runner == "dataflow" || runner == "dataflowrunner"
+	plan.local = localRunners[runner]
+	// Quiet by default where the run is watched in a terminal (Prism's
+	// job and worker lines are INFO); Dataflow's job lines are its progress.
+	def := "info"
+	if plan.local {
+		def = "warn"
+	}
+	if plan.logLevel, err = parseLogLevel(*sf.logLevel, def); err != nil {
+		return nil, err
+	}
 
 	if *sf.gpuMemLimit != "" {
 		n, err := parseBytes(*sf.gpuMemLimit)

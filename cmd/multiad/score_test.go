@@ -292,11 +292,15 @@ func TestScoreDataflowErrors(t *testing.T) {
 	}
 	defer srv.Stop()
 	putBundle(t, srv, "fake", "m")
+	srv.Put("fake", "used/summary.json", []byte("{}"))
 	tests := []struct {
 		name string
 		args []string
 		want string
 	}{
+		// Preflight checks of the output folder on GCS (exit 2).
+		{"earlier-run", []string{"--output=gs://fake/used"}, "--output gs://fake/used holds an earlier run's outputs (summary.json): give --overwrite"},
+		{"unwritable-output", []string{"--output=gs://no-such-bucket/out"}, "--output gs://no-such-bucket/out cannot be written"},
 		{"gpu-without-dataflow", []string{"--runner=prism", "--gpu=nvidia-l4"}, "--gpu attaches GPUs to Dataflow workers"},
 		{"bad-gpu", []string{"--gpu=type:nvidia-l4;count:0"}, "count must be a positive number"},
 		{"gpu-twice", []string{"--gpu=nvidia-l4", "--dataflow_service_options=worker_accelerator=type:nvidia-l4;count:1"}, "give one"},
@@ -309,6 +313,10 @@ func TestScoreDataflowErrors(t *testing.T) {
 			out, err := dryRun(t, srv.Host, tt.args...)
 			if err == nil {
 				t.Fatalf("multiad score %q succeeded:\n%s", tt.args, out)
+			}
+			// Each is a bad flag or a failed check before the pipeline.
+			if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 2 {
+				t.Errorf("multiad score %q: %v, want exit status 2\n%s", tt.args, err, out)
 			}
 			if !strings.Contains(out, tt.want) {
 				t.Errorf("output does not mention %q:\n%s", tt.want, out)

@@ -20,19 +20,34 @@ func init() {
 	register("teacher", "import a TFLite teacher to ONNX, or classify images with one", runTeacher)
 }
 
+const teacherUsage = `usage: multiad teacher import --out teacher.onnx [--tflite F|NAME] [--features a,b,c]
+       multiad teacher classify --model teacher.onnx [--labels labels.txt] IMAGE...
+
+The teacher is the pretrained CNN whose features the student learns to match.
+  import    convert a TFLite classifier (default: the shared MobileNetV2) to an ONNX
+            teacher with logits and feat_s4/s8/s16 outputs
+  classify  print the top-5 ImageNet labels of images, to check a teacher
+
+Run "multiad teacher import -h" or "multiad teacher classify -h" for their flags.
+
+examples:
+  multiad teacher import --out teacher.onnx
+  multiad teacher classify --model teacher.onnx cat.jpg dog.png`
+
 func runTeacher(ctx context.Context, args []string) int {
 	if len(args) == 0 {
-		fmt.Fprintln(os.Stderr, "usage: multiad teacher import --tflite F|NAME --out teacher.onnx [--features a,b,c]\n       multiad teacher classify --model teacher.onnx [--labels labels.txt] IMAGE...")
-		return 2
+		return usageError("teacher", "missing subcommand: import or classify")
 	}
 	switch args[0] {
 	case "import":
 		return teacherImport(args[1:])
 	case "classify":
 		return teacherClassify(ctx, args[1:])
+	case "-h", "-help", "--help", "help":
+		fmt.Println(teacherUsage)
+		return 0
 	}
-	fmt.Fprintf(os.Stderr, "multiad teacher: unknown subcommand %q (want import or classify)\n", args[0])
-	return 2
+	return usageError("teacher", fmt.Sprintf("unknown subcommand %q (want import or classify)", args[0]))
 }
 
 func teacherImport(args []string) int {
@@ -40,12 +55,21 @@ func teacherImport(args []string) int {
 	in := fs.String("tflite", "", "TFLite classifier, or a built-in teacher ("+teacher.BuiltinNames(", ")+"; default: mobilenet_v2 from the shared folder)")
 	out := fs.String("out", "", "ONNX file to write")
 	feats := fs.String("features", "", "comma-separated names of the three feature tensors (strides 4, 8, 16), or a built-in teacher's layer set ("+teacher.LayersStageEnds+", "+teacher.LayersExpanded+"); default: the last residual add of each stage")
-	if err := fs.Parse(args); err != nil {
-		return 2
+	h := &help{name: "teacher import", synopsis: "multiad teacher import --out teacher.onnx [--tflite F|NAME] [--features a,b,c]",
+		about: "Dequantizes a TFLite classifier into a float ONNX graph with its logits and three feature\n" +
+			"outputs (feat_s4, feat_s8, feat_s16), the teacher that `multiad train --teacher` takes.",
+		examples: []string{
+			"multiad teacher import --out teacher.onnx",
+			"multiad teacher import --tflite mobilenet_edgetpu --out edgetpu.onnx",
+		}}
+	if code, ok := parseArgs(fs, h, args); !ok {
+		return code
 	}
-	if *out == "" {
-		fmt.Fprintln(os.Stderr, "multiad teacher import: --out is required")
-		return 2
+	if msg := missingFlags(fs, "out"); msg != "" {
+		return usageError(h.name, msg)
+	}
+	if fs.NArg() > 0 {
+		return usageError(h.name, fmt.Sprintf("unexpected arguments %q", fs.Args()))
 	}
 	var names []string
 	if *feats != "" {
@@ -70,14 +94,25 @@ func teacherImport(args []string) int {
 
 func teacherClassify(ctx context.Context, args []string) int {
 	fs := flag.NewFlagSet("teacher classify", flag.ContinueOnError)
-	model := fs.String("model", "", "teacher ONNX file (from `multiad teacher import`)")
+	// No back quotes in usage strings: the flag package shows a quoted
+	// word as the flag's value placeholder.
+	model := fs.String("model", "", "the teacher ONNX file (written by multiad teacher import)")
 	labelsPath := fs.String("labels", "", "labels.txt (default: beside the shared MobileNetV2)")
-	if err := fs.Parse(args); err != nil {
-		return 2
+	h := &help{name: "teacher classify", synopsis: "multiad teacher classify --model teacher.onnx [--labels labels.txt] IMAGE...",
+		about: "Prints the top-5 ImageNet labels of each image with the teacher's classifier head: a quick\n" +
+			"check that an imported teacher sees what it should.",
+		examples: []string{
+			"multiad teacher classify --model teacher.onnx cat.jpg",
+			"multiad teacher classify --model teacher.onnx --labels labels.txt photos/*.png",
+		}}
+	if code, ok := parseArgs(fs, h, args); !ok {
+		return code
 	}
-	if *model == "" || fs.NArg() == 0 {
-		fmt.Fprintln(os.Stderr, "usage: multiad teacher classify --model teacher.onnx IMAGE...")
-		return 2
+	if msg := missingFlags(fs, "model"); msg != "" {
+		return usageError(h.name, msg)
+	}
+	if fs.NArg() == 0 {
+		return usageError(h.name, "missing IMAGE arguments")
 	}
 	if *labelsPath == "" {
 		p, err := sharedLabels()

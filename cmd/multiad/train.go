@@ -53,16 +53,29 @@ func runTrain(ctx context.Context, args []string) int {
 	ckpt := fs.String("checkpoint", "", "checkpoint file: saved every epoch, resumed from if it exists (a finished run's checkpoint re-exports its weights with other --fusion, --sigma, --scale-weights, --feature-pool or --quantile, without training)")
 	threads := fs.Int("threads", 0, "ONNX Runtime intra-op threads (0: default)")
 	verify := fs.Bool("verify-export", true, "run the exported graph in ONNX Runtime on the held-out images, record its largest score difference from training in the bundle, and fail if it exceeds 1e-4 of the scores' range or largest value (the bundle is written first)")
-	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "usage: multiad train --data D --out BUNDLE [flags]")
-		fs.PrintDefaults()
+	h := &help{name: "train", synopsis: "multiad train --data D --out BUNDLE [flags]",
+		about: "Trains a student network on normal images and writes a model bundle (model.onnx + model.json)\n" +
+			"with a threshold calibrated on held-out normals. Settings marked auto are picked by modality.",
+		groups: []flagGroup{
+			{"data and bundle", []string{"data", "out", "max-images", "val-fraction", "quantile"}},
+			{"training", []string{"size", "epochs", "max-steps", "batch", "lr", "disc-lr", "schedule", "seed", "checkpoint", "threads", "verify-export"}},
+			{"anomaly map", []string{"hard-mining", "fusion", "sigma", "scale-weights", "feature-pool"}},
+			{"student and teacher", []string{"width", "depth", "se-reduction", "adv-weight", "teacher", "teacher-features"}},
+			{"preprocessing and augmentation", []string{"norm", "window", "augment", "shift", "denoise"}},
+		},
+		examples: []string{
+			"multiad train --data ../shared/data/industrial/magnetic_tile --out tiles.bundle",
+			"multiad train --data normals.csv --out gs://bucket/models/mri.tar --size 128 --epochs 20",
+			"multiad train --data tiles/train/good --out quick.bundle --size 64 --epochs 1 --max-images 32",
+		}}
+	if code, ok := parseArgs(fs, h, args); !ok {
+		return code
 	}
-	if err := fs.Parse(args); err != nil {
-		return 2
+	if msg := missingFlags(fs, "data", "out"); msg != "" {
+		return usageError("train", msg)
 	}
-	if *data == "" || *out == "" {
-		fs.Usage()
-		return 2
+	if fs.NArg() > 0 {
+		return usageError("train", fmt.Sprintf("unexpected arguments %q (the images are given with --data)", fs.Args()))
 	}
 	cfg := train.DefaultConfig(*size)
 	cfg.Epochs, cfg.MaxSteps, cfg.BatchSize, cfg.LR, cfg.DiscLR, cfg.Schedule = *epochs, *maxSteps, *batch, *lr, *discLR, *schedule

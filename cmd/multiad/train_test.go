@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -19,9 +20,33 @@ import (
 // bundle's path and the command's output.
 func trainTiny(t *testing.T, extra ...string) (string, string) {
 	t.Helper()
+	return trainTinyTo(t, filepath.Join(t.TempDir(), "tiny.bundle"), extra...)
+}
+
+var (
+	tinyOnce sync.Once
+	tinyPath string
+	tinyLog  string
+)
+
+// trainTinyOnce is trainTiny without extra flags, trained once per test
+// run for the tests that only need some bundle; it lives as long as the
+// test binary's build folder.
+func trainTinyOnce(t *testing.T) (string, string) {
+	t.Helper()
+	multiadBinary(t)
+	tinyOnce.Do(func() { tinyPath, tinyLog = trainTinyTo(t, filepath.Join(binDir, "tiny.bundle")) })
+	if tinyPath == "" {
+		t.Fatal("training the tiny bundle failed in an earlier test")
+	}
+	return tinyPath, tinyLog
+}
+
+// trainTinyTo is trainTiny writing the bundle to out.
+func trainTinyTo(t *testing.T, out string, extra ...string) (string, string) {
+	t.Helper()
 	bin := multiadBinary(t)
 	data := shared.LinkTileNormals(t, 8)
-	out := filepath.Join(t.TempDir(), "tiny.bundle")
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	args := append([]string{"train", "--data", data, "--out", out, "--size", "64", "--epochs", "1", "--batch", "4",

@@ -6,7 +6,7 @@ package ort
 import (
 	"errors"
 	"fmt"
-	"log"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -213,7 +213,10 @@ func NewSession(model []byte, inputs, outputs []string, opt Options) (*Session, 
 		} else if dev == DeviceCUDA {
 			return nil, fmt.Errorf("ort: CUDA execution provider unavailable: %s", cudaHint(err))
 		} else {
-			log.Printf("multiad: CUDA unavailable (%s); running on CPU", cudaHint(err))
+			// Expected on a machine without a GPU: one short line at
+			// info, the provider's error at debug.
+			slog.Info("multiad: no CUDA; running on CPU")
+			slog.Debug("multiad: the CUDA execution provider did not load", "reason", cudaHint(err))
 		}
 	}
 	if s == nil {

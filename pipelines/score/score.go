@@ -25,6 +25,12 @@
 // studies and a summary of them), and only then records the inputs it
 // scored in the ledger (package state).
 //
+// Output folder: Run refuses a folder that holds an earlier run's
+// summary.json or scores.jsonl unless Overwrite (incremental runs write
+// runs/<time>/ and need none). Check makes Run's checks before the
+// pipeline (options, input, bundle, output folder) for a caller that wants
+// to stop early with a typed error (*BundleError, *OutputError).
+//
 // PHI: DICOM patient names, IDs, birth dates and accession numbers stay out
 // of every output unless IncludePHI. Manifest columns are the user's own
 // and are written as given, except columns named like PHI (name,
@@ -114,6 +120,11 @@ type Options struct {
 	// State is the ledger of an incremental run (local or gs://); see the
 	// package documentation. Empty: score everything into Output.
 	State string
+	// Overwrite lets a run replace an earlier run's outputs in Output;
+	// without it Run refuses a folder holding summary.json or
+	// scores.jsonl. Incremental runs (State) write runs/<time>/ and need
+	// no Overwrite.
+	Overwrite bool
 
 	// stage is where Build writes (Run's staging folder); empty: Output.
 	stage string
@@ -149,6 +160,7 @@ func RegisterFlags(fs *flag.FlagSet) *Options {
 	fs.StringVar(&o.StudyScore, "study-score", "max", "score of a study or series from its slices: max, or topk:K (mean of the K highest)")
 	fs.BoolVar(&o.HashUIDs, "hash-uids", false, "write salted hashes of DICOM study and series UIDs instead of the UIDs (needs --uid-salt)")
 	fs.StringVar(&o.UIDSalt, "uid-salt", "", "secret salt for --hash-uids (default: $"+uidSaltEnv+")")
+	fs.BoolVar(&o.Overwrite, "overwrite", false, "replace the outputs of an earlier run in --output (without it, a folder holding summary.json or scores.jsonl is refused; --state runs need none)")
 	fs.StringVar(&o.State, "state", "", "ledger file of an incremental run (local or gs://): score only new or changed inputs (or all after a model change), into OUT/runs/<time>/ and OUT/latest/")
 	return o
 }
@@ -168,13 +180,13 @@ func (o *Options) Validate() error {
 		return fmt.Errorf("score: --batch-size %d must be positive", o.BatchSize)
 	}
 	if _, err := report.ParseHeatmaps(o.Heatmaps); err != nil {
-		return err
+		return fmt.Errorf("score: --heatmaps: %w", err)
 	}
 	if _, _, err := ParseMaxFailures(o.MaxFailures); err != nil {
 		return err
 	}
 	if _, err := study.ParseScore(o.StudyScore); err != nil {
-		return err
+		return fmt.Errorf("score: --study-score: %w", err)
 	}
 	if o.DicomOut != "" {
 		if err := (dicomout.Options{Target: o.DicomOut}).Validate(); err != nil {
@@ -184,7 +196,10 @@ func (o *Options) Validate() error {
 	if o.HashUIDs && o.salt() == "" {
 		return fmt.Errorf("score: --hash-uids needs --uid-salt or $%s", uidSaltEnv)
 	}
-	return state.Validate(o.State)
+	if err := state.Validate(o.State); err != nil {
+		return fmt.Errorf("score: --state: %w", err)
+	}
+	return nil
 }
 
 // salt returns the UID salt in effect: --uid-salt, else $MULTIAD_UID_SALT;
@@ -266,7 +281,7 @@ type modelInfo struct {
 func loadModelInfo(ctx context.Context, uri string) (*modelInfo, error) {
 	b, err := bundle.Load(ctx, uri)
 	if err != nil {
-		return nil, fmt.Errorf("score: %w", err)
+		return nil, &BundleError{Model: uri, Err: err}
 	}
 	m := b.Manifest
 	return &modelInfo{
@@ -400,22 +415,18 @@ func runName(t time.Time) string { return t.UTC().Format("20060102T150405.000Z")
 // Run builds the pipeline, runs it (Prism unless --runner says otherwise),
 // writes the summary and report, and commits every output atomically into
 // opt.Output (with --state: into opt.Output/runs/<time>/, then updates
-// opt.Output/latest/ and the ledger). It returns an error wrapping
+// opt.Output/latest/ and the ledger). It first makes Check's checks: it
+// refuses an output folder holding an earlier run unless opt.Overwrite.
+// It returns an error wrapping
 // ErrTooManyFailures when failures exceed opt.MaxFailures (after
 // committing the outputs).
 func Run(ctx context.Context, opt Options) (*Summary, error) {
-	if err := opt.Validate(); err != nil {
-		return nil, err
-	}
-	if err := checkLocalInput(opt.Input); err != nil {
+	info, err := check(ctx, opt)
+	if err != nil {
 		return nil, err
 	}
 	if opt.DicomWebToken != "" {
 		dicomweb.SetToken(opt.DicomWebToken)
-	}
-	info, err := loadModelInfo(ctx, opt.Model)
-	if err != nil {
-		return nil, err
 	}
 	start := time.Now()
 	id := make([]byte, 4)

@@ -209,6 +209,15 @@ func TestEndToEndMVTecWithBadFiles(t *testing.T) {
 	writeFile(t, filepath.Join(out, report.SummaryFile), []byte(`{"stale":true}`))
 
 	opt := Options{Model: testBundle(t), Input: data, Output: out, BatchSize: 4, Heatmaps: report.HeatmapsAll, MaxFailures: "5"}
+	// Without Overwrite, a folder holding an earlier run is refused
+	// before anything is written.
+	if _, err := Run(context.Background(), opt); !errors.Is(err, ErrEarlierRun) {
+		t.Fatalf("Run into a folder holding summary.json without Overwrite: err = %v, want ErrEarlierRun", err)
+	}
+	if b, err := os.ReadFile(filepath.Join(out, report.SummaryFile)); err != nil || string(b) != `{"stale":true}` {
+		t.Fatalf("the refused run changed summary.json: %q, %v", b, err)
+	}
+	opt.Overwrite = true
 	sum, err := Run(context.Background(), opt)
 	if err != nil {
 		t.Fatalf("Run: %v", err)

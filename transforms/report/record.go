@@ -28,14 +28,14 @@ const (
 	digestFile = "_digest.json"
 )
 
-// Heatmap modes (--heatmaps).
+// Heatmap modes: which images get a heatmap overlay.
 const (
 	HeatmapsNone      = "none"
 	HeatmapsAnomalous = "anomalous"
 	HeatmapsAll       = "all"
 )
 
-// ParseHeatmaps checks a --heatmaps value ("" means none).
+// ParseHeatmaps checks a heatmap mode ("" means none).
 func ParseHeatmaps(s string) (string, error) {
 	switch s {
 	case "", HeatmapsNone:
@@ -43,7 +43,7 @@ func ParseHeatmaps(s string) (string, error) {
 	case HeatmapsAnomalous, HeatmapsAll:
 		return s, nil
 	}
-	return "", fmt.Errorf("report: --heatmaps %q: want none, anomalous or all", s)
+	return "", fmt.Errorf("report: heatmap mode %q: want none, anomalous or all", s)
 }
 
 // Record is one line of scores.jsonl.

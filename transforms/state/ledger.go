@@ -161,13 +161,13 @@ func Merge(ctx context.Context, uri string, entries []Entry) (int, error) {
 	return len(all), nil
 }
 
-// Validate checks a --state value: a ledger file URI, not a folder.
+// Validate checks a ledger URI: a file, not a folder ("" is no ledger).
 func Validate(uri string) error {
 	if uri == "" {
 		return nil
 	}
 	if strings.HasSuffix(uri, "/") {
-		return fmt.Errorf("state: --state %q: want the ledger file (e.g. %sledger.jsonl), not a folder", uri, uri)
+		return fmt.Errorf("state: ledger %q: want the ledger file (e.g. %sledger.jsonl), not a folder", uri, uri)
 	}
 	return nil
 }

@@ -45,7 +45,7 @@ const LabelColumn = "study_label"
 // DefaultTop is the number of top slices a Group keeps.
 const DefaultTop = 3
 
-// ParseScore parses a --study-score value: "max" (K = 1) or "topk:K", the
+// ParseScore parses a study score rule: "max" (K = 1) or "topk:K", the
 // mean of the K highest slice scores (of all slices when a group has
 // fewer).
 func ParseScore(s string) (k int, err error) {
@@ -55,11 +55,11 @@ func ParseScore(s string) (k int, err error) {
 	case strings.HasPrefix(s, "topk:"):
 		k, err := strconv.Atoi(strings.TrimPrefix(s, "topk:"))
 		if err != nil || k < 1 || k > 10000 {
-			return 0, fmt.Errorf("study: --study-score %q: K must be an integer in [1, 10000]", s)
+			return 0, fmt.Errorf("study: score rule %q: K must be an integer in [1, 10000]", s)
 		}
 		return k, nil
 	}
-	return 0, fmt.Errorf("study: --study-score %q: want max or topk:K", s)
+	return 0, fmt.Errorf("study: score rule %q: want max or topk:K", s)
 }
 
 // HashUID returns the salted hash that stands for a UID in the outputs
