@@ -318,3 +318,25 @@ func TestResizeManifest(t *testing.T) {
 		t.Errorf("round trip %s: %+v, %v", j, back, err)
 	}
 }
+
+// BenchmarkResize compares the two resize modes on a tile-sized and a
+// 1,024 px plane shrunk to 256.
+func BenchmarkResize(b *testing.B) {
+	for _, s := range [][2]int{{601, 373}, {1024, 1024}} {
+		src := make([]float32, s[0]*s[1])
+		for i := range src {
+			src[i] = float32(i%251) / 250
+		}
+		dst := make([]float32, 256*256)
+		b.Run(fmt.Sprintf("bilinear/%dx%d", s[0], s[1]), func(b *testing.B) {
+			for b.Loop() {
+				Resize(src, s[0], s[1], dst, 256, 256)
+			}
+		})
+		b.Run(fmt.Sprintf("antialias/%dx%d", s[0], s[1]), func(b *testing.B) {
+			for b.Loop() {
+				ResizeAntialiased(src, s[0], s[1], dst, 256, 256)
+			}
+		})
+	}
+}

@@ -52,7 +52,8 @@ type Teacher struct {
 // ImportOptions configure Import.
 type ImportOptions struct {
 	// Features names the three TFLite tensors used as stride-4, -8 and -16
-	// feature maps (a tensor named "a;b;c" is also found as "b"). Empty selects, at each stride, the output of the last
+	// feature maps (a tensor named "a;b;c" is also found as "b", and is
+	// then renamed "b"). Empty selects, at each stride, the output of the last
 	// residual ADD, or when there is none the last narrowest tensor: for
 	// MobileNetV2 MobilenetV2/expanded_conv_2/add, expanded_conv_5/add and
 	// expanded_conv_12/add (24, 32, 96 channels); for MobileNetV3-small
@@ -92,7 +93,7 @@ func Import(tflitePath string, opts ImportOptions) (*Teacher, error) {
 		s, ok := p.Shape(f)
 		if !ok {
 			if full, found := p.resolve(f); found {
-				t.Features[k], f = full, full
+				p.rename(full, f)
 				s, ok = p.Shape(f)
 			}
 		}
@@ -124,6 +125,27 @@ func (p *Program) resolve(name string) (string, bool) {
 		}
 	}
 	return full, full != ""
+}
+
+// rename renames value from to to (a name no value has).
+func (p *Program) rename(from, to string) {
+	for i := range p.Ops {
+		op := &p.Ops[i]
+		if op.Output == from {
+			op.Output = to
+		}
+		for j, in := range op.Inputs {
+			if in == from {
+				op.Inputs[j] = to
+			}
+		}
+	}
+	if p.Output == from {
+		p.Output = to
+	}
+	if p.Logits == from {
+		p.Logits = to
+	}
 }
 
 // unclampLogits removes the clamp from the ops that compute the logits.
