@@ -267,6 +267,8 @@ type CoresetOptions struct {
 	Seed uint64
 	// Threads is the number of goroutines (≤ 0: GOMAXPROCS).
 	Threads int
+	// Progress, if not nil, is called after every tenth of the selection.
+	Progress func(chosen, n int)
 }
 
 // ErrEmpty is returned for a coreset of nothing.
@@ -297,7 +299,13 @@ func Coreset(x []float32, D, n int, opt CoresetOptions) (idx []int, radius float
 	}
 	rng := rand.New(rand.NewPCG(opt.Seed, 0x636f72657365742e))
 	p, d := project(x, D, opt.Proj, rng, opt.Threads)
+	// minD[i] is the squared distance from vector i to its nearest chosen
+	// centre, near[i] that centre's position in idx. A new centre c cannot
+	// come nearer to i when ‖c − near‖ ≥ 2·√minD[i] (triangle inequality),
+	// so most vectors are skipped without computing their distance to c:
+	// the selection is the plain greedy one, only faster.
 	minD := make([]float32, N)
+	near := make([]int32, N)
 	for i := range minD {
 		minD[i] = float32(math.Inf(1))
 	}
@@ -313,25 +321,34 @@ func Coreset(x []float32, D, n int, opt CoresetOptions) (idx []int, radius float
 	bests := make([]best, threads)
 	next := rng.IntN(N)
 	idx = make([]int, 0, n)
+	cc := make([]float32, 0, n) // squared distances from the new centre to every centre, /4
 	for {
+		t := len(idx)
 		idx = append(idx, next)
 		c := p[next*d : (next+1)*d]
+		cc = cc[:t+1]
+		for j := 0; j < t; j++ {
+			cc[j] = sqDist(c, p[idx[j]*d:(idx[j]+1)*d], float32(math.Inf(1))) / 4
+		}
+		cc[t] = 0
 		var wg sync.WaitGroup
-		for t := 0; t < threads; t++ {
-			lo, hi := t*N/threads, (t+1)*N/threads
+		for w := 0; w < threads; w++ {
+			lo, hi := w*N/threads, (w+1)*N/threads
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
 				b := best{-1, -1}
 				for i := lo; i < hi; i++ {
-					if v := sqDist(p[i*d:(i+1)*d], c, minD[i]); v < minD[i] {
-						minD[i] = v
+					if t == 0 || cc[near[i]] < minD[i] {
+						if v := sqDist(p[i*d:(i+1)*d], c, minD[i]); v < minD[i] {
+							minD[i], near[i] = v, int32(t)
+						}
 					}
 					if minD[i] > b.d {
 						b = best{i, minD[i]}
 					}
 				}
-				bests[t] = b
+				bests[w] = b
 			}()
 		}
 		wg.Wait()
@@ -343,6 +360,9 @@ func Coreset(x []float32, D, n int, opt CoresetOptions) (idx []int, radius float
 		}
 		if len(idx) == n || b.d <= 0 { // b.d 0: every vector is a copy of a chosen one
 			return idx, math.Sqrt(float64(max(b.d, 0))), nil
+		}
+		if opt.Progress != nil && len(idx)%max(n/10, 1) == 0 {
+			opt.Progress(len(idx), n)
 		}
 		next = b.i
 	}

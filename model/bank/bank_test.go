@@ -133,6 +133,42 @@ func TestCoresetCovers(t *testing.T) {
 	}
 }
 
+// TestCoresetGreedy checks the pruned selection against a plain greedy
+// k-center written out here (float64, no pruning), started from the same
+// first centre.
+func TestCoresetGreedy(t *testing.T) {
+	const D, N, n = 12, 1500, 80
+	x := randomVectors(N, D, 21)
+	idx, _, err := Coreset(x, D, n, CoresetOptions{Seed: 9, Threads: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	minD := make([]float64, N)
+	for i := range minD {
+		minD[i] = math.Inf(1)
+	}
+	want := []int{idx[0]}
+	for len(want) < n {
+		c := want[len(want)-1]
+		bi, bd := -1, -1.0
+		for i := 0; i < N; i++ {
+			var s float64
+			for k := 0; k < D; k++ {
+				d := float64(x[i*D+k]) - float64(x[c*D+k])
+				s += d * d
+			}
+			minD[i] = math.Min(minD[i], s)
+			if minD[i] > bd {
+				bi, bd = i, minD[i]
+			}
+		}
+		want = append(want, bi)
+	}
+	if !slices.Equal(idx, want) {
+		t.Errorf("coreset differs from plain greedy selection:\n%v\n%v", idx, want)
+	}
+}
+
 // nearestF64 is the distance from each vector of x to its nearest in
 // bank, in float64: a reference independent of sqDist.
 func nearestF64(bank, x []float32, D int) []float64 {
