@@ -10,13 +10,19 @@
 # formula mirrors training.DefaultFeaturePool, checked by TestEvalScriptPool) and with
 # random shifts of up to size/32 pixels. At 256 px the ablation takes about 3
 # hours on 2 cores; EVAL_SIZE=128 EVAL_OUT=out/ablation128 make ablation about 40 min.
-#   EVAL_EPOCHS (default 7: on the tiles 7 epochs beat 10 and 15, see bench/ACCURACY.md), EVAL_SIZE (256), EVAL_OUT (out/eval), EVAL_ARGS (extra train flags),
+# Without EVAL_* settings every training runs with exactly `multiad train`'s
+# defaults (the shipped model: 256 px, 7 epochs, the auto choices).
+#   EVAL_EPOCHS, EVAL_SIZE (override the defaults), EVAL_OUT (out/eval), EVAL_ARGS (extra train flags),
 #   EVAL_ONLY (variant names to run, e.g. "no-se shift")
 set -euo pipefail
 cd "$(dirname "$0")/.."
 shared=${MULTIAD_SHARED:-$(cd .. && pwd)/shared}
 out=${EVAL_OUT:-out/eval}
-epochs=${EVAL_EPOCHS:-7}
+# Flags only where overridden; size is the default model size (256) where
+# a variant's formula needs it.
+shape=()
+[ -n "${EVAL_SIZE:-}" ] && shape+=(--size "$EVAL_SIZE")
+[ -n "${EVAL_EPOCHS:-}" ] && shape+=(--epochs "$EVAL_EPOCHS")
 size=${EVAL_SIZE:-256}
 bin=./bin/multiad
 tiles="$shared/data/industrial/magnetic_tile"
@@ -41,10 +47,10 @@ start=$(date +%s)
 for v in "${variants[@]}"; do
   IFS=: read -r name extra tiles_extra lgg_extra <<<"$v"
   mkdir -p "$out/$name"
-  echo "eval: [$name] training on tiles and lgg_flair ($epochs epochs at ${size}px) ..."
-  $bin train --data "$tiles" --out "$out/$name/tiles.bundle" --size "$size" --epochs "$epochs" --threads 1 $extra ${tiles_extra:-} ${EVAL_ARGS:-} > "$out/$name/tiles.train.log" 2>&1 &
+  echo "eval: [$name] training on tiles and lgg_flair (${shape[*]:-the shipped train defaults}) ..."
+  $bin train --data "$tiles" --out "$out/$name/tiles.bundle" "${shape[@]}" --threads 1 $extra ${tiles_extra:-} ${EVAL_ARGS:-} > "$out/$name/tiles.train.log" 2>&1 &
   p1=$!
-  $bin train --data "$lgg/train.csv" --out "$out/$name/lgg.bundle" --size "$size" --epochs "$epochs" --threads 1 $extra ${lgg_extra:-} ${EVAL_ARGS:-} > "$out/$name/lgg.train.log" 2>&1 &
+  $bin train --data "$lgg/train.csv" --out "$out/$name/lgg.bundle" "${shape[@]}" --threads 1 $extra ${lgg_extra:-} ${EVAL_ARGS:-} > "$out/$name/lgg.train.log" 2>&1 &
   p2=$!
   while kill -0 $p1 2>/dev/null || kill -0 $p2 2>/dev/null; do
     sleep 30

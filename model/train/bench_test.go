@@ -3,6 +3,8 @@ package train
 import (
 	"fmt"
 	"math/rand/v2"
+	"os"
+	"strconv"
 	"syscall"
 	"testing"
 
@@ -37,7 +39,7 @@ func BenchmarkTrainStep(b *testing.B) {
 	for _, S := range []int{128, 256} {
 		b.Run(fmt.Sprint(S), func(b *testing.B) {
 			cfg := DefaultConfig(S)
-			cfg.HardMining = envF("BENCH_HARD", 0)
+			cfg.HardMining, _ = strconv.ParseFloat(os.Getenv("BENCH_HARD"), 64) // 0 unless set
 			be, err := NewBackend("")
 			if err != nil {
 				b.Fatal(err)

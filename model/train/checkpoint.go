@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 
 	"github.com/gomlx/compute/dtypes"
 	"github.com/gomlx/gomlx/core/tensors"
@@ -107,6 +108,24 @@ func readCheckpoint(path string) (*ckptFile, error) {
 		return nil, fmt.Errorf("train: checkpoint %s: %w", path, err)
 	}
 	return &f, nil
+}
+
+// CheckpointStudent reads the checkpoint at path and returns the
+// configuration it was written with and its student weights, keyed as
+// Result.Student (for Score or StudentStore).
+func CheckpointStudent(path string) (Config, map[string]Tensor, error) {
+	f, err := readCheckpoint(path)
+	if err != nil {
+		return Config{}, nil, err
+	}
+	weights := map[string]Tensor{}
+	prefix := "/" + StudentScope + "/"
+	for _, v := range f.Vars {
+		if v.Trainable && v.F32 != nil && strings.HasPrefix(v.Path, prefix) {
+			weights[v.Path[len(prefix)-1:]] = Tensor{Dims: v.Dims, Data: v.F32}
+		}
+	}
+	return f.Config, weights, nil
 }
 
 // resume loads cfg.Checkpoint into the store if the file exists. The

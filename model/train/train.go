@@ -444,15 +444,19 @@ func (a Transform) Apply(img []float32, S int) []float32 {
 	return out
 }
 
-// batchTensors converts samples (CHW) to NHWC tensors: images and the three
-// teacher feature maps.
-func (t *trainer) batchTensors(batch []Sample) [4]*tensors.Tensor {
+// batchTensors is BatchTensors with the trainer's configuration.
+func (t *trainer) batchTensors(batch []Sample) [4]*tensors.Tensor { return BatchTensors(t.cfg, batch) }
+
+// BatchTensors converts samples (CHW) to the NHWC tensors the student's
+// graphs take: images [N, S, S, 3] and the three teacher feature maps
+// [N, S/stride, S/stride, C] with cfg's size and channels.
+func BatchTensors(cfg Config, batch []Sample) [4]*tensors.Tensor {
 	var out [4]*tensors.Tensor
-	S := t.cfg.Size
+	S := cfg.Size
 	out[0] = tensors.FromFlatDataAndDimensions(toNHWC(batch, -1, 3, S), len(batch), S, S, 3)
 	for k, st := range student.Strides {
 		h := S / st
-		c := t.cfg.Student.Channels[k]
+		c := cfg.Student.Channels[k]
 		out[k+1] = tensors.FromFlatDataAndDimensions(toNHWC(batch, k, c, h), len(batch), h, h, c)
 	}
 	return out
@@ -523,15 +527,11 @@ func Score(cfg Config, weights map[string]Tensor, samples []Sample) (maps [][]fl
 			err = fmt.Errorf("train: scoring: %v", r)
 		}
 	}()
-	t := &trainer{cfg: cfg, backend: backend, store: model.NewStore()}
-	for p, w := range weights {
-		if len(w.Data) != prod(w.Dims) {
-			return nil, nil, fmt.Errorf("train: weight %s has %d values for shape %v", p, len(w.Data), w.Dims)
-		}
-		if _, err := t.store.CreateVariable("/"+StudentScope+p, tensors.FromFlatDataAndDimensions(w.Data, w.Dims...)); err != nil {
-			return nil, nil, fmt.Errorf("train: weight %s: %w", p, err)
-		}
+	store, err := StudentStore(weights)
+	if err != nil {
+		return nil, nil, err
 	}
+	t := &trainer{cfg: cfg, backend: backend, store: store}
 	n := t.store.NumVariables()
 	t.buildScorer()
 	maps, scores, err = t.score(samples)
@@ -539,6 +539,22 @@ func Score(cfg Config, weights map[string]Tensor, samples []Sample) (maps [][]fl
 		return nil, nil, fmt.Errorf("train: the weights lack %d of the student's variables", t.store.NumVariables()-n)
 	}
 	return maps, scores, err
+}
+
+// StudentStore returns a variable store holding the student weights
+// (train.Result.Student) under StudentScope, for graphs built on
+// student.Forward.
+func StudentStore(weights map[string]Tensor) (*model.Store, error) {
+	store := model.NewStore()
+	for p, w := range weights {
+		if len(w.Data) != prod(w.Dims) {
+			return nil, fmt.Errorf("train: weight %s has %d values for shape %v", p, len(w.Data), w.Dims)
+		}
+		if _, err := store.CreateVariable("/"+StudentScope+p, tensors.FromFlatDataAndDimensions(w.Data, w.Dims...)); err != nil {
+			return nil, fmt.Errorf("train: weight %s: %w", p, err)
+		}
+	}
+	return store, nil
 }
 
 func prod(d []int) int {

@@ -17,9 +17,8 @@ import (
 	"github.com/gomlx/gomlx/ml/model"
 	"github.com/multiad/multiad/internal/shared"
 	"github.com/multiad/multiad/model/nn"
-	"github.com/multiad/multiad/model/ort"
 	"github.com/multiad/multiad/model/student"
-	"github.com/multiad/multiad/model/teacher"
+	"github.com/multiad/multiad/model/train/traintest"
 )
 
 // loadTiles decodes n magnetic-tile training images, resized (box filter)
@@ -267,6 +266,19 @@ func TestResume(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The finished checkpoint holds the returned student weights.
+	ckCfg, weights, err := CheckpointStudent(cfg.Checkpoint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ckCfg.Size != S || ckCfg.Epochs != cfg.Epochs || len(weights) != len(full.Student) {
+		t.Errorf("checkpoint: size %d, epochs %d, %d student weights; want %d, %d, %d", ckCfg.Size, ckCfg.Epochs, len(weights), S, cfg.Epochs, len(full.Student))
+	}
+	for k, a := range full.Student {
+		if b := weights[k]; !slices.Equal(a.Dims, b.Dims) || !slices.Equal(a.Data, b.Data) {
+			t.Errorf("checkpoint weight %s differs from the result's", k)
+		}
+	}
 	if resumed.Steps != 8 || full.Steps != 8 || len(resumed.EpochKDLoss) != 2 {
 		t.Fatalf("steps %d and %d, resumed epochs %d", resumed.Steps, full.Steps, len(resumed.EpochKDLoss))
 	}
@@ -333,36 +345,11 @@ func maxDiff(a, b []float32) float64 {
 // imported from TFLite, run in ONNX Runtime) for images.
 func mobileNetSamples(t testing.TB, images [][]float32, S int) []Sample {
 	t.Helper()
-	out, err := mobileNetTeacher(t, S)(images)
+	out, err := TeacherFeatures(traintest.MobileNetSession(t, nil), images, S, 8)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return out
-}
-
-// mobileNetTeacher is the real MobileNetV2 teacher in ONNX Runtime as a
-// TeacherFunc (EXP_FEAT selects other layers in experiments); its session
-// is closed when the test ends.
-func mobileNetTeacher(t testing.TB, S int) TeacherFunc {
-	t.Helper()
-	var opts teacher.ImportOptions
-	if f := os.Getenv("EXP_FEAT"); f != "" {
-		opts.Features = strings.Split(f, ",") // experiments only: other teacher layers
-	}
-	tt, err := teacher.Import(shared.MustPath(t, "weights", "mobilenet_v2", "mobilenet_v2_1.0_224.uint8.tflite"), opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := tt.ONNX()
-	if err != nil {
-		t.Fatal(err)
-	}
-	sess, err := ort.NewSession(m, nil, teacher.FeatureOutputs[:], ort.Options{IntraOpThreads: 1, Device: ort.DeviceCPU})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sess.Close() })
-	return SessionTeacher(sess, S, 8)
 }
 
 // TestLearning trains on real magnetic-tile images (64×64) against the

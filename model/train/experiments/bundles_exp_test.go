@@ -1,4 +1,6 @@
-package train
+//go:build experiment
+
+package experiments
 
 import (
 	"context"
@@ -13,6 +15,7 @@ import (
 
 	"github.com/multiad/multiad/model/ort"
 	"github.com/multiad/multiad/model/runtime"
+	"github.com/multiad/multiad/model/train"
 )
 
 // TestExperimentBundles scores the magnetic-tile test set with each bundle
@@ -85,7 +88,7 @@ func TestExperimentBundles(t *testing.T) {
 
 // scoreAll scores the images of test with m, eight at a time, and returns
 // their maps and scores.
-func scoreAll(t testing.TB, m *runtime.Model, test []Sample) (maps [][]float32, scores []float32) {
+func scoreAll(t testing.TB, m *runtime.Model, test []train.Sample) (maps [][]float32, scores []float32) {
 	for i := 0; i < len(test); i += 8 {
 		var batch [][]float32
 		for _, s := range test[i:min(i+8, len(test))] {

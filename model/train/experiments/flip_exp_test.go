@@ -1,4 +1,6 @@
-package train
+//go:build experiment
+
+package experiments
 
 import (
 	"math"
@@ -6,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/multiad/multiad/model/student"
+	"github.com/multiad/multiad/model/train"
 )
 
 // TestExperimentFlipMismatch measures how far flipping the cached teacher
@@ -16,7 +19,7 @@ func TestExperimentFlipMismatch(t *testing.T) {
 	_, imgs := loadDir(t, filepath.Join(root, "train", "good"), S, 16)
 	var flipped [][]float32
 	for _, im := range imgs {
-		flipped = append(flipped, Transform{HFlip: true}.Apply(im, S))
+		flipped = append(flipped, train.Transform{HFlip: true}.Apply(im, S))
 	}
 	a, b := mobileNetSamples(t, imgs, S), mobileNetSamples(t, flipped, S)
 	for k, st := range student.Strides {

@@ -1,4 +1,6 @@
-package train
+//go:build experiment
+
+package experiments
 
 import (
 	"math"
@@ -11,6 +13,7 @@ import (
 	"github.com/gomlx/gomlx/core/graph"
 	"github.com/multiad/multiad/model/nn"
 	"github.com/multiad/multiad/model/student"
+	"github.com/multiad/multiad/model/train"
 )
 
 // residualStats accumulates the mean and covariance of C-dim vectors.
@@ -109,7 +112,7 @@ func TestExperimentWhiten(t *testing.T) {
 		return out
 	})
 	// residuals calls f(image index, scale, h, c, flat NHWC residual of one image).
-	residuals := func(samples []Sample, f func(i, k, h, c int, r []float32)) {
+	residuals := func(samples []train.Sample, f func(i, k, h, c int, r []float32)) {
 		run(samples, func(first int, outs [][]float32) {
 			for k, flat := range outs {
 				h := S / student.Strides[k]

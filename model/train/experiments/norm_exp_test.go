@@ -1,4 +1,6 @@
-package train
+//go:build experiment
+
+package experiments
 
 import (
 	"maps"
@@ -20,16 +22,16 @@ import (
 func TestExperimentTeacherStats(t *testing.T) {
 	S, root := tilesExperiment(t)
 	_, all := loadDir(t, filepath.Join(root, "train", "good"), S, int(envF("EXP_NTRAIN", 0)))
-	train := mobileNetSamples(t, all, S)
+	normals := mobileNetSamples(t, all, S)
 	var mean, std [3][]float64
 	var nmean, nstd [3]float64
 	for k, st := range student.Strides {
 		h := S / st
 		P := h * h
-		C := len(train[0].Feats[k]) / P
+		C := len(normals[0].Feats[k]) / P
 		mean[k], std[k] = make([]float64, C), make([]float64, C)
 		var n float64
-		for _, s := range train {
+		for _, s := range normals {
 			for p := 0; p < P; p++ {
 				var nn2 float64
 				for c := 0; c < C; c++ {

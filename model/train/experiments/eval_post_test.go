@@ -1,4 +1,6 @@
-package train
+//go:build experiment
+
+package experiments
 
 import (
 	"math"
@@ -9,6 +11,7 @@ import (
 
 	"github.com/multiad/multiad/model/nn"
 	"github.com/multiad/multiad/model/student"
+	"github.com/multiad/multiad/model/train"
 )
 
 // blurMap applies the separable Gaussian of nn.GaussianMatrix to an S×S map.
@@ -73,7 +76,8 @@ func topMeanSorted(s []float32, frac float64) float64 {
 // out) and compares post-processing of the per-scale maps: fusion weights,
 // per-scale normalisation by validation statistics (global or per
 // location), and max versus top-k image scores (MULTIAD_EXP=1; EXP_HARD for
-// hard-feature mining, other EXP_* as in TestExperimentTiles).
+// hard-feature mining, EXP_NTRAIN training images, EXP_NTEST test images per
+// class, other EXP_* as in experimentConfig).
 func TestExperimentPost(t *testing.T) {
 	S, root := tilesExperiment(t)
 	_, all := loadDir(t, filepath.Join(root, "train", "good"), S, int(envF("EXP_NTRAIN", 0)))
@@ -85,28 +89,28 @@ func TestExperimentPost(t *testing.T) {
 			trImgs = append(trImgs, x)
 		}
 	}
-	train := mobileNetSamples(t, trImgs, S)
+	normals := mobileNetSamples(t, trImgs, S)
 	val := mobileNetSamples(t, valImgs, S)
 	cfg := experimentConfig(S)
 	for k, st := range student.Strides {
-		cfg.Student.Channels[k] = len(train[0].Feats[k]) / ((S / st) * (S / st))
+		cfg.Student.Channels[k] = len(normals[0].Feats[k]) / ((S / st) * (S / st))
 	}
 	cfg.ProgressEvery = 60 * time.Second
 	start := time.Now()
-	res, err := Train(cfg, Dataset{Train: train, Val: val, Teacher: mobileNetTeacher(t, S)}, func(p Progress) { t.Log(Line(p, 0)) })
+	res, err := train.Train(cfg, train.Dataset{Train: normals, Val: val, Teacher: mobileNetTeacher(t, S)}, func(p train.Progress) { t.Log(train.Line(p, 0)) })
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("trained %d images (%d val) in %v, hard %g", len(train), len(val), time.Since(start), cfg.HardMining)
+	t.Logf("trained %d images (%d val) in %v, hard %g", len(normals), len(val), time.Since(start), cfg.HardMining)
 	labels, pixLabels, test, _ := tilesTestSet(t, root, S)
 	// Unblurred per-scale maps [scale][image][S*S].
-	perScale := func(ss []Sample) (out [3][][]float32) {
+	perScale := func(ss []train.Sample) (out [3][][]float32) {
 		for k := 0; k < 3; k++ {
 			c := cfg
 			w := [3]float64{}
 			w[k] = 1
 			c.Map = student.MapConfig{Fuse: "sum", Weights: w}
-			maps, _, err := Score(c, res.Student, ss)
+			maps, _, err := train.Score(c, res.Student, ss)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -166,7 +170,7 @@ func TestExperimentPost(t *testing.T) {
 		return blurMap(out, S, sig)
 	}
 	for _, v := range []variant{
-		{"default .25/.5/1", DefaultScaleWeights, ""},
+		{"default .25/.5/1", train.DefaultScaleWeights, ""},
 		{"s16", [3]float64{0, 0, 1}, ""},
 		{"s8+s16", [3]float64{0, 1, 1}, ""},
 		{"global-z all", [3]float64{1, 1, 1}, "global"},

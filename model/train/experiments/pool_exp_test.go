@@ -1,4 +1,6 @@
-package train
+//go:build experiment
+
+package experiments
 
 import (
 	"os"
@@ -7,39 +9,46 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/gomlx/compute"
 	"github.com/gomlx/gomlx/core/graph"
 	"github.com/gomlx/gomlx/core/tensors"
 	"github.com/gomlx/gomlx/ml/model"
 	"github.com/multiad/multiad/model/nn"
 	"github.com/multiad/multiad/model/student"
+	"github.com/multiad/multiad/model/train"
 )
 
+// ckptStudent is the student of a training checkpoint: the configuration
+// it was trained with, a backend and a store holding its weights (no
+// optimiser, no discriminator).
+type ckptStudent struct {
+	cfg     train.Config
+	backend compute.Backend
+	store   *model.Store
+}
+
 // loadCheckpointStudent reads a training checkpoint's configuration and
-// student variables into a new trainer (no optimiser, no discriminator).
-func loadCheckpointStudent(t testing.TB, path string) *trainer {
-	f, err := readCheckpoint(path)
+// student weights.
+func loadCheckpointStudent(t testing.TB, path string) *ckptStudent {
+	cfg, weights, err := train.CheckpointStudent(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	backend, err := NewBackend("")
+	backend, err := train.NewBackend("")
 	if err != nil {
 		t.Fatal(err)
 	}
-	tr := &trainer{cfg: f.Config, backend: backend, store: model.NewStore()}
-	for _, v := range f.Vars {
-		if v.Trainable && v.F32 != nil && strings.HasPrefix(v.Path, "/"+StudentScope+"/") {
-			if _, err := tr.store.CreateVariable(v.Path, tensors.FromFlatDataAndDimensions(v.F32, v.Dims...)); err != nil {
-				t.Fatal(err)
-			}
-		}
+	store, err := train.StudentStore(weights)
+	if err != nil {
+		t.Fatal(err)
 	}
-	return tr
+	return &ckptStudent{cfg: cfg, backend: backend, store: store}
 }
 
 // checkpointExperiment skips the test unless MULTIAD_EXP and EXP_CKPT are
 // set, and returns the student of checkpoint EXP_CKPT and the
 // magnetic-tile root.
-func checkpointExperiment(t testing.TB) (*trainer, string) {
+func checkpointExperiment(t testing.TB) (*ckptStudent, string) {
 	_, root := tilesExperiment(t)
 	path := os.Getenv("EXP_CKPT")
 	if path == "" {
@@ -52,13 +61,13 @@ func checkpointExperiment(t testing.TB) (*trainer, string) {
 // graph outputs that outputs builds from its and the teacher's features
 // (NHWC, strides 4, 8, 16), over samples eight at a time, handing each
 // batch's flat outputs and the index of its first sample to each.
-func studentRunner(t testing.TB, tr *trainer, outputs func(s, te [3]*graph.Node) []*graph.Node) func(samples []Sample, each func(first int, outs [][]float32)) {
+func studentRunner(t testing.TB, tr *ckptStudent, outputs func(s, te [3]*graph.Node) []*graph.Node) func(samples []train.Sample, each func(first int, outs [][]float32)) {
 	exec := model.MustNewExec(tr.backend, tr.store, func(scope *model.Scope, in []*graph.Node) []*graph.Node {
-		return outputs(student.Forward(scope.At(StudentScope), tr.cfg.Student, in[0]), [3]*graph.Node{in[1], in[2], in[3]})
+		return outputs(student.Forward(scope.At(train.StudentScope), tr.cfg.Student, in[0]), [3]*graph.Node{in[1], in[2], in[3]})
 	})
-	return func(samples []Sample, each func(int, [][]float32)) {
+	return func(samples []train.Sample, each func(int, [][]float32)) {
 		for i := 0; i < len(samples); i += 8 {
-			in := tr.batchTensors(samples[i:min(i+8, len(samples))])
+			in := train.BatchTensors(tr.cfg, samples[i:min(i+8, len(samples))])
 			out, err := exec.Call(in[0], in[1], in[2], in[3])
 			if err != nil {
 				t.Fatal(err)

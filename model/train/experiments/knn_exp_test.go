@@ -1,4 +1,6 @@
-package train
+//go:build experiment
+
+package experiments
 
 import (
 	"math"
@@ -12,12 +14,13 @@ import (
 	"github.com/multiad/multiad/model/nn"
 	"github.com/multiad/multiad/model/onnxb"
 	"github.com/multiad/multiad/model/ort"
+	"github.com/multiad/multiad/model/train"
 )
 
 // patchVectors turns a sample's stride-8 and stride-16 teacher features
 // (stride 16 upsampled ×2, nearest) into 3×3-averaged patch vectors at
 // stride 8: [H8*W8][C8+C16].
-func patchVectors(s Sample, S int, c8, c16 int) [][]float32 {
+func patchVectors(s train.Sample, S int, c8, c16 int) [][]float32 {
 	h8, h16 := S/8, S/16
 	D := c8 + c16
 	raw := make([][]float32, h8*h8)
@@ -70,16 +73,16 @@ func TestExperimentKNN(t *testing.T) {
 	S, root := tilesExperiment(t)
 	frac := envF("EXP_BANK", 0.03)
 	_, all := loadDir(t, filepath.Join(root, "train", "good"), S, 0)
-	train := mobileNetSamples(t, all, S)
-	c8 := len(train[0].Feats[1]) / ((S / 8) * (S / 8))
-	c16 := len(train[0].Feats[2]) / ((S / 16) * (S / 16))
+	normals := mobileNetSamples(t, all, S)
+	c8 := len(normals[0].Feats[1]) / ((S / 8) * (S / 8))
+	c16 := len(normals[0].Feats[2]) / ((S / 16) * (S / 16))
 	h8 := S / 8
-	vectors := func(s Sample) [][]float32 { return patchVectors(s, S, c8, c16) }
+	vectors := func(s train.Sample) [][]float32 { return patchVectors(s, S, c8, c16) }
 	split := c8 // where the stride-16 part of a patch vector starts
 	if os.Getenv("EXP_KNN16") != "" {
 		// Stride-16 features alone, 3×3-averaged.
 		h8, split = S/16, 0
-		vectors = func(s Sample) [][]float32 {
+		vectors = func(s train.Sample) [][]float32 {
 			// patchVectors at half the size reads the stride-16 maps as
 			// its stride-8 ones.
 			s.Feats[1] = s.Feats[2]
@@ -88,7 +91,7 @@ func TestExperimentKNN(t *testing.T) {
 	}
 	if os.Getenv("EXP_KNN_NORM") != "" { // each scale's part of a patch vector to unit length
 		base := vectors
-		vectors = func(s Sample) [][]float32 {
+		vectors = func(s train.Sample) [][]float32 {
 			vs := base(s)
 			for _, v := range vs {
 				for _, part := range [][]float32{v[:split], v[split:]} {
@@ -107,7 +110,7 @@ func TestExperimentKNN(t *testing.T) {
 	}
 	rng := rand.New(rand.NewPCG(1, 2))
 	var bank [][]float32
-	for _, s := range train {
+	for _, s := range normals {
 		for _, v := range vectors(s) {
 			if rng.Float64() < frac {
 				bank = append(bank, v)
@@ -125,7 +128,7 @@ func TestExperimentKNN(t *testing.T) {
 			m[i] = float32(math.Sqrt(math.Max(float64(d), 0)))
 		}
 		up := separable(m, h8, nn.BilinearMatrix(h8, S))
-		up = blurMap(up, S, DefaultConfig(S).Map.Sigma)
+		up = blurMap(up, S, train.DefaultConfig(S).Map.Sigma)
 		for _, v := range up {
 			pix = append(pix, float64(v))
 		}

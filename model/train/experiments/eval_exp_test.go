@@ -1,4 +1,6 @@
-package train
+//go:build experiment
+
+package experiments
 
 import (
 	"image/png"
@@ -8,13 +10,12 @@ import (
 	"sort"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/multiad/multiad/internal/shared"
 	"github.com/multiad/multiad/io/pixels"
 	"github.com/multiad/multiad/io/raster"
 	"github.com/multiad/multiad/model/preprocess"
-	"github.com/multiad/multiad/model/student"
+	"github.com/multiad/multiad/model/train"
 	"github.com/multiad/multiad/transforms/metrics"
 )
 
@@ -110,62 +111,11 @@ func maskAt(t testing.TB, path string, S int) []bool {
 	return out
 }
 
-// TestExperimentTiles trains on magnetic-tile normals and reports image and
-// pixel AUROC on the test set (MULTIAD_EXP=1; EXP_* variables as in
-// TestExperimentKD, EXP_EPOCHS, EXP_NTRAIN, EXP_NTEST per class).
-func TestExperimentTiles(t *testing.T) {
-	S, root := tilesExperiment(t)
-	_, trainImgs := loadDir(t, filepath.Join(root, "train", "good"), S, int(envF("EXP_NTRAIN", 0)))
-	train := mobileNetSamples(t, trainImgs, S)
-	cfg := experimentConfig(S)
-	cfg.ProgressEvery = 30 * time.Second
-	start := time.Now()
-	res, err := Train(cfg, Dataset{Train: train, Teacher: mobileNetTeacher(t, S)}, func(p Progress) { t.Log(Line(p, 0)) })
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("trained %d images in %v", len(train), time.Since(start))
-	labels, pixLabels, samples, _ := tilesTestSet(t, root, S)
-	sig := cfg.Map.Sigma
-	for _, v := range []struct {
-		name string
-		mc   student.MapConfig
-	}{
-		{"sum", student.MapConfig{Fuse: "sum", Sigma: sig}},
-		{"product", student.MapConfig{Fuse: "product", Sigma: sig}},
-		{"s4 only", student.MapConfig{Fuse: "sum", Sigma: sig, Weights: [3]float64{1, 0, 0}}},
-		{"s8 only", student.MapConfig{Fuse: "sum", Sigma: sig, Weights: [3]float64{0, 1, 0}}},
-		{"s16 only", student.MapConfig{Fuse: "sum", Sigma: sig, Weights: [3]float64{0, 0, 1}}},
-		{"s8+s16 sum", student.MapConfig{Fuse: "sum", Sigma: sig, Weights: [3]float64{0, 1, 1}}},
-		{"s8+s16 product", student.MapConfig{Fuse: "product", Sigma: sig, Weights: [3]float64{0, 1, 1}}},
-		{"0.25/0.5/1 sum", student.MapConfig{Fuse: "sum", Sigma: sig, Weights: [3]float64{0.25, 0.5, 1}}},
-		{"s8+s16 sum 2σ", student.MapConfig{Fuse: "sum", Sigma: 2 * sig, Weights: [3]float64{0, 1, 1}}},
-		{"sum no blur", student.MapConfig{Fuse: "sum"}},
-		{"sum 2σ", student.MapConfig{Fuse: "sum", Sigma: 2 * sig}},
-	} {
-		fuse := v.name
-		c := cfg
-		c.Map = v.mc
-		maps, scores, err := Score(c, res.Student, samples)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var pix []float64
-		for _, m := range maps {
-			for _, v := range m {
-				pix = append(pix, float64(v))
-			}
-		}
-		t.Logf("%s fusion: image AUROC %.4f, pixel AUROC %.4f (%d test images, final KD %.4f)", fuse,
-			auroc(labels, scores), auroc(pixLabels, pix), len(scores), res.EpochKDLoss[len(res.EpochKDLoss)-1])
-	}
-}
-
-// experimentConfig is DefaultConfig(S) with the EXP_* overrides (EXP_W,
+// experimentConfig is train.DefaultConfig(S) with the EXP_* overrides (EXP_W,
 // EXP_D, EXP_SE, EXP_EPOCHS, EXP_B, EXP_LR, EXP_ADV, EXP_HARD, EXP_FLIP,
 // EXP_SCHED).
-func experimentConfig(S int) Config {
-	cfg := DefaultConfig(S)
+func experimentConfig(S int) train.Config {
+	cfg := train.DefaultConfig(S)
 	cfg.Student.Width = int(envF("EXP_W", 32))
 	cfg.Student.Depth = int(envF("EXP_D", 2))
 	cfg.Student.SEReduction = int(envF("EXP_SE", 16))
@@ -173,8 +123,8 @@ func experimentConfig(S int) Config {
 	cfg.BatchSize = int(envF("EXP_B", 8))
 	cfg.LR = envF("EXP_LR", 1e-3)
 	cfg.AdvWeight = envF("EXP_ADV", 0.05)
-	cfg.HardMining = envF("EXP_HARD", DefaultHardMining)
-	cfg.Augment = Augment{HFlip: envF("EXP_FLIP", 0) > 0, VFlip: envF("EXP_FLIP", 0) > 0}
+	cfg.HardMining = envF("EXP_HARD", train.DefaultHardMining)
+	cfg.Augment = train.Augment{HFlip: envF("EXP_FLIP", 0) > 0, VFlip: envF("EXP_FLIP", 0) > 0}
 	if s := os.Getenv("EXP_SCHED"); s != "" {
 		cfg.Schedule = s
 	}
@@ -194,7 +144,7 @@ func tilesExperiment(t testing.TB) (S int, root string) {
 // tilesTestSet loads the magnetic-tile test set (EXP_NTEST images per
 // class, 0: all) with image labels, S×S pixel labels, teacher features and
 // each image's class ("good" or the defect type).
-func tilesTestSet(t testing.TB, root string, S int) (labels, pixLabels []bool, samples []Sample, classes []string) {
+func tilesTestSet(t testing.TB, root string, S int) (labels, pixLabels []bool, samples []train.Sample, classes []string) {
 	dirs, _ := os.ReadDir(filepath.Join(root, "test"))
 	for _, c := range dirs {
 		names, imgs := loadDir(t, filepath.Join(root, "test", c.Name()), S, int(envF("EXP_NTEST", 0)))
