@@ -22,7 +22,7 @@ func init() {
 
 func runTeacher(ctx context.Context, args []string) int {
 	if len(args) == 0 {
-		fmt.Fprintln(os.Stderr, "usage: multiad teacher import --tflite F --out teacher.onnx [--features a,b,c]\n       multiad teacher classify --model teacher.onnx [--labels labels.txt] IMAGE...")
+		fmt.Fprintln(os.Stderr, "usage: multiad teacher import --tflite F|NAME --out teacher.onnx [--features a,b,c]\n       multiad teacher classify --model teacher.onnx [--labels labels.txt] IMAGE...")
 		return 2
 	}
 	switch args[0] {
@@ -37,9 +37,9 @@ func runTeacher(ctx context.Context, args []string) int {
 
 func teacherImport(args []string) int {
 	fs := flag.NewFlagSet("teacher import", flag.ContinueOnError)
-	in := fs.String("tflite", "", "TFLite classifier (default: MobileNetV2 from the shared folder)")
+	in := fs.String("tflite", "", "TFLite classifier, or a built-in teacher ("+teacher.BuiltinNames(", ")+"; default: mobilenet_v2 from the shared folder)")
 	out := fs.String("out", "", "ONNX file to write")
-	feats := fs.String("features", "", "comma-separated names of the three feature tensors (strides 4, 8, 16); default: the last residual add of each stage")
+	feats := fs.String("features", "", "comma-separated names of the three feature tensors (strides 4, 8, 16), or a built-in teacher's layer set ("+teacher.LayersStageEnds+", "+teacher.LayersExpanded+"); default: the last residual add of each stage")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -51,7 +51,7 @@ func teacherImport(args []string) int {
 	if *feats != "" {
 		names = strings.Split(*feats, ",")
 	}
-	t, sha, path, err := training.LoadTeacher(*in, names)
+	t, err := training.LoadTeacher(*in, names)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "multiad teacher import:", err)
 		return 1
@@ -64,7 +64,7 @@ func teacherImport(args []string) int {
 		fmt.Fprintln(os.Stderr, "multiad teacher import:", err)
 		return 1
 	}
-	fmt.Printf("imported %s (sha256 %s)\nfeatures %v, channels %v\nwrote %s (%d bytes)\n", path, sha, t.Features, t.FeatureChannels(), *out, len(data))
+	fmt.Printf("imported %s (sha256 %s)\nfeatures %v, channels %v\nwrote %s (%d bytes)\n", t.Path, t.SHA256, t.Features, t.FeatureChannels(), *out, len(data))
 	return 0
 }
 

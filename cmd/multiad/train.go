@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/multiad/multiad/model/preprocess"
+	"github.com/multiad/multiad/model/teacher"
 	"github.com/multiad/multiad/model/train"
 	"github.com/multiad/multiad/pipelines/training"
 )
@@ -45,8 +46,9 @@ func runTrain(ctx context.Context, args []string) int {
 	augment := fs.String("augment", "off", "random flip augmentation, with teacher features of the flipped images: on or off (measured worse on magnetic tiles)")
 	mode := fs.String("norm", preprocess.ModeAuto, "intensity normalisation: auto, range, percentile, window")
 	window := fs.String("window", "", "CT window center,width in HU (e.g. 40,400)")
-	teacherPath := fs.String("teacher", "", "teacher: a .tflite (imported) or .onnx backbone (default: MobileNetV2 from the shared folder)")
-	teacherFeats := fs.String("teacher-features", "", "comma-separated names of the teacher's stride-4,8,16 feature tensors/outputs")
+	resize := fs.String("resize", preprocess.ResizeAntialias, "resize to the model size: antialias (when shrinking, a triangle filter scaled to the reduction, as PIL's bilinear) or bilinear (plain half-pixel bilinear, as bundles before this flag); recorded in the bundle, which scoring follows")
+	teacherPath := fs.String("teacher", training.TeacherAuto, "teacher: a built-in one ("+teacher.BuiltinNames(", ")+"), auto (by modality: "+training.AutoTeacher(false)+" for industrial, "+training.AutoTeacher(true)+" for DICOM/NIfTI images), or a .tflite (imported) or .onnx backbone file")
+	teacherFeats := fs.String("teacher-features", "", "the teacher's stride-4,8,16 feature tensors/outputs: three comma-separated names or, for a built-in teacher, a layer set: "+teacher.LayersStageEnds+" (default: each stage's last residual add) or "+teacher.LayersExpanded+" (the wider activations before the last projection at strides 8 and 16)")
 	maxImages := fs.Int("max-images", 0, "use at most this many images (0: all)")
 	ckpt := fs.String("checkpoint", "", "checkpoint file: saved every epoch, resumed from if it exists (a finished run's checkpoint re-exports its weights with other --fusion, --sigma, --scale-weights, --feature-pool or --quantile, without training)")
 	threads := fs.Int("threads", 0, "ONNX Runtime intra-op threads (0: default)")
@@ -79,6 +81,7 @@ func runTrain(ctx context.Context, args []string) int {
 	}
 	pcfg := preprocess.Default(*size)
 	pcfg.Mode = *mode
+	pcfg.Resize = *resize
 	if *window != "" {
 		c, w, err := preprocess.ParseWindow(*window)
 		if err != nil {

@@ -42,13 +42,15 @@ func trainTiny(t *testing.T, extra ...string) (string, string) {
 // the threshold comes from the training images.
 func TestTrainCLI(t *testing.T) {
 	for _, c := range []struct {
-		flags  []string
-		verify bool
-		log    string
+		flags           []string
+		verify          bool
+		log             string
+		resize, teacher string // recorded in the bundle
 	}{
-		{nil, true, "of 2 held-out normals), ONNX vs GoMLX max score diff"},
-		{[]string{"--verify-export=false"}, false, "export parity not checked"},
-		{[]string{"--val-fraction", "0"}, true, "of 8 training images: nothing held out)"},
+		{nil, true, "of 2 held-out normals), ONNX vs GoMLX max score diff", "antialias", "mobilenet_v2"},
+		{[]string{"--verify-export=false"}, false, "export parity not checked", "antialias", "mobilenet_v2"},
+		{[]string{"--val-fraction", "0"}, true, "of 8 training images: nothing held out)", "antialias", "mobilenet_v2"},
+		{[]string{"--resize", "bilinear", "--teacher", "mobilenet_edgetpu"}, true, "teacher mobilenet_edgetpu", "bilinear", "mobilenet_edgetpu"},
 	} {
 		out, log := trainTiny(t, c.flags...)
 		b, err := bundle.Load(context.Background(), out)
@@ -58,6 +60,12 @@ func TestTrainCLI(t *testing.T) {
 		// Industrial images get feature pooling by default (3 wide at 64 px).
 		if m, _ := b.Manifest.Training["map"].(map[string]any); fmt.Sprint(m["Pool"]) != "[1 3 1]" {
 			t.Errorf("flags %v: map %v, want Pool [1 3 1] (auto)", c.flags, m)
+		}
+		if got := b.Manifest.Preprocess.Resize; got != c.resize {
+			t.Errorf("flags %v: bundle resize %q, want %q", c.flags, got, c.resize)
+		}
+		if got := b.Manifest.Teacher.Name; got != c.teacher {
+			t.Errorf("flags %v: bundle teacher %q, want %q", c.flags, got, c.teacher)
 		}
 		if !strings.Contains(log, c.log) {
 			t.Errorf("flags %v: log lacks %q:\n%s", c.flags, c.log, log)

@@ -99,33 +99,44 @@ func TestParity(t *testing.T) {
 	}
 }
 
-// TestParityMobileNetV2 exports with the real teacher imported from TFLite,
-// both embedded from its ONNX bytes and built (pruned) by BuildFeatures.
+// TestParityMobileNetV2 exports with the real teachers imported from
+// TFLite (each built-in one, MobileNetV2 and MobileNet EdgeTPU, with each
+// of its layer sets: their channel counts differ), both embedded from its
+// ONNX bytes and built (pruned) by BuildFeatures.
 func TestParityMobileNetV2(t *testing.T) {
 	const S, N = 64, 8
-	tt, err := teacher.Import(shared.MustPath(t, "weights", "mobilenet_v2", "mobilenet_v2_1.0_224.uint8.tflite"), teacher.ImportOptions{})
-	if err != nil {
-		t.Fatal(err)
+	for _, bt := range teacher.Builtins() {
+		for set := range bt.Layers {
+			t.Run(bt.Name+"/"+set, func(t *testing.T) {
+				tt, err := teacher.ImportBuiltin(bt, shared.MustPath(t, bt.Path), []string{set})
+				if err != nil {
+					t.Fatal(err)
+				}
+				tonnx, err := tt.ONNX()
+				if err != nil {
+					t.Fatal(err)
+				}
+				images := randomImages(N, S, 4)
+				samples := teacherSamples(t, tonnx, images, N, S)
+				t.Run("embedded", func(t *testing.T) {
+					checkParity(t, S, N, images, samples, student.MapConfig{Fuse: student.FuseSum}, func(o Options) ([]byte, error) { return Build(tonnx, o) })
+				})
+				if set != teacher.LayersStageEnds {
+					return
+				}
+				t.Run("no-se", func(t *testing.T) {
+					checkParity(t, S, N, images, samples, student.MapConfig{Fuse: student.FuseProduct}, func(o Options) ([]byte, error) { return Build(tonnx, o) }, 0)
+				})
+				t.Run("pruned", func(t *testing.T) {
+					checkParity(t, S, N, images, samples, student.MapConfig{Fuse: student.FuseSum}, func(o Options) ([]byte, error) {
+						return BuildWith(onnxb.DefaultOpset, func(b *onnxb.Builder, img string) ([3]string, error) {
+							return tt.BuildFeatures(b, img, "teacher/")
+						}, o)
+					})
+				})
+			})
+		}
 	}
-	tonnx, err := tt.ONNX()
-	if err != nil {
-		t.Fatal(err)
-	}
-	images := randomImages(N, S, 4)
-	samples := teacherSamples(t, tonnx, images, N, S)
-	t.Run("embedded", func(t *testing.T) {
-		checkParity(t, S, N, images, samples, student.MapConfig{Fuse: student.FuseSum}, func(o Options) ([]byte, error) { return Build(tonnx, o) })
-	})
-	t.Run("no-se", func(t *testing.T) {
-		checkParity(t, S, N, images, samples, student.MapConfig{Fuse: student.FuseProduct}, func(o Options) ([]byte, error) { return Build(tonnx, o) }, 0)
-	})
-	t.Run("pruned", func(t *testing.T) {
-		checkParity(t, S, N, images, samples, student.MapConfig{Fuse: student.FuseSum}, func(o Options) ([]byte, error) {
-			return BuildWith(onnxb.DefaultOpset, func(b *onnxb.Builder, img string) ([3]string, error) {
-				return tt.BuildFeatures(b, img, "teacher/")
-			}, o)
-		})
-	})
 }
 
 // checkParity trains a tiny student for a few steps on samples, exports it
@@ -140,6 +151,9 @@ func checkParity(t *testing.T, S, N int, images []float32, samples []train.Sampl
 		cfg.Student.SEReduction = se[0]
 	}
 	cfg.Map.Fuse, cfg.Map.Weights, cfg.Map.Pool = mc.Fuse, mc.Weights, mc.Pool
+	for k, st := range student.Strides { // the student adapts to the teacher's channels
+		cfg.Student.Channels[k] = len(samples[0].Feats[k]) / ((S / st) * (S / st))
+	}
 	if mc.Sigma < 0 {
 		cfg.Map.Sigma = 0
 	}

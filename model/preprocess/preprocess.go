@@ -42,7 +42,21 @@ type Config struct {
 	// WindowCenter and WindowWidth are used by ModeWindow (and by ModeAuto for CT when WindowWidth > 0).
 	WindowCenter float64 `json:"window_center,omitempty"`
 	WindowWidth  float64 `json:"window_width,omitempty"`
+	// Resize is ResizeAntialias or ResizeBilinear; "" (bundles written
+	// before the field existed) means ResizeBilinear.
+	Resize string `json:"resize,omitempty"`
 }
+
+// Resize modes.
+const (
+	// ResizeBilinear is Resize: half-pixel bilinear, with an integer box
+	// pre-filter only when shrinking by more than 2×.
+	ResizeBilinear = "bilinear"
+	// ResizeAntialias is ResizeAntialiased: when shrinking an axis, a
+	// triangle filter whose support grows with the reduction (PIL's
+	// Image.resize with BILINEAR); when enlarging, Resize's bilinear.
+	ResizeAntialias = "antialias"
+)
 
 // Default returns the default configuration at the given size.
 func Default(size int) Config {
@@ -84,6 +98,11 @@ func (c Config) Validate() error {
 		}
 	default:
 		return fmt.Errorf("preprocess: unknown mode %q", c.Mode)
+	}
+	switch c.Resize {
+	case "", ResizeBilinear, ResizeAntialias:
+	default:
+		return fmt.Errorf("preprocess: unknown resize %q (want %s or %s)", c.Resize, ResizeAntialias, ResizeBilinear)
 	}
 	return nil
 }
@@ -198,7 +217,11 @@ func Tensor(img *pixels.Image, c Config) ([]float32, error) {
 		for i := range plane {
 			plane[i] = norm[i*ch+src]
 		}
-		Resize(plane, img.Rows, img.Cols, out[k*s*s:(k+1)*s*s], s, s)
+		if c.Resize == ResizeAntialias {
+			ResizeAntialiased(plane, img.Rows, img.Cols, out[k*s*s:(k+1)*s*s], s, s)
+		} else {
+			Resize(plane, img.Rows, img.Cols, out[k*s*s:(k+1)*s*s], s, s)
+		}
 	}
 	return out, nil
 }
@@ -242,6 +265,83 @@ func Resize(src []float32, h, w int, dst []float32, oh, ow int) {
 			d[ox] = top*(1-ay.f) + bot*ay.f
 		}
 	}
+}
+
+// ResizeAntialiased resamples a row-major plane of h×w to oh×ow and
+// writes into dst. An axis that shrinks is filtered with a triangle
+// (bilinear) kernel whose support is scaled by the reduction factor,
+// centred on each output pixel's half-pixel centre and normalised over the
+// source pixels it covers, as PIL's Image.resize(..., BILINEAR) does; an
+// axis that keeps or grows its size is plain half-pixel bilinear, and when
+// no axis shrinks the result is Resize's, bit for bit.
+func ResizeAntialiased(src []float32, h, w int, dst []float32, oh, ow int) {
+	if h <= oh && w <= ow {
+		Resize(src, h, w, dst, oh, ow)
+		return
+	}
+	xs, ys := triangleAxis(w, ow), triangleAxis(h, oh)
+	// Horizontal pass over the rows the vertical pass reads, then vertical.
+	tmp := make([]float32, h*ow)
+	for y := 0; y < h; y++ {
+		row, t := src[y*w:(y+1)*w], tmp[y*ow:(y+1)*ow]
+		for ox, k := range xs {
+			var sum float32
+			for j, wt := range k.w {
+				sum += row[k.start+j] * wt
+			}
+			t[ox] = sum
+		}
+	}
+	for oy, k := range ys {
+		d := dst[oy*ow : (oy+1)*ow]
+		clear(d)
+		for j, wt := range k.w {
+			r := tmp[(k.start+j)*ow : (k.start+j+1)*ow]
+			for ox, v := range r {
+				d[ox] += v * wt
+			}
+		}
+	}
+}
+
+// kernel is one output sample's weights over source samples start, start+1, ….
+type kernel struct {
+	start int
+	w     []float32
+}
+
+// triangleAxis computes the weights from n source to m target samples:
+// PIL's resampling coefficients for its bilinear filter (support 1, scaled
+// by n/m when n > m), computed in float64 and normalised to sum 1.
+func triangleAxis(n, m int) []kernel {
+	ks := make([]kernel, m)
+	scale := float64(n) / float64(m)
+	fs := max(scale, 1)
+	support := fs // the triangle's support is 1 source pixel, scaled
+	for i := range ks {
+		center := (float64(i) + 0.5) * scale
+		lo := max(int(center-support+0.5), 0) // int truncates toward zero, as PIL's C cast
+		hi := min(int(center+support+0.5), n)
+		w := make([]float64, 0, hi-lo)
+		var sum float64
+		for x := lo; x < hi; x++ {
+			v := 1 - math.Abs((float64(x)-center+0.5)/fs)
+			if v < 0 {
+				v = 0
+			}
+			w = append(w, v)
+			sum += v
+		}
+		k := kernel{start: lo, w: make([]float32, len(w))}
+		for j, v := range w {
+			if sum != 0 {
+				v /= sum
+			}
+			k.w[j] = float32(v)
+		}
+		ks[i] = k
+	}
+	return ks
 }
 
 type tap struct {

@@ -15,7 +15,7 @@ import (
 // TestGoMLXMatchesONNX compares the GoMLX teacher's features with ONNX
 // Runtime running the exported graph.
 func TestGoMLXMatchesONNX(t *testing.T) {
-	for _, rel := range []string{v2Path, v3Path} {
+	for _, rel := range []string{v2Path, v3Path, edgeTPUPath} {
 		te := importShared(t, rel)
 		const n, s = 2, 64
 		nchw := make([]float32, n*3*s*s)

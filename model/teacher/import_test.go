@@ -210,7 +210,7 @@ func FuzzFromTFLite(f *testing.F) {
 	for _, code := range []int32{0, 3, 4, 9, 18, 22, 25, 40, 99, 117} {
 		f.Add(tflitetest.TinyModel(code))
 	}
-	for _, rel := range []string{v2Path, v3Path} {
+	for _, rel := range []string{v2Path, v3Path, edgeTPUPath} {
 		if p, err := shared.Path(rel); err == nil {
 			if b, err := os.ReadFile(p); err == nil {
 				f.Add(b)

@@ -152,7 +152,10 @@ func (p *Program) MACs(h, w int) int64 {
 // padding made explicit (the extra pixel at the bottom/right, as TFLite
 // does), and every op's output clamped to its quantization range.
 func FromTFLite(m *tflite.Model) (*Program, error) {
-	sg := &m.Subgraphs[0]
+	sg, err := inferShapes(m, &m.Subgraphs[0])
+	if err != nil {
+		return nil, err
+	}
 	if len(sg.Inputs) != 1 || len(sg.Outputs) != 1 {
 		return nil, fmt.Errorf("teacher: model has %d inputs and %d outputs, want 1 and 1", len(sg.Inputs), len(sg.Outputs))
 	}

@@ -52,7 +52,7 @@ type Teacher struct {
 // ImportOptions configure Import.
 type ImportOptions struct {
 	// Features names the three TFLite tensors used as stride-4, -8 and -16
-	// feature maps. Empty selects, at each stride, the output of the last
+	// feature maps (a tensor named "a;b;c" is also found as "b"). Empty selects, at each stride, the output of the last
 	// residual ADD, or when there is none the last narrowest tensor: for
 	// MobileNetV2 MobilenetV2/expanded_conv_2/add, expanded_conv_5/add and
 	// expanded_conv_12/add (24, 32, 96 channels); for MobileNetV3-small
@@ -91,6 +91,12 @@ func Import(tflitePath string, opts ImportOptions) (*Teacher, error) {
 	for k, f := range t.Features {
 		s, ok := p.Shape(f)
 		if !ok {
+			if full, found := p.resolve(f); found {
+				t.Features[k], f = full, full
+				s, ok = p.Shape(f)
+			}
+		}
+		if !ok {
 			return nil, fmt.Errorf("teacher: feature tensor %q is not computed by %s", f, tflitePath)
 		}
 		if len(s) != 4 || s[2]*FeatureStrides[k] != p.InputSize[0] || s[3]*FeatureStrides[k] != p.InputSize[1] {
@@ -100,6 +106,24 @@ func Import(tflitePath string, opts ImportOptions) (*Teacher, error) {
 		t.channels[k] = s[1]
 	}
 	return t, nil
+}
+
+// resolve finds the value one of whose ';'-separated names is name (some
+// converters name a fused op's output after every layer it replaces); it
+// must be unique.
+func (p *Program) resolve(name string) (string, bool) {
+	full := ""
+	for _, op := range p.Ops {
+		for _, part := range strings.Split(op.Output, ";") {
+			if part == name {
+				if full != "" && full != op.Output {
+					return "", false
+				}
+				full = op.Output
+			}
+		}
+	}
+	return full, full != ""
 }
 
 // unclampLogits removes the clamp from the ops that compute the logits.

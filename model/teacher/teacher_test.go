@@ -21,6 +21,8 @@ import (
 const (
 	v2Path = "weights/mobilenet_v2/mobilenet_v2_1.0_224.uint8.tflite"
 	v3Path = "weights/mobilenet_v3/mobilenet_v3_small_1.0_224.uint8.tflite"
+	// edgeTPUPath's file records no shapes for computed tensors.
+	edgeTPUPath = "weights/mobilenet_edgetpu/mobilenet_edgetpu_1.0_224.uint8.tflite"
 )
 
 var refImages = []string{"astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg", "tile.jpg"}

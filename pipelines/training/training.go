@@ -36,9 +36,6 @@ import (
 	"github.com/multiad/multiad/transforms/read"
 )
 
-// DefaultTeacher is the default teacher, relative to the shared folder.
-var DefaultTeacher = filepath.Join("weights", "mobilenet_v2", "mobilenet_v2_1.0_224.uint8.tflite")
-
 // Options configure a training run.
 type Options struct {
 	// Data is a folder of normal images, an MVTec layout root (its
@@ -46,9 +43,10 @@ type Options struct {
 	Data string
 	// Out is the bundle to write (directory or .tar, local or gs://).
 	Out string
-	// Teacher is a .tflite file (imported) or an .onnx backbone with
-	// TeacherFeatures naming its stride-4/8/16 outputs. "" uses the
-	// MobileNetV2 in the shared folder.
+	// Teacher is a built-in teacher's name (teacher.BuiltinNames), "auto"
+	// (AutoTeacher by modality), a .tflite file (imported) or an .onnx
+	// backbone with TeacherFeatures naming its stride-4/8/16 outputs. ""
+	// uses the MobileNetV2 in the shared folder.
 	Teacher         string
 	TeacherFeatures []string
 	// Train is the training configuration (size, epochs, student, ...).
@@ -248,10 +246,15 @@ func Run(ctx context.Context, opt Options) (*Result, error) {
 	logf("flips %v, shifts ≤ %d px, synthetic defects in %g of the images, hard-feature mining %g, %s fusion, blur σ %g px%s", cfg.Augment.HFlip, cfg.Augment.Shift, cfg.Denoise, cfg.HardMining, cfg.Map.Fuse, cfg.Map.Sigma, pooling)
 
 	// 2. Teacher features, computed once in ONNX Runtime.
-	tch, tsha, tpath, err := LoadTeacher(opt.Teacher, opt.TeacherFeatures)
+	tname := opt.Teacher
+	if tname == TeacherAuto {
+		tname = AutoTeacher(medical)
+	}
+	tch, err := LoadTeacher(tname, opt.TeacherFeatures)
 	if err != nil {
 		return nil, err
 	}
+	logf("teacher %s (%s), features %v, channels %v", tch.Name, tch.Path, tch.Features, tch.FeatureChannels())
 	tonnx, err := tch.FeaturesONNX()
 	if err != nil {
 		return nil, fmt.Errorf("training: teacher: %w", err)
@@ -326,7 +329,7 @@ func Run(ctx context.Context, opt Options) (*Result, error) {
 		Version:    version.Version,
 		Channels:   3,
 		Preprocess: pcfg,
-		Teacher:    bundle.Teacher{Name: filepath.Base(tpath), Source: tpath, SHA256: tsha, Features: tch.Features[:]},
+		Teacher:    bundle.Teacher{Name: tch.Name, Source: tch.Path, SHA256: tch.SHA256, Features: tch.Features[:]},
 		Input:      export.InputName,
 		Outputs:    []string{export.MapName, export.ScoreName},
 		Data:       bundle.Data{Count: len(samples), URIHash: hashKeys(samples), Source: opt.Data},
@@ -471,35 +474,74 @@ func featurePool(opt string, medical bool, S int) ([3]int, error) {
 	return p, nil
 }
 
-// LoadTeacher imports the teacher at path (.tflite or .onnx; "" for the
-// default MobileNetV2 in the shared folder) and returns it with its file's
-// sha256 and resolved path.
-func LoadTeacher(path string, features []string) (*teacher.Teacher, string, string, error) {
-	if path == "" {
-		p, err := shared.Path(DefaultTeacher)
+// TeacherAuto is the Teacher option that picks the teacher by modality
+// (AutoTeacher).
+const TeacherAuto = "auto"
+
+// AutoTeacher is the built-in teacher "auto" resolves to, per modality
+// (medical: DICOM/NIfTI; otherwise industrial pictures). Both start at
+// MobileNetV2, the teacher every measurement in bench/ACCURACY.md used.
+func AutoTeacher(medical bool) string {
+	if medical {
+		return teacher.MobileNetV2
+	}
+	return teacher.MobileNetV2
+}
+
+// LoadedTeacher is a teacher LoadTeacher imported.
+type LoadedTeacher struct {
+	*teacher.Teacher
+	// Name is the built-in teacher's name, or the file's base name.
+	Name string
+	// Path is the resolved file and SHA256 its hex sha256.
+	Path, SHA256 string
+}
+
+// LoadTeacher imports a teacher: a built-in name (teacher.BuiltinNames),
+// a .tflite file or an .onnx backbone (features then name its three
+// outputs); "" is the default, MobileNetV2 from the shared folder. "auto"
+// must be resolved with AutoTeacher first. features, when given, name the
+// stride-4, -8 and -16 tensors in place of the built-in ones.
+func LoadTeacher(name string, features []string) (*LoadedTeacher, error) {
+	if name == "" {
+		name = teacher.MobileNetV2
+	}
+	if name == TeacherAuto {
+		return nil, fmt.Errorf("training: teacher %q is resolved per modality (AutoTeacher) before loading", name)
+	}
+	path, label := name, filepath.Base(name)
+	b, builtin := teacher.LookupBuiltin(name)
+	if builtin {
+		p, err := shared.Path(b.Path)
 		if err != nil {
-			return nil, "", "", fmt.Errorf("training: default teacher: %w (or pass --teacher)", err)
+			return nil, fmt.Errorf("training: teacher %s: %w (or pass --teacher PATH)", name, err)
 		}
-		path = p
+		path, label = p, b.Name
 	}
 	raw, err := os.ReadFile(path)
 	if err != nil {
-		return nil, "", "", fmt.Errorf("training: teacher: %w", err)
+		if !builtin && !strings.ContainsAny(name, "./\\") {
+			return nil, fmt.Errorf("training: teacher %q is neither a file nor a built-in teacher (%s)", name, teacher.BuiltinNames(", "))
+		}
+		return nil, fmt.Errorf("training: teacher: %w", err)
 	}
 	sum := sha256.Sum256(raw)
 	var t *teacher.Teacher
-	if strings.HasSuffix(strings.ToLower(path), ".onnx") {
+	switch {
+	case builtin:
+		t, err = teacher.ImportBuiltin(b, path, features)
+	case strings.HasSuffix(strings.ToLower(path), ".onnx"):
 		if len(features) != 3 {
-			return nil, "", "", fmt.Errorf("training: an ONNX teacher needs --teacher-features with three output names (strides 4, 8, 16)")
+			return nil, fmt.Errorf("training: an ONNX teacher needs --teacher-features with three output names (strides 4, 8, 16)")
 		}
 		t, err = teacher.ImportONNX(path, features)
-	} else {
+	default:
 		t, err = teacher.Import(path, teacher.ImportOptions{Features: features})
 	}
 	if err != nil {
-		return nil, "", "", err
+		return nil, err
 	}
-	return t, hex.EncodeToString(sum[:]), path, nil
+	return &LoadedTeacher{Teacher: t, Name: label, Path: path, SHA256: hex.EncodeToString(sum[:])}, nil
 }
 
 // ProgressPrinter returns a train progress callback that draws a one-line
@@ -540,7 +582,8 @@ func ProgressPrinter(w io.Writer) func(train.Progress) {
 
 // LoadTeacherDir returns the folder of the default teacher (it also holds labels.txt).
 func LoadTeacherDir() (string, error) {
-	p, err := shared.Path(DefaultTeacher)
+	b, _ := teacher.LookupBuiltin(teacher.MobileNetV2)
+	p, err := shared.Path(b.Path)
 	if err != nil {
 		return "", err
 	}

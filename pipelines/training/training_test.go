@@ -34,6 +34,55 @@ func tiles(t *testing.T, n int) string {
 	return dir
 }
 
+// tinyConfig is a tiny student at 64 px trained for the given epochs.
+func tinyConfig(epochs int) train.Config {
+	cfg := train.DefaultConfig(64)
+	cfg.Epochs = epochs
+	cfg.BatchSize = 4
+	cfg.Student.Width = 8
+	cfg.Student.Depth = 1
+	return cfg
+}
+
+// checkRuntimeScores scores every readable image in dir through decode →
+// m's preprocessing → m's graph and checks that each of want (the trainer's
+// held-out scores) is among the results, within tol.
+func checkRuntimeScores(t *testing.T, m *runtime.Model, dir string, want []float64, tol float64) {
+	t.Helper()
+	var all []float64
+	ents, _ := os.ReadDir(dir)
+	for _, e := range ents {
+		if e.Name() == "broken.jpg" {
+			continue
+		}
+		imgs, err := decode.URI(context.Background(), filepath.Join(dir, e.Name()), pixels.DefaultLimits)
+		if err != nil {
+			t.Fatal(err)
+		}
+		x, err := m.Preprocess(imgs[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, s, err := m.Score([][]float32{x})
+		if err != nil {
+			t.Fatal(err)
+		}
+		all = append(all, float64(s[0]))
+	}
+	if len(want) == 0 {
+		t.Error("no held-out scores to compare")
+	}
+	for _, v := range want {
+		best := math.Inf(1)
+		for _, a := range all {
+			best = math.Min(best, math.Abs(a-v))
+		}
+		if best > tol {
+			t.Errorf("trainer validation score %v not reproduced by the runtime (closest diff %g)", v, best)
+		}
+	}
+}
+
 // TestTrainExportAgree trains a tiny model on real tiles and checks that
 // the exported ONNX graph, the runtime API and the trainer's own validation
 // pass agree on every held-out score, and that bad inputs are reported.
@@ -41,11 +90,7 @@ func TestTrainExportAgree(t *testing.T) {
 	ctx := context.Background()
 	data := tiles(t, 12)
 	out := filepath.Join(t.TempDir(), "bundle")
-	cfg := train.DefaultConfig(64)
-	cfg.Epochs = 2
-	cfg.BatchSize = 4
-	cfg.Student.Width = 8
-	cfg.Student.Depth = 1
+	cfg := tinyConfig(2)
 	cfg.Denoise = 0.5
 	var logs bytes.Buffer
 	// Augmentation on: flipped and shifted images get the teacher's features
@@ -84,37 +129,9 @@ func TestTrainExportAgree(t *testing.T) {
 	if p, ok := m.Bundle.Manifest.Training["parity_max_abs_score_diff"].(float64); !ok || p != res.ParityMax {
 		t.Errorf("saved bundle's parity_max_abs_score_diff = %v, want %g", m.Bundle.Manifest.Training["parity_max_abs_score_diff"], res.ParityMax)
 	}
-	// Score every image through decode → runtime and check the maximum of
-	// the held-out scores is one of them (same images, same numbers).
-	var all []float64
-	ents, _ := os.ReadDir(data)
-	for _, e := range ents {
-		if e.Name() == "broken.jpg" {
-			continue
-		}
-		imgs, err := decode.URI(ctx, filepath.Join(data, e.Name()), pixels.DefaultLimits)
-		if err != nil {
-			t.Fatal(err)
-		}
-		x, err := m.Preprocess(imgs[0])
-		if err != nil {
-			t.Fatal(err)
-		}
-		_, s, err := m.Score([][]float32{x})
-		if err != nil {
-			t.Fatal(err)
-		}
-		all = append(all, float64(s[0]))
-	}
-	for _, v := range res.Train.Calibration.Scores {
-		best := math.Inf(1)
-		for _, a := range all {
-			best = math.Min(best, math.Abs(a-v))
-		}
-		if best > ParityTolerance(sc) {
-			t.Errorf("trainer validation score %v not reproduced by the runtime (closest diff %g)", v, best)
-		}
-	}
+	// Score every image through decode → runtime: the held-out scores are
+	// among them (same images, same numbers).
+	checkRuntimeScores(t, m, data, res.Train.Calibration.Scores, ParityTolerance(sc))
 	if !strings.Contains(logs.String(), "teacher features") {
 		t.Errorf("no progress logged:\n%s", logs.String())
 	}
