@@ -4,12 +4,15 @@ import (
 	"bytes"
 	"context"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/multiad/multiad/model/export"
 	"github.com/multiad/multiad/model/ort"
+	"github.com/multiad/multiad/model/preprocess"
 	"github.com/multiad/multiad/model/runtime"
+	"github.com/multiad/multiad/model/teacher"
 	"github.com/multiad/multiad/model/train"
 )
 
@@ -21,14 +24,17 @@ import (
 func TestHeadsParity(t *testing.T) {
 	ctx := context.Background()
 	data := tiles(t, 12)
-	for _, head := range []string{"bank", "fused"} {
-		t.Run(head, func(t *testing.T) {
+	for _, c := range []struct{ head, teacher string }{{"bank", ""}, {"fused", ""}, {"bank", teacher.MobileNetEdgeTPU}} {
+		head := c.head
+		t.Run(head+c.teacher, func(t *testing.T) {
 			out := filepath.Join(t.TempDir(), "bundle")
 			cfg := train.DefaultConfig(64)
 			cfg.Epochs, cfg.BatchSize, cfg.Student.Width, cfg.Student.Depth = 1, 4, 8, 1
+			pcfg := preprocess.Default(64)
+			pcfg.Resize = preprocess.ResizeAntialias
 			var logs bytes.Buffer
-			res, err := Run(ctx, Options{Data: data, Out: out, Train: cfg, ValFraction: 0.25, Threads: 1, Log: &logs, VerifyExport: true,
-				Head: head, BankSize: 300})
+			res, err := Run(ctx, Options{Data: data, Out: out, Train: cfg, Preprocess: pcfg, ValFraction: 0.25, Threads: 1, Log: &logs, VerifyExport: true,
+				Head: head, BankSize: 300, Teacher: c.teacher})
 			if err != nil {
 				t.Fatalf("%v\n%s", err, logs.String())
 			}
@@ -40,6 +46,13 @@ func TestHeadsParity(t *testing.T) {
 			tr := res.Bundle.Manifest.Training
 			if tr["head"] != export.Head(head) || tr["bank_size"] != 300 || tr["bank_patches"] != 9*8*8 {
 				t.Errorf("manifest head %v, bank size %v of %v patches; want %s, 300 of %d", tr["head"], tr["bank_size"], tr["bank_patches"], head, 9*8*8)
+			}
+			want := []int{32, 96} // the teacher's stride-8 and stride-16 channels
+			if c.teacher == teacher.MobileNetEdgeTPU {
+				want = []int{48, 96}
+			}
+			if got, _ := tr["bank_channels"].([]int); !slices.Equal(got, want) {
+				t.Errorf("bank channels %v, want %v", tr["bank_channels"], want)
 			}
 			if _, ok := tr["fuse_norms"]; ok != (head == "fused") {
 				t.Errorf("fuse_norms recorded: %v", ok)
