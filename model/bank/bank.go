@@ -299,97 +299,72 @@ func Coreset(x []float32, D, n int, opt CoresetOptions) (idx []int, radius float
 	}
 	rng := rand.New(rand.NewPCG(opt.Seed, 0x636f72657365742e))
 	p, d := project(x, D, opt.Proj, rng, opt.Threads)
+	// minD[i] is the squared distance from vector i to its nearest chosen
+	// centre, near[i] that centre's position in idx. A new centre c cannot
+	// come nearer to i when ‖c − near‖ ≥ 2·√minD[i] (triangle inequality),
+	// so most vectors are skipped without computing their distance to c:
+	// the selection is the plain greedy one, only faster.
+	minD := make([]float32, N)
+	near := make([]int32, N)
+	for i := range minD {
+		minD[i] = float32(math.Inf(1))
+	}
 	threads := opt.Threads
 	if threads <= 0 {
 		threads = runtime.GOMAXPROCS(0)
 	}
-	// Each vector belongs to the cluster of its nearest centre; minD is its
-	// squared distance to it, and a cluster's radius the largest minD of its
-	// members. By the triangle inequality a new centre c can take no member
-	// of cluster j when ‖c − c_j‖ ≥ 2·radius_j, nor vector i when
-	// ‖c − c_j‖ ≥ 2·√minD[i], so most clusters and vectors are skipped: the
-	// selection is plain greedy k-center's (ties to the lowest index), only
-	// faster.
-	minD := make([]float32, N)
-	first := rng.IntN(N)
-	c0 := p[first*d : (first+1)*d]
-	parallel(N, threads, func(lo, hi int) {
-		for i := lo; i < hi; i++ {
-			minD[i] = sqDist(p[i*d:(i+1)*d], c0, float32(math.Inf(1)))
-		}
-	})
-	all := make([]int32, N)
-	for i := range all {
-		all[i] = int32(i)
+	threads = max(1, min(threads, N/4096+1))
+	type best struct {
+		i int
+		d float32
 	}
-	type cluster struct {
-		members []int32
-		rad     float32 // largest minD of the members
-		far     int32   // the member at rad (lowest index among equals)
-	}
-	farthest := func(c *cluster) {
-		c.rad, c.far = -1, -1
-		for _, i := range c.members {
-			if v := minD[i]; v > c.rad || (v == c.rad && i < c.far) {
-				c.rad, c.far = v, i
-			}
-		}
-	}
-	clusters := []*cluster{{members: all}}
-	farthest(clusters[0])
-	idx = append(make([]int, 0, n), first)
-	cc := make([]float32, 0, n) // ‖c − c_j‖²/4 for the new centre c
+	bests := make([]best, threads)
+	next := rng.IntN(N)
+	idx = make([]int, 0, n)
+	cc := make([]float32, 0, n) // squared distances from the new centre to every centre, /4
 	for {
-		b := clusters[0]
-		for _, c := range clusters[1:] {
-			if c.rad > b.rad || (c.rad == b.rad && c.far < b.far) {
-				b = c
+		t := len(idx)
+		idx = append(idx, next)
+		c := p[next*d : (next+1)*d]
+		cc = cc[:t+1]
+		for j := 0; j < t; j++ {
+			cc[j] = sqDist(c, p[idx[j]*d:(idx[j]+1)*d], float32(math.Inf(1))) / 4
+		}
+		cc[t] = 0
+		var wg sync.WaitGroup
+		for w := 0; w < threads; w++ {
+			lo, hi := w*N/threads, (w+1)*N/threads
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				b := best{-1, -1}
+				for i := lo; i < hi; i++ {
+					if t == 0 || cc[near[i]] < minD[i] {
+						if v := sqDist(p[i*d:(i+1)*d], c, minD[i]); v < minD[i] {
+							minD[i], near[i] = v, int32(t)
+						}
+					}
+					if minD[i] > b.d {
+						b = best{i, minD[i]}
+					}
+				}
+				bests[w] = b
+			}()
+		}
+		wg.Wait()
+		b := bests[0]
+		for _, o := range bests[1:] {
+			if o.d > b.d { // ties keep the lower index: chunks are in order
+				b = o
 			}
 		}
-		if len(idx) == n || b.rad <= 0 { // rad 0: every vector is a copy of a chosen one
-			return idx, math.Sqrt(float64(max(b.rad, 0))), nil
+		if len(idx) == n || b.d <= 0 { // b.d 0: every vector is a copy of a chosen one
+			return idx, math.Sqrt(float64(max(b.d, 0))), nil
 		}
 		if opt.Progress != nil && len(idx)%max(n/10, 1) == 0 {
 			opt.Progress(len(idx), n)
 		}
-		next := int(b.far)
-		t := len(idx)
-		idx = append(idx, next)
-		c := p[next*d : (next+1)*d]
-		cc = cc[:t]
-		parallel(t, threads, func(lo, hi int) {
-			for j := lo; j < hi; j++ {
-				cc[j] = sqDist(c, p[idx[j]*d:(idx[j]+1)*d], float32(math.Inf(1))) / 4
-			}
-		})
-		moved := make([][]int32, t)
-		parallel(t, threads, func(lo, hi int) {
-			for j := lo; j < hi; j++ {
-				cl := clusters[j]
-				if cc[j] >= cl.rad {
-					continue
-				}
-				keep := cl.members[:0]
-				for _, i := range cl.members {
-					if cc[j] < minD[i] {
-						if v := sqDist(p[int(i)*d:(int(i)+1)*d], c, minD[i]); v < minD[i] {
-							minD[i] = v
-							moved[j] = append(moved[j], i)
-							continue
-						}
-					}
-					keep = append(keep, i)
-				}
-				cl.members = keep
-				farthest(cl)
-			}
-		})
-		nc := &cluster{}
-		for _, m := range moved {
-			nc.members = append(nc.members, m...)
-		}
-		farthest(nc)
-		clusters = append(clusters, nc)
+		next = b.i
 	}
 }
 
