@@ -52,6 +52,9 @@ func runTrain(ctx context.Context, args []string) int {
 	maxImages := fs.Int("max-images", 0, "use at most this many images (0: all)")
 	ckpt := fs.String("checkpoint", "", "checkpoint file: saved every epoch, resumed from if it exists (a finished run's checkpoint re-exports its weights with other --fusion, --sigma, --scale-weights, --feature-pool or --quantile, without training)")
 	threads := fs.Int("threads", 0, "ONNX Runtime intra-op threads (0: default)")
+	head := fs.String("head", "auto", "anomaly-map head: student (teacher–student), bank (nearest-neighbour distance of the teacher's stride-8+16 patch features to a coreset memory bank of training patches; trains no student), fused (both maps, each standardised by the mean and std of its held-out normal pixels, summed) or auto (student)")
+	bankSize := fs.Int("bank-size", training.DefaultBankSize, "memory-bank vectors kept by greedy coreset selection (bank and fused heads)")
+	coresetProj := fs.Int("coreset-proj", training.DefaultCoresetProj, "dimension of the random projection coreset selection measures distances in (-1 or ≥ the feature channels: none, the full space)")
 	verify := fs.Bool("verify-export", true, "run the exported graph in ONNX Runtime on the held-out images, record its largest score difference from training in the bundle, and fail if it exceeds 1e-4 of the scores' range or largest value (the bundle is written first)")
 	h := &help{name: "train", synopsis: "multiad train --data D --out BUNDLE [flags]",
 		about: "Trains a student network on normal images and writes a model bundle (model.onnx + model.json)\n" +
@@ -107,6 +110,7 @@ func runTrain(ctx context.Context, args []string) int {
 	res, err := training.Run(ctx, training.Options{
 		Data: *data, Out: *out, Teacher: *teacherPath, TeacherFeatures: feats, Train: cfg, Preprocess: pcfg,
 		Augment: *augment, Shift: *shift, HardMining: *hard, Fusion: *fusion, FeaturePool: *pool, Sigma: sigmaOpt, ValFraction: *valFrac, MaxImages: *maxImages, Threads: *threads, VerifyExport: *verify,
+		Head: *head, BankSize: *bankSize, CoresetProj: *coresetProj,
 	})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "multiad train:", err)

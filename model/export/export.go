@@ -9,6 +9,7 @@ import (
 	"fmt"
 
 	"github.com/advancedclimatesystems/gonnx/onnx"
+	"github.com/multiad/multiad/model/bank"
 	"github.com/multiad/multiad/model/nn"
 	"github.com/multiad/multiad/model/onnxb"
 	"github.com/multiad/multiad/model/student"
@@ -32,6 +33,13 @@ type Options struct {
 	Map     student.MapConfig // fusion and blur
 	// Weights are the student's variables (train.Result.Student).
 	Weights map[string]train.Tensor
+	// Head makes the map: the student's ("" or HeadStudent), the memory
+	// bank's (Bank; Student and Weights unused) or both fused (Norms).
+	Head Head
+	// Bank is the memory bank of the bank and fused heads.
+	Bank *bank.Bank
+	// Norms standardise the student's and the bank's maps in the fused head.
+	Norms [2]Norm
 }
 
 // FromResult returns the Options of a training result.
@@ -76,8 +84,28 @@ func Build(teacher []byte, opt Options) ([]byte, error) {
 // the given default-domain opset (≥ 13; onnxb.DefaultOpset for teachers
 // built with onnxb.New).
 func BuildWith(opset int64, teacher TeacherFunc, opt Options) ([]byte, error) {
-	if err := opt.Student.Validate(); err != nil {
-		return nil, fmt.Errorf("export: %w", err)
+	head, err := ParseHead(string(opt.Head))
+	if err != nil {
+		return nil, err
+	}
+	if head != HeadBank {
+		if err := opt.Student.Validate(); err != nil {
+			return nil, fmt.Errorf("export: %w", err)
+		}
+	}
+	if head != HeadStudent {
+		if opt.Bank == nil {
+			return nil, fmt.Errorf("export: the %s head needs a memory bank", head)
+		}
+		if err := opt.Bank.Validate(); err != nil {
+			return nil, fmt.Errorf("export: %w", err)
+		}
+		if opt.Bank.Size != opt.Size {
+			return nil, fmt.Errorf("export: the memory bank is for %d px images, the graph for %d", opt.Bank.Size, opt.Size)
+		}
+	}
+	if head == HeadFused && !(opt.Norms[0].valid() && opt.Norms[1].valid()) {
+		return nil, fmt.Errorf("export: fused head: map statistics %+v need finite means and positive standard deviations", opt.Norms)
 	}
 	if err := opt.Map.Validate(); err != nil {
 		return nil, fmt.Errorf("export: %w", err)
@@ -95,17 +123,27 @@ func BuildWith(opset int64, teacher TeacherFunc, opt Options) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("export: teacher: %w", err)
 	}
-	w := &weights{m: opt.Weights, used: map[string]bool{}}
-	sf := buildStudent(b, w, opt.Student, img)
-	if w.err != nil {
-		return nil, w.err
-	}
-	for k := range w.m {
-		if !w.used[k] {
-			return nil, fmt.Errorf("export: weight %q is not part of the student %+v", k, opt.Student)
+	var m string
+	if head != HeadBank {
+		w := &weights{m: opt.Weights, used: map[string]bool{}}
+		sf := buildStudent(b, w, opt.Student, img)
+		if w.err != nil {
+			return nil, w.err
 		}
+		for k := range w.m {
+			if !w.used[k] {
+				return nil, fmt.Errorf("export: weight %q is not part of the student %+v", k, opt.Student)
+			}
+		}
+		m = anomalyMap(b, sf, tf, opt.Student, S, opt.Map)
 	}
-	m := anomalyMap(b, sf, tf, opt.Student, S, opt.Map)
+	if head != HeadStudent {
+		bm := bankMap(b, tf[1], tf[2], opt.Bank, S, opt.Map.Sigma)
+		if head == HeadFused {
+			bm = fuseMaps(b, m, bm, opt.Norms)
+		}
+		m = bm
+	}
 	amap := b.Identity(b.Op("Unsqueeze", []string{m, b.ConstInt64("axis1", []int64{1}, []int64{1})}, nil), MapName)
 	score := b.Identity(reduceMax(b, m), ScoreName)
 	b.Output(amap, onnx.TensorProto_FLOAT, "N", 1, S, S)

@@ -90,6 +90,15 @@ type Options struct {
 	Threads int
 	// Log receives progress lines (nil: stderr).
 	Log io.Writer
+	// Head is the map's head: "student" (also ""), "bank" (the teacher's
+	// features against a memory bank of training patches; no student is
+	// trained), "fused" (both, each standardised by its held-out normals'
+	// pixel mean and standard deviation, summed) or "auto" (AutoHead).
+	Head string
+	// BankSize is the number of memory-bank vectors (0: DefaultBankSize);
+	// CoresetProj the dimension of the coreset selection's random
+	// projection (0: DefaultCoresetProj; negative or ≥ the features' channels: none).
+	BankSize, CoresetProj int
 	// VerifyExport runs the exported scoring graph in ONNX Runtime on the
 	// held-out images and records the largest difference from GoMLX's
 	// scores in the bundle (Result.ParityMax).
@@ -274,21 +283,47 @@ func Run(ctx context.Context, opt Options) (*Result, error) {
 	}
 	logf("teacher features for %d images in %.1fs", len(samples), time.Since(t0).Seconds())
 
-	// 3. Train.
-	cfg.Student.Channels = tch.FeatureChannels()
-	res, err := train.Train(cfg, train.Dataset{Train: trainSet, Val: valSet, Teacher: train.SessionTeacher(sess, cfg.Size, teacherBatch)}, ProgressPrinter(logw))
+	// 3. Train the student, select the memory bank, or both.
+	head, err := resolveHead(opt.Head, medical)
 	if err != nil {
 		return nil, err
 	}
-
-	// 4. Export the scoring graph and calibrate it on the held-out normals.
-	model, err := export.Build(tonnx, export.FromResult(res))
-	if err != nil {
-		return nil, err
+	cfg.Student.Channels = tch.FeatureChannels()
+	res := &train.Result{Config: cfg}
+	if head != export.HeadBank {
+		res, err = train.Train(cfg, train.Dataset{Train: trainSet, Val: valSet, Teacher: train.SessionTeacher(sess, cfg.Size, teacherBatch)}, ProgressPrinter(logw))
+		if err != nil {
+			return nil, err
+		}
 	}
 	calibSet, calibWhat := valSet, "held-out normals"
 	if len(calibSet) == 0 {
 		calibSet, calibWhat = trainSet, "training images: nothing held out"
+	}
+	eopt := export.FromResult(res)
+	eopt.Head = head
+	headInfo := map[string]any{"head": head}
+	if head != export.HeadStudent {
+		if eopt.Bank, err = buildBank(trainSet, cfg.Size, opt, logf); err != nil {
+			return nil, err
+		}
+		maps, scores, norms, err := headMaps(head, eopt.Bank, res, calibSet, opt.Threads)
+		if err != nil {
+			return nil, err
+		}
+		res.Calibration = train.Calibrate(maps, scores, cfg.Quantile)
+		eopt.Norms = norms
+		headInfo["bank_size"], headInfo["bank_patches"], headInfo["coreset_radius"] = eopt.Bank.M(), eopt.Bank.Patches, eopt.Bank.Radius
+		headInfo["bank_channels"] = []int{eopt.Bank.C8, eopt.Bank.C16}
+		if head == export.HeadFused {
+			headInfo["fuse_norms"] = map[string]export.Norm{"student": norms[0], "bank": norms[1]}
+		}
+	}
+
+	// 4. Export the scoring graph and calibrate it on the held-out normals.
+	model, err := export.Build(tonnx, eopt)
+	if err != nil {
+		return nil, err
 	}
 	man := bundle.Manifest{
 		Version:    version.Version,
@@ -304,6 +339,9 @@ func Run(ctx context.Context, opt Options) (*Result, error) {
 			"denoise": cfg.Denoise, "steps": res.Steps, "epoch_kd_loss": res.EpochKDLoss, "val_fraction": opt.ValFraction,
 		},
 		Trained: time.Now().UTC(),
+	}
+	for k, v := range headInfo {
+		man.Training[k] = v
 	}
 	b := &bundle.Bundle{Model: model, Manifest: man}
 	b.Manifest.ModelSHA256 = bundle.SHA256(model)
@@ -345,6 +383,9 @@ func Run(ctx context.Context, opt Options) (*Result, error) {
 			return nil, fmt.Errorf("training: %s is written, but its ONNX Runtime scores differ from training's by up to %.3g on the %s (tolerance %.3g): do not use it", opt.Out, parity, calibWhat, tol)
 		}
 		check = fmt.Sprintf("ONNX vs GoMLX max score diff %.2e", parity)
+		if head == export.HeadBank {
+			check = fmt.Sprintf("ONNX vs Go max score diff %.2e", parity)
+		}
 	}
 	logf("wrote %s: threshold %.5f (q%.2f of %d %s), %s, %.0fs",
 		opt.Out, cal.ImageThreshold, cal.Quantile, len(calibSet), calibWhat, check, b.Manifest.TrainSecs)

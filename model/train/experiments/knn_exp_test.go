@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/advancedclimatesystems/gonnx/onnx"
+	"github.com/multiad/multiad/model/bank"
 	"github.com/multiad/multiad/model/nn"
 	"github.com/multiad/multiad/model/onnxb"
 	"github.com/multiad/multiad/model/ort"
@@ -18,11 +19,28 @@ import (
 )
 
 // patchVectors turns a sample's stride-8 and stride-16 teacher features
-// (stride 16 upsampled ×2, nearest) into 3×3-averaged patch vectors at
-// stride 8: [H8*W8][C8+C16].
-func patchVectors(s train.Sample, S int, c8, c16 int) [][]float32 {
+// into 3×3-averaged patch vectors at stride 8: [H8*W8][C8+C16]. By default
+// they are the memory-bank head's (bank.Embed: stride 16 upsampled
+// bilinearly, the average counting zero padding, as the reference recipe);
+// nearest upsamples stride 16 by nearest neighbour and exclude divides each
+// average by the neighbours that exist, the two deviations of this
+// experiment before the fix (bench/ACCURACY.md, "The kNN experiment's
+// defect").
+func patchVectors(s train.Sample, S int, c8, c16 int, nearest, exclude bool) [][]float32 {
 	h8, h16 := S/8, S/16
 	D := c8 + c16
+	if !nearest && !exclude && c16 > 0 {
+		flat, err := bank.Embed(s.Feats[1], s.Feats[2], S)
+		if err != nil {
+			panic(err)
+		}
+		out := make([][]float32, h8*h8)
+		for i := range out {
+			out[i] = flat[i*D : (i+1)*D]
+		}
+		return out
+	}
+	up := nn.BilinearMatrix(max(h16, 1), h8)
 	raw := make([][]float32, h8*h8)
 	for y := 0; y < h8; y++ {
 		for x := 0; x < h8; x++ {
@@ -31,7 +49,18 @@ func patchVectors(s train.Sample, S int, c8, c16 int) [][]float32 {
 				v[c] = s.Feats[1][(c*h8+y)*h8+x]
 			}
 			for c := 0; c < c16; c++ {
-				v[c8+c] = s.Feats[2][(c*h16+y/2)*h16+x/2]
+				f := s.Feats[2][c*h16*h16:]
+				if nearest {
+					v[c8+c] = f[(y/2)*h16+x/2]
+					continue
+				}
+				var a float64
+				for i, wy := range up[y] {
+					for j, wx := range up[x] {
+						a += wy * wx * float64(f[i*h16+j])
+					}
+				}
+				v[c8+c] = float32(a)
 			}
 			raw[y*h8+x] = v
 		}
@@ -53,6 +82,9 @@ func patchVectors(s train.Sample, S int, c8, c16 int) [][]float32 {
 					n++
 				}
 			}
+			if !exclude {
+				n = 9
+			}
 			for c := range v {
 				v[c] /= float32(n)
 			}
@@ -63,21 +95,25 @@ func patchVectors(s train.Sample, S int, c8, c16 int) [][]float32 {
 }
 
 // TestExperimentKNN is a PatchCore-style diagnostic on the teacher features
-// alone (MULTIAD_EXP=1; EXP_S, EXP_BANK fraction of training patches kept,
-// EXP_KNN16 for stride-16 patches alone, EXP_KNN_NORM to scale each
-// scale's part of a patch vector to unit length, EXP_NTEST test images per
-// class):
+// alone (MULTIAD_EXP=1; EXP_S, EXP_BANK fraction of training patches kept
+// at random (default 0.1, the reference's), EXP_CORESET=N for a greedy
+// coreset of N instead, EXP_KNN16 for stride-16 patches alone, EXP_KNN_NORM
+// to scale each scale's part of a patch vector to unit length,
+// EXP_KNN_UP=nearest and EXP_KNN_PAD=exclude for the patch construction
+// before the fix, EXP_NTEST test images per class; pixel AUROC at full and
+// at half resolution, the reference's):
 // how far the frozen MobileNetV2 features at this resolution can go on the
 // magnetic tiles, independent of any student.
 func TestExperimentKNN(t *testing.T) {
 	S, root := tilesExperiment(t)
-	frac := envF("EXP_BANK", 0.03)
+	frac := envF("EXP_BANK", 0.1)
+	nearestUp, exclude := os.Getenv("EXP_KNN_UP") == "nearest", os.Getenv("EXP_KNN_PAD") == "exclude"
 	_, all := loadDir(t, filepath.Join(root, "train", "good"), S, 0)
 	normals := mobileNetSamples(t, all, S)
 	c8 := len(normals[0].Feats[1]) / ((S / 8) * (S / 8))
 	c16 := len(normals[0].Feats[2]) / ((S / 16) * (S / 16))
 	h8 := S / 8
-	vectors := func(s train.Sample) [][]float32 { return patchVectors(s, S, c8, c16) }
+	vectors := func(s train.Sample) [][]float32 { return patchVectors(s, S, c8, c16, nearestUp, exclude) }
 	split := c8 // where the stride-16 part of a patch vector starts
 	if os.Getenv("EXP_KNN16") != "" {
 		// Stride-16 features alone, 3×3-averaged.
@@ -86,7 +122,7 @@ func TestExperimentKNN(t *testing.T) {
 			// patchVectors at half the size reads the stride-16 maps as
 			// its stride-8 ones.
 			s.Feats[1] = s.Feats[2]
-			return patchVectors(s, S/2, c16, 0)
+			return patchVectors(s, S/2, c16, 0, nearestUp, exclude)
 		}
 	}
 	if os.Getenv("EXP_KNN_NORM") != "" { // each scale's part of a patch vector to unit length
@@ -109,19 +145,43 @@ func TestExperimentKNN(t *testing.T) {
 		}
 	}
 	rng := rand.New(rand.NewPCG(1, 2))
-	var bank [][]float32
-	for _, s := range normals {
-		for _, v := range vectors(s) {
-			if rng.Float64() < frac {
-				bank = append(bank, v)
+	var memory [][]float32
+	if n := int(envF("EXP_CORESET", 0)); n > 0 {
+		var all []float32
+		for _, s := range normals {
+			for _, v := range vectors(s) {
+				all = append(all, v...)
+			}
+		}
+		D := c8 + c16
+		if os.Getenv("EXP_KNN16") != "" {
+			D = c16
+		}
+		start := time.Now()
+		idx, r, err := bank.Coreset(all, D, n, bank.CoresetOptions{Proj: 64, Seed: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("coreset of %d of %d patches in %v, radius %.4g", n, len(all)/D, time.Since(start), r)
+		for _, i := range idx {
+			memory = append(memory, all[i*D:(i+1)*D])
+		}
+	} else {
+		for _, s := range normals {
+			for _, v := range vectors(s) {
+				if rng.Float64() < frac {
+					memory = append(memory, v)
+				}
 			}
 		}
 	}
-	t.Logf("bank %d vectors of %d dims", len(bank), len(bank[0]))
-	nearest := nearestFunc(t, bank)
+	t.Logf("bank %d vectors of %d dims", len(memory), len(memory[0]))
+	nearest := nearestFunc(t, memory)
 	labels, pixLabels, test, _ := tilesTestSet(t, root, S)
 	start := time.Now()
 	var scores, pix, raw []float64
+	var half []float32
+	var halfLab []bool
 	for j, s := range test {
 		m := nearest(vectors(s))
 		for i, d := range m {
@@ -132,13 +192,16 @@ func TestExperimentKNN(t *testing.T) {
 		for _, v := range up {
 			pix = append(pix, float64(v))
 		}
+		half, halfLab = appendHalfRes(half, halfLab, up, pixLabels[j*S*S:(j+1)*S*S])
 		scores = append(scores, topMean(up, 0))
 		raw = append(raw, float64(maxOf(m)))
 		if j%100 == 0 {
 			t.Logf("%d/%d test images, %v", j, len(test), time.Since(start))
 		}
 	}
-	t.Logf("kNN S=%d bank %.2f: image AUROC %.4f (max before the blur %.4f), pixel AUROC %.4f", S, frac, auroc(labels, scores), auroc(labels, raw), auroc(pixLabels, pix))
+	t.Logf("kNN S=%d bank %d (up %s, pad %s): image AUROC %.4f (max before the blur %.4f), pixel AUROC %.4f (half resolution %.4f)", S, len(memory),
+		map[bool]string{false: "bilinear", true: "nearest"}[nearestUp], map[bool]string{false: "counted", true: "excluded"}[exclude],
+		auroc(labels, scores), auroc(labels, raw), auroc(pixLabels, pix), auroc(halfLab, float64s(half)))
 }
 
 // nearestFunc returns a function giving, for each query vector, its

@@ -1,0 +1,124 @@
+package training
+
+import (
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/multiad/multiad/model/bank"
+	"github.com/multiad/multiad/model/export"
+	"github.com/multiad/multiad/model/train"
+)
+
+// DefaultBankSize is the number of memory-bank vectors kept by coreset
+// selection when Options.BankSize is 0: 0.6% of the tiles' 656k training
+// patches at 256 px. The bank's MatMul costs 1024·4096·129·2 ≈ 1.1 GFLOP
+// per 256 px image, about the teacher and student together, so that the
+// fused head keeps half the student's throughput; selection is k·N·64
+// multiply-adds at most.
+const DefaultBankSize = 4096
+
+// DefaultCoresetProj is the dimension of the random projection the coreset
+// is selected in when Options.CoresetProj is 0.
+const DefaultCoresetProj = 64
+
+// AutoHead is the head "auto" resolves to for a training set of medical
+// images (DICOM, NIfTI) or not.
+func AutoHead(medical bool) export.Head {
+	if medical {
+		return export.HeadStudent
+	}
+	return export.HeadStudent
+}
+
+// resolveHead resolves Options.Head.
+func resolveHead(opt string, medical bool) (export.Head, error) {
+	if opt == "auto" {
+		return AutoHead(medical), nil
+	}
+	h, err := export.ParseHead(opt)
+	if err != nil {
+		return "", fmt.Errorf("training: head %q: want student, bank, fused or auto", opt)
+	}
+	return h, nil
+}
+
+// buildBank selects the memory bank from the training images' features.
+func buildBank(ss []train.Sample, S int, opt Options, logf func(string, ...any)) (*bank.Bank, error) {
+	t0 := time.Now()
+	f8s, f16s := make([][]float32, len(ss)), make([][]float32, len(ss))
+	for i, s := range ss {
+		f8s[i], f16s[i] = s.Feats[1], s.Feats[2]
+	}
+	n := opt.BankSize
+	if n == 0 {
+		n = DefaultBankSize
+	}
+	proj := opt.CoresetProj
+	switch {
+	case proj == 0:
+		proj = DefaultCoresetProj
+	case proj < 0:
+		proj = 0 // the full space
+	}
+	progress := func(chosen, n int) { logf("coreset: %d of %d bank vectors chosen, %.0fs", chosen, n, time.Since(t0).Seconds()) }
+	bk, err := bank.Build(f8s, f16s, S, n, bank.CoresetOptions{Proj: proj, Seed: opt.Train.Seed, Threads: opt.Threads, Progress: progress})
+	if err != nil {
+		return nil, fmt.Errorf("training: memory bank: %w", err)
+	}
+	logf("memory bank: %d of %d patch vectors (%d+%d channels) by greedy coreset in a %d-d projection (0: none), covering radius %.4g, %.1fs",
+		bk.M(), bk.Patches, bk.C8, bk.C16, proj, bk.Radius, time.Since(t0).Seconds())
+	return bk, nil
+}
+
+// headMaps returns the maps and scores of ss under head (bank or fused),
+// computed in Go (model/bank's brute-force reference, and GoMLX for the
+// student), and for the fused head the norms, taken from these very maps:
+// each head's mean and standard deviation over every pixel of every map of ss.
+func headMaps(head export.Head, bk *bank.Bank, res *train.Result, ss []train.Sample, threads int) (maps [][]float32, scores []float64, norms [2]export.Norm, err error) {
+	sigma := res.Config.Map.Sigma
+	bmaps := make([][]float32, len(ss))
+	for i, s := range ss {
+		if bmaps[i], _, err = bk.Score(s.Feats[1], s.Feats[2], sigma, threads); err != nil {
+			return nil, nil, norms, fmt.Errorf("training: memory bank map of image %d: %w", i, err)
+		}
+	}
+	maps = bmaps
+	if head == export.HeadFused {
+		smaps, _, err := train.Score(res.Config, res.Student, ss)
+		if err != nil {
+			return nil, nil, norms, err
+		}
+		norms = [2]export.Norm{pixelNorm(smaps), pixelNorm(bmaps)}
+		maps = make([][]float32, len(ss))
+		for i := range ss {
+			maps[i] = export.Fuse(smaps[i], bmaps[i], norms)
+		}
+	}
+	scores = make([]float64, len(maps))
+	for i, m := range maps {
+		scores[i] = math.Inf(-1)
+		for _, v := range m {
+			scores[i] = math.Max(scores[i], float64(v))
+		}
+	}
+	return maps, scores, norms, nil
+}
+
+// pixelNorm is the mean and standard deviation of every pixel of maps.
+func pixelNorm(maps [][]float32) export.Norm {
+	var n, s1, s2 float64
+	for _, m := range maps {
+		for _, v := range m {
+			n++
+			s1 += float64(v)
+		}
+	}
+	mean := s1 / n
+	for _, m := range maps {
+		for _, v := range m {
+			s2 += (float64(v) - mean) * (float64(v) - mean)
+		}
+	}
+	return export.Norm{Mean: mean, Std: math.Sqrt(s2 / n)}
+}
