@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/multiad/multiad/internal/shared"
+	"github.com/multiad/multiad/internal/testenv"
 	"github.com/multiad/multiad/io/pixels"
 )
 
@@ -147,7 +148,7 @@ func TestProgressiveJPEG(t *testing.T) {
 	enc, err1 := exec.LookPath("dcmcjpeg")
 	dec, err2 := exec.LookPath("dcmdjpeg")
 	if err1 != nil || err2 != nil {
-		t.Skip("dcmtk not installed")
+		testenv.Missing(t, "dcmcjpeg or dcmdjpeg not found (Debian package dcmtk)")
 	}
 	dir := t.TempDir()
 	src := shared.MustPath(t, "data", "decoders", "dicom", "pydicom_data", "SC_rgb.dcm")

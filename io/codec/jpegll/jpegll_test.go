@@ -15,6 +15,7 @@ import (
 	"testing"
 
 	"github.com/multiad/multiad/internal/shared"
+	"github.com/multiad/multiad/internal/testenv"
 	"github.com/multiad/multiad/io/codec/internal/codectest"
 )
 
@@ -147,7 +148,7 @@ func TestDecodeLGGAgainstDcmtk(t *testing.T) {
 		got := decodeFile(t, f)
 		ref, ok, err := codectest.Decompress("dcmdjpeg", path, tmp)
 		if !ok {
-			t.Skip("dcmdjpeg (dcmtk) not installed")
+			testenv.Missing(t, "dcmdjpeg not found (Debian package dcmtk)")
 		}
 		if err != nil {
 			t.Fatal(err)
@@ -164,7 +165,7 @@ func TestDecodeLGGAgainstDcmtk(t *testing.T) {
 // the original pixels).
 func TestDcmtkPredictors(t *testing.T) {
 	if _, err := exec.LookPath("dcmcjpeg"); err != nil {
-		t.Skip("dcmcjpeg (dcmtk) not installed")
+		testenv.Missing(t, "dcmcjpeg not found (Debian package dcmtk)")
 	}
 	explicit := lggFiles(t, "explicit")[3]
 	dir := shared.MustPath(t, "data", "decoders", "dicom")
@@ -302,7 +303,7 @@ func TestDifference32768(t *testing.T) {
 // 16-bit differences of 32768) to the pixels it encoded.
 func TestTestEncoderAgainstDcmtk(t *testing.T) {
 	if _, err := exec.LookPath("dcmdjpeg"); err != nil {
-		t.Skip("dcmdjpeg (dcmtk) not installed")
+		testenv.Missing(t, "dcmdjpeg not found (Debian package dcmtk)")
 	}
 	dir := shared.MustPath(t, "data", "decoders", "dicom")
 	tests := []struct {

@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/multiad/multiad/internal/shared"
+	"github.com/multiad/multiad/internal/testenv"
 	"github.com/multiad/multiad/io/codec/internal/codectest"
 )
 
@@ -128,7 +129,7 @@ func TestDecodeLGGAgainstDcmtk(t *testing.T) {
 		got := decodeFile(t, f)
 		ref, ok, err := codectest.Decompress("dcmdrle", path, tmp)
 		if !ok {
-			t.Skip("dcmdrle (dcmtk) not installed")
+			testenv.Missing(t, "dcmdrle not found (Debian package dcmtk)")
 		}
 		if err != nil {
 			t.Fatal(err)
@@ -148,7 +149,7 @@ func TestDecodeLGGAgainstPydicom(t *testing.T) {
 	}
 	sums, ok, err := codectest.PydicomSHA256(files)
 	if !ok {
-		t.Skip("python3 with pydicom and numpy not installed")
+		testenv.Missing(t, "python3 with pydicom and numpy not found (Debian: python3-pydicom python3-numpy)")
 	}
 	if err != nil {
 		t.Fatal(err)
