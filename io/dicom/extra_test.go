@@ -98,7 +98,7 @@ func TestYBRToRGB(t *testing.T) {
 		if m.Meta.Photometric != "YBR_FULL" {
 			t.Errorf("%s: Photometric %q, want YBR_FULL", name, m.Meta.Photometric)
 		}
-		rgb, err := YBRToRGB(m)
+		rgb, err := pixels.YBRToRGB(m)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -124,7 +124,7 @@ func TestJPEGAgainstDcmtk(t *testing.T) {
 		m := decodeShared(t, tc.jpeg)[0]
 		if m.Meta.Photometric == "YBR_FULL" {
 			var err error
-			if m, err = YBRToRGB(m); err != nil {
+			if m, err = pixels.YBRToRGB(m); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -162,7 +162,7 @@ func TestProgressiveJPEG(t *testing.T) {
 	if m.Meta.TransferSyntax != "1.2.840.10008.1.2.4.55" || m.Meta.Photometric != "YBR_FULL" {
 		t.Fatalf("transfer syntax %s, photometric %s", m.Meta.TransferSyntax, m.Meta.Photometric)
 	}
-	rgb, err := YBRToRGB(m)
+	rgb, err := pixels.YBRToRGB(m)
 	if err != nil {
 		t.Fatal(err)
 	}
