@@ -12,11 +12,12 @@ import (
 	"github.com/multiad/multiad/internal/testenv"
 )
 
-// runPython runs script with the JSON encoding of in as its first argument
-// (a file) and decodes its standard output into out.
-func runPython(t *testing.T, script string, in, out any) {
+// runPython runs script, which imports the Python modules mods, with the
+// JSON encoding of in as its first argument (a file) and decodes its
+// standard output into out.
+func runPython(t *testing.T, script string, in, out any, mods ...string) {
 	t.Helper()
-	py := testenv.Python(t, "sklearn", "skimage", "numpy")
+	py := testenv.Python(t, mods...)
 	b, err := json.Marshal(in)
 	if err != nil {
 		t.Fatal(err)
@@ -94,7 +95,7 @@ func TestBinaryAgainstSklearn(t *testing.T) {
 		Precision, Recall, PRThresholds []float64
 		FPR, TPR, ROCThresholds         []float64
 	}
-	runPython(t, sklearnBinaryScript, cases, &want)
+	runPython(t, sklearnBinaryScript, cases, &want, "sklearn", "numpy")
 	if len(want) != len(cases) {
 		t.Fatalf("python returned %d results for %d cases", len(want), len(cases))
 	}
@@ -208,7 +209,7 @@ func TestPixelAgainstPython(t *testing.T) {
 		}
 	}
 	var want []struct{ AUPRO, AUROC float64 }
-	runPython(t, pixelScript, cases, &want)
+	runPython(t, pixelScript, cases, &want, "sklearn", "skimage", "numpy")
 	for i, maps := range cases {
 		pro, err := AUPRO(maps, PROLimit)
 		if err != nil || !near(pro, want[i].AUPRO, 1e-9) {
