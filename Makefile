@@ -1,6 +1,6 @@
 # multiad — see README.md. Two commands do everything on a fresh machine:
 #   make demo   train a small model on ../shared magnetic tiles, score the test set on Prism, write reports
-#   make test   run the test suite
+#   make test   run the test suite (make test-short: unit tests only, without ../shared or Python)
 SHELL := /bin/bash
 export GOEXPERIMENT := simd
 export GOMLX_NO_AUTO_INSTALL := 1
@@ -29,6 +29,10 @@ build: setup
 test: setup
 	go vet ./...
 	go test $(GO_TEST_FLAGS) ./...
+
+## test-short: unit tests only (-short: no ../shared, no Python, no external tools), a few minutes
+test-short: setup
+	go test -short ./...
 
 ## demo: train a small model on the magnetic tiles and score their test set on Prism
 demo: build

@@ -4,12 +4,15 @@
 # templates/Dockerfile.gpu), and the template spec in Cloud Storage.
 #
 #   scripts/template.sh            build, push, write gs://$BUCKET/templates/...
-#   scripts/template.sh --check    validate everything that can be checked
-#                                  offline (no Docker engine, no cloud)
 #   scripts/template.sh --dry-run  build the binary and context, print the
 #                                  docker/gcloud commands instead of running them
 #
-# Environment (all optional with --check):
+# Before building the image it runs the Go tests of the template
+# (go test -run '^TestTemplate' ./cmd/multiad: the binary's ELF and glibc
+# needs, the Dockerfiles' COPY lines and environment, the entry point) on
+# the binary it is about to push; they also run in `make test`.
+#
+# Environment:
 #   PROJECT        Google Cloud project (default: gcloud config get-value project)
 #   REGION         Artifact Registry and Dataflow region (default us-central1)
 #   BUCKET         bucket for the template spec, staging and temp files (no gs://)
@@ -30,13 +33,12 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 
-check=0 dry=0
+dry=0
 case "${1:-}" in
-  --check) check=1 ;;
   --dry-run) dry=1 ;;
   "") ;;
-  -h|--help) sed -n '2,32p' "$0"; exit 0 ;;
-  *) echo "template: unknown argument $1 (want --check, --dry-run or nothing)" >&2; exit 2 ;;
+  -h|--help) sed -n '2,30p' "$0"; exit 0 ;;
+  *) echo "template: unknown argument $1 (want --dry-run or nothing)" >&2; exit 2 ;;
 esac
 # run CMD...: runs a cloud or Docker command, or prints it with --dry-run.
 run() {
@@ -52,10 +54,6 @@ case "$GPU" in
   1) dockerfile=templates/Dockerfile.gpu; suffix="-gpu"; MACHINE_TYPE=${MACHINE_TYPE:-g2-standard-4} ;;
   *) echo "template: GPU=$GPU: want 0 or 1" >&2; exit 2 ;;
 esac
-# The oldest glibc among the runtime bases (Ubuntu 22.04 in the GPU image,
-# Debian 12 in the CPU image): the binary must not need a newer one.
-max_glibc=2.35
-
 die() { echo "template: $*" >&2; exit 1; }
 note() { echo "template: $*" >&2; }
 
@@ -81,155 +79,22 @@ build_binary() {
     "$GO" build -ldflags="-s -w" -o "$out" ./cmd/multiad
 }
 
-# check_binary BIN: a linux/amd64 ELF that the image's glibc can run.
-check_binary() {
-  local bin=$1 magic
-  magic=$(head -c 20 "$bin" | od -An -tx1 | tr -d ' \n')
-  # \x7fELF, 64-bit, little endian ... e_machine 0x3e (x86-64) at offset 18.
-  [ "${magic:0:10}" = 7f454c4602 ] || die "$bin is not a 64-bit ELF"
-  [ "${magic:36:4}" = 3e00 ] || die "$bin is not x86-64"
-  local need=""
-  if command -v objdump >/dev/null; then
-    need=$(objdump -T "$bin" | grep -o 'GLIBC_[0-9.]*' | sed 's/GLIBC_//' | sort -uV | tail -n1)
-  elif command -v readelf >/dev/null; then
-    need=$(readelf -W --dyn-syms "$bin" | grep -o 'GLIBC_[0-9.]*' | sed 's/GLIBC_//' | sort -uV | tail -n1)
-  else
-    note "no objdump or readelf: glibc requirement not checked"
-  fi
-  if [ -n "$need" ] && [ "$(printf '%s\n%s\n' "$need" "$max_glibc" | sort -V | tail -n1)" != "$max_glibc" ]; then
-    die "$bin needs glibc $need but the images have $max_glibc; build on an older system (e.g. in golang:1.26-bookworm)"
-  fi
-  note "binary ok: linux/amd64 ELF${need:+, needs glibc $need (images have >= $max_glibc)}"
+# check_template BIN: the Go tests of the template (cmd/multiad/template_test.go)
+# on BIN, the binary about to be pushed.
+check_template() {
+  MULTIAD_TEMPLATE_BIN=$(cd "$(dirname "$1")" && pwd)/$(basename "$1") GOEXPERIMENT=simd GOFLAGS=-buildvcs=false \
+    run "$GO" test -count=1 -run '^TestTemplate' ./cmd/multiad
 }
 
-# stage_context DIR BIN: the minimal Docker build context.
+# stage_context DIR BIN: the Docker build context: the binary at
+# bin/linux_amd64/multiad and the scripts and templates folders
+# (TestTemplateDockerfiles checks that the COPY lines need nothing else).
 stage_context() {
   local ctx=$1 bin=$2
-  mkdir -p "$ctx/bin/linux_amd64" "$ctx/scripts" "$ctx/templates"
+  mkdir -p "$ctx/bin/linux_amd64"
   cp "$bin" "$ctx/bin/linux_amd64/multiad"
-  cp scripts/setup-ort.sh "$ctx/scripts/"
-  cp templates/entrypoint.sh templates/score.sh templates/Dockerfile templates/Dockerfile.gpu "$ctx/templates/"
+  cp -R scripts templates "$ctx/"
 }
-
-# dockerfile_lines FILE: instructions with continuations joined, comments dropped.
-dockerfile_lines() {
-  awk '/^[[:space:]]*#/ {next} { if (sub(/\\[[:space:]]*$/, "")) { buf = buf $0 " "; next } print buf $0; buf = "" }' "$1"
-}
-
-# check_dockerfile FILE CTX: COPY sources exist in CTX, stages exist, and the
-# paths the environment names are copied into the image.
-check_dockerfile() {
-  local df=$1 ctx=$2 stages=" " dests=" " line
-  while IFS= read -r line; do
-    read -r -a w <<<"$line"
-    [ ${#w[@]} -gt 0 ] || continue
-    case "${w[0]^^}" in
-      FROM)
-        for ((i = 1; i < ${#w[@]}; i++)); do
-          if [ "${w[i]^^}" = AS ]; then stages+="${w[i+1]} "; fi
-        done ;;
-      COPY|ADD)
-        local from="" args=()
-        for ((i = 1; i < ${#w[@]}; i++)); do
-          case "${w[i]}" in
-            --from=*) from=${w[i]#--from=} ;;
-            --*) ;;
-            *) args+=("${w[i]}") ;;
-          esac
-        done
-        [ ${#args[@]} -ge 2 ] || die "$df: malformed: $line"
-        local dest=${args[-1]}
-        dests+="$dest "
-        if [ -n "$from" ]; then
-          [[ "$stages" == *" $from "* ]] || die "$df: COPY --from=$from: no such stage"
-        else
-          for src in "${args[@]:0:${#args[@]}-1}"; do
-            [ -e "$ctx/$src" ] || die "$df: COPY source $src is not in the build context"
-          done
-        fi ;;
-    esac
-  done < <(dockerfile_lines "$df")
-  local want
-  for want in /template/multiad /template/score /opt/multiad/entrypoint.sh; do
-    [[ "$dests" == *" $want "* ]] || die "$df: nothing is copied to $want"
-  done
-  grep -q '^ENTRYPOINT \["/opt/multiad/entrypoint.sh"\]' "$df" || die "$df: ENTRYPOINT is not /opt/multiad/entrypoint.sh"
-  grep -q 'FLEX_TEMPLATE_GO_BINARY=/template/score' "$df" || die "$df: FLEX_TEMPLATE_GO_BINARY is not /template/score"
-  grep -q 'MULTIAD_ORT_LIB=/opt/multiad/lib/libonnxruntime.so.1' "$df" || die "$df: MULTIAD_ORT_LIB is not /opt/multiad/lib/libonnxruntime.so.1"
-  [[ "$dests" == *" /opt/multiad/lib/"* ]] || die "$df: ONNX Runtime is not copied to /opt/multiad/lib"
-  # The worker's boot loader must come from the Beam version multiad is built with.
-  local beam
-  beam=$(awk '$1 == "github.com/apache/beam/sdks/v2" {print $2; exit}' go.mod)
-  grep -q "apache/beam_go_sdk:${beam#v}" "$df" || die "$df: BEAM_IMAGE is not apache/beam_go_sdk:${beam#v} (go.mod has Beam $beam)"
-  note "$df ok"
-}
-
-# check_entrypoint: the dispatcher sends boot-loader arguments to boot and
-# everything else to the launcher; score.sh adds the subcommand.
-check_entrypoint() {
-  local fake=$tmp/fake
-  mkdir -p "$fake"
-  printf '#!/bin/sh\necho boot "$@"\n' >"$fake/boot"
-  printf '#!/bin/sh\necho launcher "$@"\n' >"$fake/launcher"
-  printf '#!/bin/sh\necho multiad "$@"\n' >"$fake/multiad"
-  chmod +x "$fake"/*
-  local ep=templates/entrypoint.sh got
-  sh -n "$ep" && sh -n templates/score.sh || die "shell syntax"
-  got=$(MULTIAD_BOOT=$fake/boot MULTIAD_LAUNCHER=$fake/launcher sh "$ep" --id=1 --logging_endpoint=l:1 --artifact_endpoint=a:1 --provision_endpoint=p:1 --control_endpoint=c:1 --semi_persist_dir=/tmp)
-  [ "${got%% *}" = boot ] || die "entrypoint.sh: worker arguments went to: $got"
-  got=$(MULTIAD_BOOT=$fake/boot MULTIAD_LAUNCHER=$fake/launcher sh "$ep" --worker_pool)
-  [ "${got%% *}" = boot ] || die "entrypoint.sh: --worker_pool went to: $got"
-  got=$(MULTIAD_BOOT=$fake/boot MULTIAD_LAUNCHER=$fake/launcher sh "$ep")
-  [ "$got" = "launcher " ] || [ "$got" = launcher ] || die "entrypoint.sh: no arguments went to: $got"
-  got=$(MULTIAD_BIN=$fake/multiad sh templates/score.sh --input=gs://b/x --runner=DataflowRunner)
-  [ "$got" = "multiad score --input=gs://b/x --runner=DataflowRunner" ] || die "score.sh ran: $got"
-  note "entrypoint.sh and score.sh ok"
-}
-
-# check_metadata BIN: metadata.json parses and every parameter is a flag of
-# `multiad score` (the Go test TestScoreMetadata also checks the converse).
-check_metadata() {
-  local bin=$1 md=templates/score/metadata.json names flags
-  command -v python3 >/dev/null || die "python3 is needed to read $md"
-  names=$(python3 -c 'import json,sys
-m = json.load(open(sys.argv[1]))
-assert m["name"] and m["description"], "name and description are required"
-for p in m["parameters"]:
-    for k in ("name", "label", "helpText", "isOptional"):
-        assert k in p, "%s: no %s" % (p.get("name"), k)
-    print(p["name"])' "$md") || die "$md is not valid template metadata"
-  flags=$("$bin" score -h 2>&1 | sed -n 's/^  -\([A-Za-z0-9_.-]*\).*/\1/p' | sort -u)
-  [ -n "$flags" ] || die "$bin score -h printed no flags"
-  local n missing=""
-  for n in $names; do
-    grep -qx -- "$n" <<<"$flags" || missing+=" $n"
-  done
-  [ -z "$missing" ] || die "$md parameters that multiad score does not accept:$missing"
-  note "$md ok ($(wc -w <<<"$names") parameters, all accepted by multiad score)"
-  if command -v gcloud >/dev/null; then
-    # gcloud validates the metadata and prints the spec without any cloud access.
-    gcloud dataflow flex-template build "gs://check-bucket/templates/multiad-score.json" \
-      --image "example.com/multiad:check" --sdk-language GO --metadata-file "$md" --print-only \
-      >"$tmp/spec.json" 2>"$tmp/gcloud.err" || { cat "$tmp/gcloud.err" >&2; die "gcloud rejected $md"; }
-    grep -q '"sdkInfo"' "$tmp/spec.json" && grep -q '"GO"' "$tmp/spec.json" || die "gcloud printed an unexpected spec: $(cat "$tmp/spec.json")"
-    note "gcloud dataflow flex-template build --print-only accepts $md"
-  else
-    note "no gcloud: spec not validated by gcloud"
-  fi
-}
-
-if [ "$check" = 1 ]; then
-  bash -n "$0"
-  check_entrypoint
-  build_binary "$tmp/multiad"
-  check_binary "$tmp/multiad"
-  check_metadata "$tmp/multiad"
-  stage_context "$tmp/ctx" "$tmp/multiad"
-  check_dockerfile templates/Dockerfile "$tmp/ctx"
-  check_dockerfile templates/Dockerfile.gpu "$tmp/ctx"
-  echo "template check: ok"
-  exit 0
-fi
 
 # --- build, push and write the template ---
 [ "$dry" = 1 ] || command -v gcloud >/dev/null || die "gcloud is needed (https://cloud.google.com/sdk/docs/install)"
@@ -254,9 +119,8 @@ bin=bin/linux_amd64/multiad
 [ "$dry" = 0 ] || bin=$tmp/multiad
 mkdir -p "$(dirname "$bin")"
 build_binary "$bin"
-check_binary "$bin"
+check_template "$bin"
 stage_context "$tmp/ctx" "$bin"
-check_dockerfile "$dockerfile" "$tmp/ctx"
 
 note "building $IMAGE from $dockerfile with $BUILDER"
 case "$BUILDER" in

@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/multiad/multiad/internal/shared"
+	"github.com/multiad/multiad/internal/testenv"
 )
 
 type goldenStats struct {
@@ -117,10 +118,10 @@ func TestInspectPHI(t *testing.T) {
 	bin := multiadBinary(t)
 	f := shared.MustPath(t, "data", "medical", "lgg_dicom", "series", "TCGA_FG_6691_20020405", "IM0000.dcm")
 	// The patient's name as stored in the header, read independently with pydicom.
-	py := exec.Command("/usr/bin/python3", "-c", "import pydicom,sys; d=pydicom.dcmread(sys.argv[1]); print(str(d.PatientName)); print(d.PatientBirthDate)", f)
+	py := exec.Command(testenv.Python(t, "pydicom"), "-c", "import pydicom,sys; d=pydicom.dcmread(sys.argv[1]); print(str(d.PatientName)); print(d.PatientBirthDate)", f)
 	out, err := py.Output()
 	if err != nil {
-		t.Fatalf("pydicom (install python3-pydicom): %v", err)
+		t.Fatalf("pydicom: %v", err)
 	}
 	fields := strings.Fields(strings.ReplaceAll(string(out), "^", " "))
 	if len(fields) < 2 {

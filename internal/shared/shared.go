@@ -4,10 +4,14 @@
 package shared
 
 import (
+	"errors"
+	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
 	"sort"
+
+	"github.com/multiad/multiad/internal/testenv"
 )
 
 // EnvVar overrides the shared folder's location.
@@ -48,21 +52,22 @@ func Path(elems ...string) (string, error) {
 }
 
 // TB is the subset of testing.TB used by MustPath.
-type TB interface {
-	Helper()
-	Fatalf(format string, args ...any)
-}
+type TB = testenv.TB
 
-// MustPath is Path for tests: it fails the test if the folder or the file
-// does not exist.
+// MustPath is Path for tests: when the folder or the file does not exist it
+// skips the test, saying which, or fails it when MULTIAD_REQUIRE_SHARED=1
+// (testenv.Missing). Under -short (unit tests only) it skips.
 func MustPath(t TB, elems ...string) string {
 	t.Helper()
+	testenv.SkipIfShort(t, "shared data")
 	p, err := Path(elems...)
 	if err != nil {
-		t.Fatalf("%v", err)
+		testenv.Missing(t, "%v", err)
+		return ""
 	}
 	if _, err := os.Stat(p); err != nil {
-		t.Fatalf("shared file missing: %v", err)
+		testenv.Missing(t, "shared data missing: %v", err)
+		return ""
 	}
 	return p
 }
@@ -91,4 +96,37 @@ func LinkTileNormals(t DirTB, n int) string {
 		}
 	}
 	return dir
+}
+
+// SkipExamplesIfMissing leaves the package's examples out of the test run
+// (it adds ^Example to -test.skip) under -short, or when the shared folder is
+// missing and missing data may skip (testenv.Required is false): an example
+// cannot skip itself, and its output is that of the shared data. Call it
+// first in TestMain; it parses the command line.
+func SkipExamplesIfMissing() {
+	if !flag.Parsed() {
+		flag.Parse()
+	}
+	d, err := Dir()
+	if err == nil {
+		_, err = os.Stat(d)
+	}
+	switch {
+	case testenv.Short():
+		err = errors.New("-short: unit tests only")
+	case err == nil || testenv.Required():
+		return
+	}
+	skip := flag.Lookup("test.skip")
+	if skip == nil {
+		return
+	}
+	pat := "^Example"
+	if v := skip.Value.String(); v != "" {
+		pat += "|" + v
+	}
+	if skip.Value.Set(pat) != nil {
+		return
+	}
+	fmt.Printf("examples skipped, they need the shared data: %v\n", err)
 }

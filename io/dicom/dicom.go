@@ -32,7 +32,7 @@
 //   - MONOCHROME1 is NOT inverted (pydicom does not invert either);
 //     Photometric stays MONOCHROME1 so that preprocessing can invert.
 //   - Native YBR_FULL and YBR_FULL_422 keep their YBR values (Photometric
-//     YBR_FULL); YBRToRGB converts them.
+//     YBR_FULL); pixels.YBRToRGB converts them.
 //   - JPEG YBR data keep their YCbCr values (as pydicom with Pillow returns
 //     them; Photometric YBR_FULL); JPEG data marked RGB are converted from
 //     YCbCr only when an Adobe marker asks for it, as pydicom does; JPEG

@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/multiad/multiad/internal/shared"
+	"github.com/multiad/multiad/internal/testenv"
 	"github.com/multiad/multiad/io/pixels"
 )
 
@@ -97,7 +98,7 @@ func TestYBRToRGB(t *testing.T) {
 		if m.Meta.Photometric != "YBR_FULL" {
 			t.Errorf("%s: Photometric %q, want YBR_FULL", name, m.Meta.Photometric)
 		}
-		rgb, err := YBRToRGB(m)
+		rgb, err := pixels.YBRToRGB(m)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -123,7 +124,7 @@ func TestJPEGAgainstDcmtk(t *testing.T) {
 		m := decodeShared(t, tc.jpeg)[0]
 		if m.Meta.Photometric == "YBR_FULL" {
 			var err error
-			if m, err = YBRToRGB(m); err != nil {
+			if m, err = pixels.YBRToRGB(m); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -147,7 +148,7 @@ func TestProgressiveJPEG(t *testing.T) {
 	enc, err1 := exec.LookPath("dcmcjpeg")
 	dec, err2 := exec.LookPath("dcmdjpeg")
 	if err1 != nil || err2 != nil {
-		t.Skip("dcmtk not installed")
+		testenv.Missing(t, "dcmcjpeg or dcmdjpeg not found (Debian package dcmtk)")
 	}
 	dir := t.TempDir()
 	src := shared.MustPath(t, "data", "decoders", "dicom", "pydicom_data", "SC_rgb.dcm")
@@ -161,7 +162,7 @@ func TestProgressiveJPEG(t *testing.T) {
 	if m.Meta.TransferSyntax != "1.2.840.10008.1.2.4.55" || m.Meta.Photometric != "YBR_FULL" {
 		t.Fatalf("transfer syntax %s, photometric %s", m.Meta.TransferSyntax, m.Meta.Photometric)
 	}
-	rgb, err := YBRToRGB(m)
+	rgb, err := pixels.YBRToRGB(m)
 	if err != nil {
 		t.Fatal(err)
 	}

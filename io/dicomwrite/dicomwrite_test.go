@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/multiad/multiad/internal/shared"
+	"github.com/multiad/multiad/internal/testenv"
 	"github.com/multiad/multiad/io/dicom"
 	"github.com/multiad/multiad/io/pixels"
 )
@@ -75,9 +76,7 @@ func rgb(img *image.RGBA) []byte {
 
 func TestReadSourceLGG(t *testing.T) {
 	files, _ := filepath.Glob(filepath.Join(shared.MustPath(t, "data", "medical", "lgg_dicom", "series"), "*", "IM000[05].dcm"))
-	if err := exec.Command("/usr/bin/python3", "-c", "import pydicom").Run(); err != nil {
-		t.Skip("pydicom missing")
-	}
+	py := testenv.Python(t, "pydicom")
 	// Independent reference: pydicom reads the same fields.
 	script := `
 import sys, json, pydicom
@@ -89,7 +88,7 @@ for f in sys.argv[1:]:
         "StudyDate", "AccessionNumber", "SeriesInstanceUID", "SOPClassUID", "SOPInstanceUID", "InstanceNumber", "SeriesNumber"]})
 print(json.dumps(out))
 `
-	out, err := exec.Command("/usr/bin/python3", append([]string{"-c", script}, files...)...).CombinedOutput()
+	out, err := exec.Command(py, append([]string{"-c", script}, files...)...).CombinedOutput()
 	if err != nil {
 		t.Fatalf("pydicom: %v\n%s", err, out)
 	}
@@ -141,12 +140,7 @@ func TestDecodeWithIODicom(t *testing.T) {
 
 // TestPydicom reads a written capture with pydicom (Debian python3-pydicom).
 func TestPydicom(t *testing.T) {
-	if _, err := os.Stat("/usr/bin/python3"); err != nil {
-		t.Skip("no /usr/bin/python3")
-	}
-	if err := exec.Command("/usr/bin/python3", "-c", "import pydicom, numpy").Run(); err != nil {
-		t.Skip("pydicom or numpy missing")
-	}
+	py := testenv.Python(t, "pydicom", "numpy")
 	c, b := testCapture(t, 33, 17)
 	f := filepath.Join(t.TempDir(), "sc.dcm")
 	if err := os.WriteFile(f, b, 0o644); err != nil {
@@ -166,7 +160,7 @@ print(json.dumps({
   "ref": str(ds.SourceImageSequence[0].ReferencedSOPInstanceUID),
   "explicit": not ds.is_implicit_VR, "little": ds.is_little_endian}))
 `
-	out, err := exec.Command("/usr/bin/python3", "-c", script, f).CombinedOutput()
+	out, err := exec.Command(py, "-c", script, f).CombinedOutput()
 	if err != nil {
 		t.Fatalf("pydicom: %v\n%s", err, out)
 	}
@@ -235,7 +229,7 @@ func TestDcmtk(t *testing.T) {
 		t.Logf("dciodvfy:\n%s", out)
 	}
 	if !ran {
-		t.Skip("neither dcmdump nor dciodvfy installed")
+		testenv.Missing(t, "neither dcmdump (Debian package dcmtk) nor dciodvfy (dicom3tools) found")
 	}
 }
 

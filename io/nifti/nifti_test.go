@@ -18,6 +18,7 @@ import (
 	"testing"
 
 	"github.com/multiad/multiad/internal/shared"
+	"github.com/multiad/multiad/internal/testenv"
 	"github.com/multiad/multiad/io/nifti"
 	"github.com/multiad/multiad/io/pixels"
 )
@@ -274,24 +275,11 @@ func TestLGGShapes(t *testing.T) {
 	}
 }
 
-// python returns the Debian python3 when it can import mods, else "".
-func python(mods string) string {
-	for _, p := range []string{"/usr/bin/python3", "python3"} {
-		if exec.Command(p, "-c", "import "+mods).Run() == nil {
-			return p
-		}
-	}
-	return ""
-}
-
 // TestOrientationMatchesDICOM checks the documented orientation against
 // pydicom: slice k of the lgg_flair volume equals the explicit-VR DICOM slice
 // with mask_slice k, divided by 16, pixel for pixel.
 func TestOrientationMatchesDICOM(t *testing.T) {
-	py := python("pydicom, numpy")
-	if py == "" {
-		t.Skip("python3 with pydicom and numpy not installed")
-	}
+	py := testenv.Python(t, "pydicom", "numpy")
 	root := shared.MustPath(t, "data", "medical")
 	const patient = "TCGA_FG_6691_20020405"
 	imgs, err := nifti.Decode(readShared(t, "data", "medical", "lgg_flair", "volumes", patient+"_flair.nii.gz"), pixels.DefaultLimits)

@@ -20,6 +20,7 @@ import (
 	"golang.org/x/image/tiff"
 
 	"github.com/multiad/multiad/internal/shared"
+	"github.com/multiad/multiad/internal/testenv"
 	"github.com/multiad/multiad/io/pixels"
 	"github.com/multiad/multiad/io/raster"
 )
@@ -232,16 +233,7 @@ func TestMagneticTile(t *testing.T) {
 	// Cross-check against PIL (libjpeg), when installed. Different IDCTs can
 	// differ by one level on a few pixels: compare the shape exactly and the
 	// mean closely.
-	py := ""
-	for _, p := range []string{"/usr/bin/python3", "python3"} {
-		if exec.Command(p, "-c", "import PIL").Run() == nil {
-			py = p
-			break
-		}
-	}
-	if py == "" {
-		t.Skip("python3 with PIL not installed")
-	}
+	py := testenv.Python(t, "PIL")
 	script := `import sys; from PIL import Image
 im = Image.open(sys.argv[1]); px = list(im.getdata())
 print(im.mode, im.size[1], im.size[0], sum(px) / len(px))`

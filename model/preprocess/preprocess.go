@@ -10,7 +10,6 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/multiad/multiad/io/dicom"
 	"github.com/multiad/multiad/io/pixels"
 )
 
@@ -188,7 +187,7 @@ func Tensor(img *pixels.Image, c Config) ([]float32, error) {
 		return nil, err
 	}
 	if strings.HasPrefix(img.Meta.Photometric, "YBR") {
-		rgb, err := dicom.YBRToRGB(img)
+		rgb, err := pixels.YBRToRGB(img)
 		if err != nil {
 			return nil, fmt.Errorf("preprocess: %w", err)
 		}

@@ -24,7 +24,8 @@ import (
 	"github.com/fsouza/fake-gcs-server/fakestorage"
 
 	"github.com/multiad/multiad/internal/shared"
-	"github.com/multiad/multiad/model/runtime"
+	"github.com/multiad/multiad/internal/testenv"
+	"github.com/multiad/multiad/model/runtime/runtimetest"
 	"github.com/multiad/multiad/transforms/report"
 )
 
@@ -34,8 +35,8 @@ func TestMain(m *testing.M) { ptest.Main(m) }
 func testBundle(t *testing.T) string {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), "bundle")
-	if err := runtime.WriteTestBundle(dir, 32); err != nil {
-		t.Fatalf("WriteTestBundle: %v", err)
+	if err := runtimetest.WriteBundle(dir, 32); err != nil {
+		t.Fatalf("runtimetest.WriteBundle: %v", err)
 	}
 	return dir
 }
@@ -181,7 +182,7 @@ func readSummary(t *testing.T, path string) map[string]any {
 // sklearnAUROC computes roc_auc_score with scikit-learn (Debian python3).
 func sklearnAUROC(t *testing.T, labels []int, scores []float64) float64 {
 	t.Helper()
-	py := "/usr/bin/python3"
+	py := testenv.Python(t, "sklearn")
 	in, _ := json.Marshal(map[string]any{"labels": labels, "scores": scores})
 	cmd := exec.Command(py, "-c", `import json,sys
 from sklearn.metrics import roc_auc_score
@@ -483,7 +484,7 @@ func writeCSV(t *testing.T, path string, rows [][]string) {
 func dicomIdentity(t *testing.T, files []string) []string {
 	t.Helper()
 	in, _ := json.Marshal(files)
-	cmd := exec.Command("/usr/bin/python3", "-c", `import json,sys,pydicom
+	cmd := exec.Command(testenv.Python(t, "pydicom"), "-c", `import json,sys,pydicom
 out=set()
 for f in json.load(sys.stdin):
     d=pydicom.dcmread(f, stop_before_pixels=True)
@@ -583,7 +584,7 @@ func TestDICOMPHIAndFLAIR(t *testing.T) {
 	}
 	studies := map[string]bool{}
 	for _, f := range files {
-		py := exec.Command("/usr/bin/python3", "-c", "import pydicom,sys; print(pydicom.dcmread(sys.argv[1]).StudyInstanceUID)", f)
+		py := exec.Command(testenv.Python(t, "pydicom"), "-c", "import pydicom,sys; print(pydicom.dcmread(sys.argv[1]).StudyInstanceUID)", f)
 		o, err := py.Output()
 		if err != nil {
 			t.Fatalf("pydicom: %v", err)

@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/multiad/multiad/internal/shared"
+	"github.com/multiad/multiad/internal/testenv"
 	"github.com/multiad/multiad/transforms/report"
 	"github.com/multiad/multiad/transforms/study"
 )
@@ -21,7 +22,7 @@ import (
 func dicomUIDs(t *testing.T, files []string) map[string][2]string {
 	t.Helper()
 	in, _ := json.Marshal(files)
-	cmd := exec.Command("/usr/bin/python3", "-c", `import json,sys,pydicom
+	cmd := exec.Command(testenv.Python(t, "pydicom"), "-c", `import json,sys,pydicom
 out={}
 for f in json.load(sys.stdin):
     d=pydicom.dcmread(f, stop_before_pixels=True)

@@ -20,6 +20,7 @@ import (
 	"github.com/multiad/multiad/io/pixels"
 	"github.com/multiad/multiad/model/ort"
 	"github.com/multiad/multiad/model/runtime"
+	"github.com/multiad/multiad/model/runtime/runtimetest"
 	"github.com/multiad/multiad/transforms/read"
 	"github.com/multiad/multiad/transforms/report"
 	"github.com/multiad/multiad/transforms/score"
@@ -69,7 +70,7 @@ func TestOrthancEndToEnd(t *testing.T) {
 	// (2) Same pixels, maps and scores through DICOMweb as from files.
 	bundleDir := t.TempDir()
 	const S = 64
-	if err := runtime.WriteTestBundle(bundleDir, S); err != nil {
+	if err := runtimetest.WriteBundle(bundleDir, S); err != nil {
 		t.Fatal(err)
 	}
 	m, err := runtime.Load(ctx, bundleDir, ort.Options{Device: ort.DeviceCPU, IntraOpThreads: 1})

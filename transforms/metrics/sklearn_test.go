@@ -7,45 +7,17 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sync"
 	"testing"
+
+	"github.com/multiad/multiad/internal/testenv"
 )
 
-var (
-	pythonOnce sync.Once
-	python     string
-)
-
-// pythonWithSklearn returns a Python interpreter that imports scikit-learn,
-// scikit-image and numpy: $MULTIAD_PYTHON, else /usr/bin/python3 (Debian's
-// python3-sklearn), else python3 on PATH. It fails the test when there is
-// none: CI installs python3-sklearn and python3-skimage.
-func pythonWithSklearn(t *testing.T) string {
+// runPython runs script, which imports the Python modules mods, with the
+// JSON encoding of in as its first argument (a file) and decodes its
+// standard output into out.
+func runPython(t *testing.T, script string, in, out any, mods ...string) {
 	t.Helper()
-	cands := []string{"/usr/bin/python3", "python3"}
-	if p := os.Getenv("MULTIAD_PYTHON"); p != "" {
-		cands = []string{p}
-	}
-	pythonOnce.Do(func() {
-		for _, p := range cands {
-			if exec.Command(p, "-c", "import sklearn, skimage, numpy").Run() == nil {
-				python = p
-				return
-			}
-		}
-	})
-	if python != "" {
-		return python
-	}
-	t.Fatalf("no Python with scikit-learn, scikit-image and numpy among %v: install python3-sklearn python3-skimage (Debian) or set MULTIAD_PYTHON", cands)
-	return ""
-}
-
-// runPython runs script with the JSON encoding of in as its first argument
-// (a file) and decodes its standard output into out.
-func runPython(t *testing.T, script string, in, out any) {
-	t.Helper()
-	py := pythonWithSklearn(t)
+	py := testenv.Python(t, mods...)
 	b, err := json.Marshal(in)
 	if err != nil {
 		t.Fatal(err)
@@ -123,7 +95,7 @@ func TestBinaryAgainstSklearn(t *testing.T) {
 		Precision, Recall, PRThresholds []float64
 		FPR, TPR, ROCThresholds         []float64
 	}
-	runPython(t, sklearnBinaryScript, cases, &want)
+	runPython(t, sklearnBinaryScript, cases, &want, "sklearn", "numpy")
 	if len(want) != len(cases) {
 		t.Fatalf("python returned %d results for %d cases", len(want), len(cases))
 	}
@@ -237,7 +209,7 @@ func TestPixelAgainstPython(t *testing.T) {
 		}
 	}
 	var want []struct{ AUPRO, AUROC float64 }
-	runPython(t, pixelScript, cases, &want)
+	runPython(t, pixelScript, cases, &want, "sklearn", "skimage", "numpy")
 	for i, maps := range cases {
 		pro, err := AUPRO(maps, PROLimit)
 		if err != nil || !near(pro, want[i].AUPRO, 1e-9) {

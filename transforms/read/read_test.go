@@ -17,7 +17,10 @@ import (
 	"github.com/multiad/multiad/internal/shared"
 )
 
-func TestMain(m *testing.M) { ptest.Main(m) }
+func TestMain(m *testing.M) {
+	shared.SkipExamplesIfMissing()
+	ptest.Main(m)
+}
 
 func write(t *testing.T, path string, b []byte) {
 	t.Helper()

@@ -13,13 +13,17 @@ import (
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/testing/passert"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/testing/ptest"
 
+	"github.com/multiad/multiad/internal/shared"
 	"github.com/multiad/multiad/io/pixels"
 	"github.com/multiad/multiad/model/ort"
 	"github.com/multiad/multiad/transforms/evaluate"
 	"github.com/multiad/multiad/transforms/read"
 )
 
-func TestMain(m *testing.M) { ptest.Main(m) }
+func TestMain(m *testing.M) {
+	shared.SkipExamplesIfMissing()
+	ptest.Main(m)
+}
 
 // fake scores an image by its first pixel value / 255; an image whose
 // first pixel is 13 makes any batch holding it fail; 2-channel images fail

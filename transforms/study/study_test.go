@@ -17,6 +17,7 @@ import (
 	"github.com/apache/beam/sdks/v2/go/pkg/beam"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/testing/ptest"
 
+	"github.com/multiad/multiad/internal/testenv"
 	"github.com/multiad/multiad/io/pixels"
 	"github.com/multiad/multiad/transforms/read"
 	"github.com/multiad/multiad/transforms/report"
@@ -45,12 +46,12 @@ func TestParseScore(t *testing.T) {
 func TestHashUID(t *testing.T) {
 	uids := []string{"1.2.840.113619.2.55.3.604688119.969.1268071029.320", "1.3.6.1.4.1.9328.50.45.1", "x"}
 	in, _ := json.Marshal(uids)
-	cmd := exec.Command("/usr/bin/python3", "-c", `import json,sys,hmac,hashlib
+	cmd := exec.Command(testenv.Python(t, "hmac", "hashlib"), "-c", `import json,sys,hmac,hashlib
 print(json.dumps([hmac.new(b"pepper", u.encode(), hashlib.sha256).hexdigest()[:32] for u in json.load(sys.stdin)]))`)
 	cmd.Stdin = bytes.NewReader(in)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
-		t.Skipf("python3: %v %s", err, out)
+		t.Fatalf("python3: %v %s", err, out)
 	}
 	var want []string
 	if err := json.Unmarshal(out, &want); err != nil {

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/multiad/multiad/bench/internal/benchutil"
+	"github.com/multiad/multiad/internal/shared"
 	"github.com/multiad/multiad/io/dicom"
 	"github.com/multiad/multiad/io/nifti"
 	"github.com/multiad/multiad/io/pixels"
@@ -16,12 +16,9 @@ import (
 
 // TestSmoke runs the harness on two files per group, one run.
 func TestSmoke(t *testing.T) {
-	shared, err := benchutil.Shared()
-	if err != nil {
-		t.Skip(err)
-	}
+	root := shared.MustPath(t)
 	var out bytes.Buffer
-	if err := run(context.Background(), []string{"-shared", shared, "-runs", "1", "-max", "2", "-min-secs", "0.01"}, &out); err != nil {
+	if err := run(context.Background(), []string{"-shared", root, "-runs", "1", "-max", "2", "-min-secs", "0.01"}, &out); err != nil {
 		t.Fatal(err)
 	}
 	for _, want := range []string{"bench.decode.dicom_rle.mb_per_s=", "bench.decode.dicom_jpeg_lossless.images_per_s=", "bench.decode.nifti_gz.mb_per_s="} {
@@ -33,11 +30,7 @@ func TestSmoke(t *testing.T) {
 
 // benchFiles decodes every file matching pattern under shared with dec.
 func benchFiles(b *testing.B, pattern string, dec func([]byte, pixels.Limits) ([]*pixels.Image, error)) {
-	shared, err := benchutil.Shared()
-	if err != nil {
-		b.Skip(err)
-	}
-	paths, _ := filepath.Glob(filepath.Join(shared, pattern))
+	paths, _ := filepath.Glob(filepath.Join(shared.MustPath(b), pattern))
 	if len(paths) == 0 {
 		b.Skip("no files")
 	}

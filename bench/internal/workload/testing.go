@@ -7,25 +7,23 @@ import (
 	"sort"
 	"testing"
 
-	"github.com/multiad/multiad/bench/internal/benchutil"
-	"github.com/multiad/multiad/model/runtime"
+	"github.com/multiad/multiad/internal/shared"
+	"github.com/multiad/multiad/model/runtime/runtimetest"
 )
 
 // Smoke prepares a harness smoke test: a tiny test bundle and n shared tile
 // images (SmallInput) in t's temporary folder. It skips t when the shared
-// folder is missing.
+// folder is missing (shared.MustPath).
 func Smoke(t testing.TB, n int) (model, input string) {
 	t.Helper()
-	shared, err := benchutil.Shared()
-	if err != nil {
-		t.Skip(err)
-	}
+	root := shared.MustPath(t)
 	dir := t.TempDir()
 	model = filepath.Join(dir, "bundle")
-	if err := runtime.WriteTestBundle(model, 32); err != nil {
+	if err := runtimetest.WriteBundle(model, 32); err != nil {
 		t.Fatal(err)
 	}
-	if input, err = SmallInput(shared, dir, n); err != nil {
+	input, err := SmallInput(root, dir, n)
+	if err != nil {
 		t.Fatal(err)
 	}
 	return model, input

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
-	"encoding/csv"
 	"encoding/hex"
 	"fmt"
 	"math/rand/v2"
@@ -15,6 +14,7 @@ import (
 	"testing"
 
 	"github.com/multiad/multiad/internal/shared"
+	"github.com/multiad/multiad/internal/testenv"
 	"github.com/multiad/multiad/io/codec/internal/codectest"
 )
 
@@ -97,46 +97,12 @@ func TestDecodeGolden(t *testing.T) {
 	}
 }
 
-// lggFiles lists the lgg_dicom slices of one transfer syntax.
-func lggFiles(t testing.TB, syntax string) []string {
-	t.Helper()
-	dir := shared.MustPath(t, "data", "medical", "lgg_dicom")
-	fh, err := os.Open(filepath.Join(dir, "test.csv"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer fh.Close()
-	recs, err := csv.NewReader(fh).ReadAll()
-	if err != nil {
-		t.Fatal(err)
-	}
-	col := -1
-	for i, h := range recs[0] {
-		if h == "transfer_syntax" {
-			col = i
-		}
-	}
-	var out []string
-	for _, r := range recs[1:] {
-		if r[col] == syntax {
-			out = append(out, filepath.Join(dir, r[0]))
-		}
-	}
-	if len(out) == 0 {
-		t.Fatalf("no %s slices in lgg_dicom", syntax)
-	}
-	return out
-}
-
 // TestDecodeLGGAgainstDcmtk decodes the JPEG lossless SV1 slices of the
 // lgg_dicom series and compares them with dcmtk's dcmdjpeg.
 func TestDecodeLGGAgainstDcmtk(t *testing.T) {
-	files := lggFiles(t, "jpeg_lossless")
+	files := codectest.LGGFiles(t, "jpeg_lossless")
 	tmp := t.TempDir()
-	for i, path := range files {
-		if testing.Short() && i >= 4 {
-			break
-		}
+	for _, path := range files {
 		f, err := codectest.ReadFile(path)
 		if err != nil {
 			t.Fatal(err)
@@ -147,7 +113,7 @@ func TestDecodeLGGAgainstDcmtk(t *testing.T) {
 		got := decodeFile(t, f)
 		ref, ok, err := codectest.Decompress("dcmdjpeg", path, tmp)
 		if !ok {
-			t.Skip("dcmdjpeg (dcmtk) not installed")
+			testenv.Missing(t, "dcmdjpeg not found (Debian package dcmtk)")
 		}
 		if err != nil {
 			t.Fatal(err)
@@ -164,9 +130,9 @@ func TestDecodeLGGAgainstDcmtk(t *testing.T) {
 // the original pixels).
 func TestDcmtkPredictors(t *testing.T) {
 	if _, err := exec.LookPath("dcmcjpeg"); err != nil {
-		t.Skip("dcmcjpeg (dcmtk) not installed")
+		testenv.Missing(t, "dcmcjpeg not found (Debian package dcmtk)")
 	}
-	explicit := lggFiles(t, "explicit")[3]
+	explicit := codectest.LGGFiles(t, "explicit")[3]
 	dir := shared.MustPath(t, "data", "decoders", "dicom")
 	sources := []string{
 		explicit, // 16-bit allocated, 12 stored, MR
@@ -302,7 +268,7 @@ func TestDifference32768(t *testing.T) {
 // 16-bit differences of 32768) to the pixels it encoded.
 func TestTestEncoderAgainstDcmtk(t *testing.T) {
 	if _, err := exec.LookPath("dcmdjpeg"); err != nil {
-		t.Skip("dcmdjpeg (dcmtk) not installed")
+		testenv.Missing(t, "dcmdjpeg not found (Debian package dcmtk)")
 	}
 	dir := shared.MustPath(t, "data", "decoders", "dicom")
 	tests := []struct {
@@ -310,8 +276,8 @@ func TestTestEncoderAgainstDcmtk(t *testing.T) {
 		precision int
 		p         encParams
 	}{
-		{lggFiles(t, "explicit")[0], 12, encParams{sv: 1, restart: 5, interleaved: true}},
-		{lggFiles(t, "explicit")[0], 12, encParams{sv: 6, restart: 1, interleaved: true}},
+		{codectest.LGGFiles(t, "explicit")[0], 12, encParams{sv: 1, restart: 5, interleaved: true}},
+		{codectest.LGGFiles(t, "explicit")[0], 12, encParams{sv: 6, restart: 1, interleaved: true}},
 		{filepath.Join(dir, "pydicom_data", "SC_rgb_16bit.dcm"), 16, encParams{sv: 7, restart: 3, interleaved: false}},
 		{filepath.Join(dir, "pydicom_data", "SC_rgb_16bit.dcm"), 16, encParams{sv: 4, interleaved: true}},
 	}
@@ -470,7 +436,7 @@ func FuzzDecode(f *testing.F) {
 
 // BenchmarkDecode decodes one 16-bit lgg_dicom JPEG lossless SV1 slice.
 func BenchmarkDecode(b *testing.B) {
-	f, err := codectest.ReadFile(lggFiles(b, "jpeg_lossless")[0])
+	f, err := codectest.ReadFile(codectest.LGGFiles(b, "jpeg_lossless")[0])
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -3,15 +3,14 @@ package rle
 import (
 	"bytes"
 	"crypto/sha256"
-	"encoding/csv"
 	"encoding/hex"
 	"math/rand/v2"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/multiad/multiad/internal/shared"
+	"github.com/multiad/multiad/internal/testenv"
 	"github.com/multiad/multiad/io/codec/internal/codectest"
 )
 
@@ -78,46 +77,12 @@ func TestDecodeGolden(t *testing.T) {
 	}
 }
 
-// lggFiles lists the lgg_dicom slices of one transfer syntax.
-func lggFiles(t testing.TB, syntax string) []string {
-	t.Helper()
-	dir := shared.MustPath(t, "data", "medical", "lgg_dicom")
-	fh, err := os.Open(filepath.Join(dir, "test.csv"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer fh.Close()
-	recs, err := csv.NewReader(fh).ReadAll()
-	if err != nil {
-		t.Fatal(err)
-	}
-	col := -1
-	for i, h := range recs[0] {
-		if h == "transfer_syntax" {
-			col = i
-		}
-	}
-	var out []string
-	for _, r := range recs[1:] {
-		if r[col] == syntax {
-			out = append(out, filepath.Join(dir, r[0]))
-		}
-	}
-	if len(out) == 0 {
-		t.Fatalf("no %s slices in lgg_dicom", syntax)
-	}
-	return out
-}
-
 // TestDecodeLGGAgainstDcmtk decodes the RLE slices of the lgg_dicom series
 // and compares them with dcmtk's dcmdrle decompression.
 func TestDecodeLGGAgainstDcmtk(t *testing.T) {
-	files := lggFiles(t, "rle")
+	files := codectest.LGGFiles(t, "rle")
 	tmp := t.TempDir()
-	for i, path := range files {
-		if testing.Short() && i >= 4 {
-			break
-		}
+	for _, path := range files {
 		f, err := codectest.ReadFile(path)
 		if err != nil {
 			t.Fatal(err)
@@ -128,7 +93,7 @@ func TestDecodeLGGAgainstDcmtk(t *testing.T) {
 		got := decodeFile(t, f)
 		ref, ok, err := codectest.Decompress("dcmdrle", path, tmp)
 		if !ok {
-			t.Skip("dcmdrle (dcmtk) not installed")
+			testenv.Missing(t, "dcmdrle not found (Debian package dcmtk)")
 		}
 		if err != nil {
 			t.Fatal(err)
@@ -142,13 +107,10 @@ func TestDecodeLGGAgainstDcmtk(t *testing.T) {
 // TestDecodeLGGAgainstPydicom compares the decoded lgg_dicom RLE slices with
 // pydicom's own (numpy) RLE decoder.
 func TestDecodeLGGAgainstPydicom(t *testing.T) {
-	files := lggFiles(t, "rle")
-	if testing.Short() {
-		files = files[:4]
-	}
+	files := codectest.LGGFiles(t, "rle")
 	sums, ok, err := codectest.PydicomSHA256(files)
 	if !ok {
-		t.Skip("python3 with pydicom and numpy not installed")
+		testenv.Missing(t, "python3 with pydicom and numpy not found (Debian: python3-pydicom python3-numpy)")
 	}
 	if err != nil {
 		t.Fatal(err)
@@ -344,7 +306,7 @@ func mustEncode(tb testing.TB, native []byte, rows, cols, spp, bits int) []byte 
 
 // BenchmarkDecode decodes one 16-bit lgg_dicom RLE slice.
 func BenchmarkDecode(b *testing.B) {
-	f, err := codectest.ReadFile(lggFiles(b, "rle")[0])
+	f, err := codectest.ReadFile(codectest.LGGFiles(b, "rle")[0])
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -1,13 +1,15 @@
 // Package codectest holds test helpers shared by the codec packages: a
 // minimal DICOM reader that extracts the header fields and the (encapsulated
-// or native) pixel data of Explicit VR Little Endian files, and the loader of
-// the reference decodes in shared/data/decoders/dicom/golden.json.
+// or native) pixel data of Explicit VR Little Endian files, the loader of
+// the reference decodes in shared/data/decoders/dicom/golden.json, and the
+// list of the shared lgg_dicom slices by transfer syntax.
 //
 // It exists only for tests; the production DICOM reader is io/dicom.
 package codectest
 
 import (
 	"encoding/binary"
+	"encoding/csv"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -16,6 +18,9 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"testing"
+
+	"github.com/multiad/multiad/internal/shared"
 )
 
 // File is the part of a DICOM file the codec tests need.
@@ -299,4 +304,38 @@ func PydicomSHA256(files []string) (sums []string, ok bool, err error) {
 		return nil, true, fmt.Errorf("codectest: pydicom printed %d sums for %d files", len(sums), len(files))
 	}
 	return sums, true, nil
+}
+
+// LGGFiles lists the shared lgg_dicom slices of one transfer syntax (the
+// transfer_syntax column of its test.csv: "rle", "jpeg_lossless",
+// "explicit", ...); it skips t when the shared data is missing
+// (shared.MustPath).
+func LGGFiles(t testing.TB, syntax string) []string {
+	t.Helper()
+	dir := shared.MustPath(t, "data", "medical", "lgg_dicom")
+	fh, err := os.Open(filepath.Join(dir, "test.csv"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fh.Close()
+	recs, err := csv.NewReader(fh).ReadAll()
+	if err != nil {
+		t.Fatal(err)
+	}
+	col := -1
+	for i, h := range recs[0] {
+		if h == "transfer_syntax" {
+			col = i
+		}
+	}
+	var out []string
+	for _, r := range recs[1:] {
+		if r[col] == syntax {
+			out = append(out, filepath.Join(dir, r[0]))
+		}
+	}
+	if len(out) == 0 {
+		t.Fatalf("no %s slices in lgg_dicom", syntax)
+	}
+	return out
 }

@@ -1,4 +1,6 @@
-package runtime
+// Package runtimetest writes model bundles for tests of code that needs one
+// (scoring, reports, pipelines) without training a model.
+package runtimetest
 
 import (
 	"context"
@@ -12,11 +14,11 @@ import (
 	"github.com/multiad/multiad/model/preprocess"
 )
 
-// WriteTestBundle writes a tiny valid bundle to dir for tests of code that
-// needs a model: its "anomaly map" is 1 − the channel mean of the input
+// WriteBundle writes a tiny valid bundle to dir, loadable with
+// runtime.Load: its "anomaly map" is 1 − the channel mean of the input
 // (dark pixels score high) and its score is the map's maximum. The
 // threshold is 0.5.
-func WriteTestBundle(dir string, size int) error {
+func WriteBundle(dir string, size int) error {
 	g := &onnx.GraphProto{Name: "multiad-test"}
 	vi := func(name string, dims ...any) *onnx.ValueInfoProto {
 		var ds []*onnx.TensorShapeProto_Dimension
