@@ -107,6 +107,12 @@ type Options struct {
 	DeviceID int
 	// GPUMemLimit bounds the CUDA arena in bytes (0: no bound).
 	GPUMemLimit int64
+	// Unoptimized runs the graph as written, with ONNX Runtime's graph
+	// rewrites off. Use it where the graph's exact arithmetic matters more
+	// than speed: ONNX Runtime reads QuantizeLinear/DequantizeLinear around
+	// a Conv as a request to quantize, re-quantizing its float weights to
+	// int8 and fusing it into an integer kernel.
+	Unoptimized bool
 }
 
 // Session runs one ONNX graph. It is safe for concurrent use.
@@ -177,6 +183,11 @@ func NewSession(model []byte, inputs, outputs []string, opt Options) (*Session, 
 		}
 		if err := so.SetInterOpNumThreads(1); err != nil {
 			return nil, err
+		}
+		if opt.Unoptimized {
+			if err := so.SetGraphOptimizationLevel(onnx.GraphOptimizationLevelDisableAll); err != nil {
+				return nil, err
+			}
 		}
 		// Idle intra-op threads would otherwise spin between the small
 		// kernels of these graphs, burning the cores that decoding and the
