@@ -190,12 +190,12 @@ func histogramSVG(hist Histogram, threshold float64) template.HTML {
 	fmt.Fprintf(&b, `<text x="%g" y="%g" font-size="10" text-anchor="end">%d</text>`, m-3, 29.0, top)
 	for k, name := range []string{"normal", "anomalous", "unlabelled"} {
 		fmt.Fprintf(&b, `<rect x="%g" y="%g" width="10" height="10" fill="%s" fill-opacity="0.55"/><text x="%g" y="%g" font-size="11">%s</text>`,
-			m+pw-110, 30.0+float64(k)*14, classColors[k], m+pw-96, 39.0+float64(k)*14, name)
+			m+pw-190, 30.0+float64(k)*14, classColors[k], m+pw-176, 39.0+float64(k)*14, name)
 	}
 	// Where normal and anomalous bars overlap, the anomalous bar is drawn
 	// over the normal one: the legend shows that mix.
 	fmt.Fprintf(&b, `<rect x="%g" y="%g" width="10" height="10" fill="%s" fill-opacity="0.55"/><rect x="%g" y="%g" width="10" height="10" fill="%s" fill-opacity="0.55"/><text x="%g" y="%g" font-size="11">overlap (normal and anomalous)</text>`,
-		m+pw-110, 30.0+3*14, classColors[0], m+pw-110, 30.0+3*14, classColors[1], m+pw-96, 39.0+3*14)
+		m+pw-190, 30.0+3*14, classColors[0], m+pw-190, 30.0+3*14, classColors[1], m+pw-176, 39.0+3*14)
 	b.WriteString(`</svg>`)
 	return template.HTML(b.String())
 }
