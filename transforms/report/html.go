@@ -277,7 +277,7 @@ th{background:#e8ebf0} .num{text-align:right;font-variant-numeric:tabular-nums}
 .plots{display:flex;flex-wrap:wrap;gap:16px} .plots svg{background:#fff;border:1px solid #ccc}
 .gallery{display:flex;flex-wrap:wrap;gap:12px} .tile{background:#fff;border:1px solid #ccc;padding:6px;width:200px;font-size:12px;word-break:break-all}
 .tile{width:392px} .pics{display:flex;gap:4px;align-items:flex-start} .pics figure{margin:0;width:194px}
-.pics img{width:194px;height:auto;display:block;background:#000} .pics figcaption{font-size:11px;color:#555}
+.pics img{width:194px;height:auto;max-height:260px;object-fit:contain;display:block;background:#000} .pics figcaption{font-size:11px;color:#555}
 .anom{color:#b3261e;font-weight:bold}
 .note{background:#eef4ff;border:1px solid #9bb6e0;padding:8px 12px;max-width:900px;font-size:13px}
 .warn{background:#fff4e5;border:1px solid #e0a04b;padding:8px 12px;max-width:900px;font-size:13px;margin:6px 0}
