@@ -5,12 +5,14 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"image"
 	"os"
 	"path/filepath"
 	"strings"
 
 	"github.com/multiad/multiad/io/decode"
 	"github.com/multiad/multiad/io/pixels"
+	"github.com/multiad/multiad/model/bundle"
 	"github.com/multiad/multiad/model/ort"
 	"github.com/multiad/multiad/model/runtime"
 	"github.com/multiad/multiad/transforms/read"
@@ -22,20 +24,26 @@ func init() {
 	register("predict", "score images with a bundle, without Beam", runPredict)
 }
 
-// predictLine is one line of `multiad predict --json`.
+// predictLine is one line of `multiad predict --json`. A failed input
+// has an error and no score or verdict.
 type predictLine struct {
-	URI       string  `json:"uri"`
-	Index     *int    `json:"slice,omitempty"`
-	Score     float64 `json:"score"`
-	Anomalous bool    `json:"anomalous"`
-	Heatmap   string  `json:"heatmap,omitempty"`
-	Error     string  `json:"error,omitempty"`
+	URI             string   `json:"uri"`
+	Index           *int     `json:"slice,omitempty"`
+	Score           *float64 `json:"score,omitempty"`
+	NormalizedScore *float64 `json:"normalized_score,omitempty"`
+	Anomalous       *bool    `json:"anomalous,omitempty"`
+	Heatmap         string   `json:"heatmap,omitempty"`
+	Mask            string   `json:"mask,omitempty"`
+	RawMap          string   `json:"raw_map,omitempty"`
+	Error           string   `json:"error,omitempty"`
 }
 
 func runPredict(ctx context.Context, args []string) int {
 	fs := flag.NewFlagSet("predict", flag.ContinueOnError)
 	model := fs.String("model", "", "model bundle (directory or .tar, local or gs://)")
-	heatmaps := fs.String("heatmaps", "multiad-heatmaps", "folder for heatmap PNGs (\"\" for none)")
+	heatmaps := fs.String("heatmaps", "multiad-heatmaps", "folder for heatmap PNGs at each image's size (\"\" for none)")
+	masks := fs.Bool("masks", true, "write the predicted defect mask of each flagged image beside its heatmap")
+	rawMaps := fs.Bool("raw-maps", false, "write each anomaly map as 16-bit gray PNG beside its heatmap (value/65535 = normalised pixel score)")
 	device := fs.String("device", "auto", "auto, cpu or cuda")
 	threads := fs.Int("threads", 0, "ONNX Runtime intra-op threads (0: default)")
 	asJSON := fs.Bool("json", false, "print one JSON object per line")
@@ -78,7 +86,7 @@ func runPredict(ctx context.Context, args []string) int {
 		return 2
 	}
 	defer m.Close()
-	sc := m.Bundle.Manifest.Scores
+	cal := m.Calibration()
 	enc := json.NewEncoder(os.Stdout)
 	print := func(l predictLine) {
 		if *asJSON {
@@ -94,10 +102,10 @@ func runPredict(ctx context.Context, args []string) int {
 			return
 		}
 		verdict := "normal"
-		if l.Anomalous {
+		if *l.Anomalous {
 			verdict = "ANOMALOUS"
 		}
-		fmt.Printf("%s\tscore %.6f\t%s\t%s\n", name, l.Score, verdict, l.Heatmap)
+		fmt.Printf("%s\tscore %.6f\tnormalised %.3f\t%s\t%s\n", name, *l.Score, *l.NormalizedScore, verdict, l.Heatmap)
 	}
 	code := 0
 	for _, uri := range fs.Args() {
@@ -113,42 +121,71 @@ func runPredict(ctx context.Context, args []string) int {
 				i := img.Index
 				l.Index = &i
 			}
-			x, err := m.Preprocess(img)
-			if err != nil {
-				l.Error = err.Error()
-				print(l)
+			if err := predictOne(m, cal, uri, img, &l, *heatmaps, *masks, *rawMaps); err != nil {
+				l = predictLine{URI: l.URI, Index: l.Index, Error: err.Error()}
 				code = 1
-				continue
-			}
-			maps, scores, err := m.Score([][]float32{x})
-			if err != nil {
-				l.Error = err.Error()
-				print(l)
-				code = 1
-				continue
-			}
-			l.Score = float64(scores[0])
-			l.Anomalous = l.Score > m.Threshold()
-			if *heatmaps != "" {
-				r := score.Result{Item: read.Item{URI: uri, Index: img.Index}, Score: l.Score, Size: m.Size(), Map: maps[0], Gray: score.Gray(x, m.Size())}
-				png, err := report.OverlayPNG(r, sc.PixelMin, sc.PixelMax)
-				if err == nil {
-					base := strings.TrimSuffix(filepath.Base(uri), filepath.Ext(uri))
-					if l.Index != nil {
-						base = fmt.Sprintf("%s_%04d", base, *l.Index)
-					}
-					l.Heatmap = filepath.Join(*heatmaps, base+"_heatmap.png")
-					if err = os.MkdirAll(*heatmaps, 0o755); err == nil {
-						err = os.WriteFile(l.Heatmap, png, 0o644)
-					}
-				}
-				if err != nil {
-					l.Error = err.Error()
-					code = 1
-				}
 			}
 			print(l)
 		}
 	}
+	if code != 0 && !*asJSON {
+		fmt.Fprintln(os.Stderr, "multiad predict: some inputs failed (see the error lines)")
+	}
 	return code
+}
+
+// predictOne scores one image into l and writes its heatmap, mask and raw
+// map into dir (none when dir is ""), named from the whole input path and
+// index (report.FileName), so that a/x.png and b/x.png never collide.
+func predictOne(m *runtime.Model, cal bundle.Scores, uri string, img *pixels.Image, l *predictLine, dir string, masks, rawMaps bool) error {
+	x, err := m.Preprocess(img)
+	if err != nil {
+		return err
+	}
+	maps, scores, err := m.Score([][]float32{x})
+	if err != nil {
+		return err
+	}
+	sc := float64(scores[0])
+	anom := sc > m.Threshold()
+	norm := cal.Normalize(sc)
+	l.Score, l.Anomalous, l.NormalizedScore = &sc, &anom, &norm
+	if dir == "" {
+		return nil
+	}
+	r := score.Result{Item: read.Item{URI: uri, Index: img.Index}, Score: sc, Anomalous: anom, Normalized: norm,
+		Size: m.Size(), Map: maps[0], Gray: score.Gray(x, m.Size()), Rows: img.Rows, Cols: img.Cols}
+	if v, _, err := m.View(img); err == nil {
+		r.View = v
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	base := filepath.Join(dir, strings.TrimSuffix(report.FileName(r.Item), ".png"))
+	write := func(suffix string, render func() (image.Image, error)) (string, error) {
+		img, err := render()
+		if err != nil {
+			return "", err
+		}
+		b, err := report.EncodePNG(img)
+		if err != nil {
+			return "", err
+		}
+		name := base + suffix
+		return name, os.WriteFile(name, b, 0o644)
+	}
+	if l.Heatmap, err = write("_heatmap.png", func() (image.Image, error) { return report.Heatmap(r, cal) }); err != nil {
+		return err
+	}
+	if masks && anom {
+		if l.Mask, err = write("_mask.png", func() (image.Image, error) { return report.PredictedMask(r, cal) }); err != nil {
+			return err
+		}
+	}
+	if rawMaps {
+		if l.RawMap, err = write("_map.png", func() (image.Image, error) { return report.RawMap(r, cal) }); err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -13,10 +13,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"path"
 	"strings"
 	"time"
 
+	"github.com/multiad/multiad/io/pixels"
 	"github.com/multiad/multiad/io/storage"
 	"github.com/multiad/multiad/model/preprocess"
 )
@@ -55,6 +57,39 @@ type Scores struct {
 	PixelMax float64 `json:"pixel_max"`
 	// Validation is the number of held-out images.
 	Validation int `json:"validation"`
+	// Warning says why the calibration deserves little trust (e.g. a
+	// threshold from very few held-out normals); empty when it does not.
+	Warning string `json:"warning,omitempty"`
+}
+
+// Normalize maps an image score to [0, 1] with the threshold at 0.5:
+// ((s − Threshold) / (Max − Min)) + 0.5, clipped (anomalib's min-max
+// normalisation, with the validation scores' range). A score above the
+// threshold, and only such a score, normalises above 0.5.
+func (s Scores) Normalize(v float64) float64 { return normalize(v, s.Threshold, s.Min, s.Max) }
+
+// NormalizePixel maps an anomaly-map value to [0, 1] with the pixel
+// threshold at 0.5, as Normalize does with the map pixels' range.
+func (s Scores) NormalizePixel(v float64) float64 {
+	return normalize(v, s.PixelThreshold, s.PixelMin, s.PixelMax)
+}
+
+func normalize(v, thr, lo, hi float64) float64 {
+	span := hi - lo
+	if !(span > 0) || math.IsInf(span, 0) {
+		// No usable range: only the side of the threshold is known.
+		span = math.SmallestNonzeroFloat64
+	}
+	n := (v-thr)/span + 0.5
+	switch {
+	case math.IsNaN(n):
+		return 0.5
+	case n < 0:
+		return 0
+	case n > 1:
+		return 1
+	}
+	return n
 }
 
 // Data summarises the training data.
@@ -62,6 +97,44 @@ type Data struct {
 	Count   int    `json:"count"`
 	URIHash string `json:"uri_sha256"`
 	Source  string `json:"source,omitempty"`
+	// Domains counts the training images by domain (see DomainOf):
+	// what scoring compares its inputs with. Absent in older bundles.
+	Domains map[string]int `json:"domains,omitempty"`
+}
+
+// Domain is what an image must share with the training images for the
+// model's scores to mean anything: its kind (the DICOM modality, "NIfTI",
+// or "picture" for PNG/JPEG/TIFF/BMP), channels and bit depth.
+type Domain struct {
+	Kind     string
+	Channels int
+	Bits     string
+}
+
+// String is the domain's key in Data.Domains, e.g. "MR 1ch 16-bit".
+func (d Domain) String() string { return fmt.Sprintf("%s %dch %s", d.Kind, d.Channels, d.Bits) }
+
+// DomainOf returns an image's domain.
+func DomainOf(img *pixels.Image) Domain {
+	d := Domain{Kind: "picture", Channels: img.Channels}
+	switch img.Meta.Format {
+	case "dicom":
+		d.Kind = img.Meta.Modality
+		if d.Kind == "" {
+			d.Kind = "DICOM"
+		}
+	case "nifti":
+		d.Kind = "NIfTI"
+	}
+	switch img.DType {
+	case pixels.Uint8:
+		d.Bits = "8-bit"
+	case pixels.Uint16, pixels.Int16:
+		d.Bits = "16-bit"
+	default:
+		d.Bits = fmt.Sprint(img.DType)
+	}
+	return d
 }
 
 // Manifest is model.json.

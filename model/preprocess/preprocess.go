@@ -450,3 +450,36 @@ func clamp01(v float64) float64 {
 	}
 	return v
 }
+
+// View returns img for display at its own size, normalised as Tensor
+// normalises it (same mode, MONOCHROME1 inverted, YBR as RGB): 8-bit
+// values, row-major, gray (channels 1) or RGB interleaved (channels 3).
+func View(img *pixels.Image, c Config) (pix []uint8, channels int, err error) {
+	if strings.HasPrefix(img.Meta.Photometric, "YBR") {
+		rgb, err := pixels.YBRToRGB(img)
+		if err != nil {
+			return nil, 0, fmt.Errorf("preprocess: %w", err)
+		}
+		img = rgb
+	}
+	norm, _, err := Normalize(img, c)
+	if err != nil {
+		return nil, 0, err
+	}
+	ch := img.Channels
+	if ch != 1 && ch != 3 && ch != 4 {
+		return nil, 0, fmt.Errorf("preprocess: %d channels not supported (want 1, 3 or 4)", ch)
+	}
+	channels = 1
+	if ch > 1 {
+		channels = 3
+	}
+	n := img.Rows * img.Cols
+	pix = make([]uint8, n*channels)
+	for i := 0; i < n; i++ {
+		for k := 0; k < channels; k++ {
+			pix[i*channels+k] = uint8(norm[i*ch+k]*255 + 0.5)
+		}
+	}
+	return pix, channels, nil
+}

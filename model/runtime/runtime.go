@@ -48,6 +48,16 @@ func (m *Model) Size() int { return m.Bundle.Manifest.Preprocess.Size }
 // Threshold returns the calibrated image-score threshold.
 func (m *Model) Threshold() float64 { return m.Bundle.Manifest.Scores.Threshold }
 
+// Calibration returns the bundle's calibration statistics (thresholds and
+// validation ranges, for normalised scores).
+func (m *Model) Calibration() bundle.Scores { return m.Bundle.Manifest.Scores }
+
+// View returns img at its own size as 8-bit gray or RGB, normalised as
+// Preprocess normalises it (preprocess.View), for overlays.
+func (m *Model) View(img *pixels.Image) ([]uint8, int, error) {
+	return preprocess.View(img, m.Bundle.Manifest.Preprocess)
+}
+
 // Device reports where the session runs.
 func (m *Model) Device() ort.Device { return m.sess.Device() }
 

@@ -97,6 +97,10 @@ type Options struct {
 	MaxFailures string
 	// IncludePHI writes DICOM patient identity and PHI manifest columns.
 	IncludePHI bool
+	// Masks writes the predicted mask of each flagged image beside its
+	// heatmap (masks/); RawMaps the anomaly map as 16-bit gray (maps/).
+	Masks   bool
+	RawMaps bool
 	// Gallery is the number of top-scoring images in report.html.
 	Gallery int
 	// Loader selects a score.Loader registered with score.RegisterLoader
@@ -156,6 +160,8 @@ func RegisterFlags(fs *flag.FlagSet) *Options {
 	fs.BoolVar(&o.IncludePHI, "include-phi", false, "write patient identity (DICOM names, birth dates, IDs) into the outputs")
 	fs.StringVar(&o.DicomOut, "dicom-out", "", "write heatmap overlays of flagged DICOM series as Secondary Captures in their source study: a DICOMweb URL (dicomweb+http://host:8042/dicom-web; dicomweb://… is https) gets them by STOW-RS, a folder (local or gs://) as STUDY/SERIES/SOP.dcm; they carry patient identity")
 	fs.StringVar(&o.DicomWebToken, "dicomweb-token", "", "bearer token for DICOMweb (default $MULTIAD_DICOMWEB_TOKEN; Google Healthcare API: Application Default Credentials)")
+	fs.BoolVar(&o.Masks, "masks", true, "write the predicted defect mask (map above the bundle's pixel threshold) of each flagged image into masks/, where heatmaps are written")
+	fs.BoolVar(&o.RawMaps, "raw-maps", false, "also write each heatmap's anomaly map as 16-bit gray PNG into maps/ (value/65535 = normalised pixel score)")
 	fs.IntVar(&o.Gallery, "gallery", 12, "top-scoring images shown in report.html")
 	fs.StringVar(&o.StudyScore, "study-score", "max", "score of a study or series from its slices: max, or topk:K (mean of the K highest)")
 	fs.BoolVar(&o.HashUIDs, "hash-uids", false, "write salted hashes of DICOM study and series UIDs instead of the UIDs (needs --uid-salt)")
@@ -274,6 +280,8 @@ func init() {
 type modelInfo struct {
 	threshold  float64
 	lo, hi     float64
+	scores     bundle.Scores
+	domains    map[string]int
 	sha256     string
 	properties map[string]any
 }
@@ -286,6 +294,7 @@ func loadModelInfo(ctx context.Context, uri string) (*modelInfo, error) {
 	m := b.Manifest
 	return &modelInfo{
 		threshold: m.Scores.Threshold, lo: m.Scores.PixelMin, hi: m.Scores.PixelMax, sha256: m.ModelSHA256,
+		scores: m.Scores, domains: m.Data.Domains,
 		properties: map[string]any{
 			"uri": uri, "multiad_version": m.Version, "size": m.Preprocess.Size, "preprocess": m.Preprocess,
 			"teacher": m.Teacher.Name, "model_sha256": m.ModelSHA256, "trained_at": m.Trained,
@@ -343,13 +352,14 @@ func build(s beam.Scope, opt Options, info *modelInfo) {
 	k, _ := study.ParseScore(opt.StudyScore)
 	studies := study.Groups(s, results, study.Options{K: k, Threshold: info.threshold, Heatmaps: heatmaps, SkipWritten: true})
 	study.Write(s, studies, study.WriteOptions{Dir: dir, Score: opt.StudyScore, Heatmaps: heatmaps, SkipWritten: true,
-		MapLo: info.lo, MapHi: info.hi, IncludePHI: opt.IncludePHI})
+		Calibration: info.scores, IncludePHI: opt.IncludePHI})
 
 	images := beam.ParDo(s, &imageResultFn{GroupBy: opt.GroupBy}, results)
 	rep := evaluate.Evaluate(s, images, pix)
 
 	report.Write(s, results, failures, in.Inputs, rep, report.Options{
-		Dir: dir, Heatmaps: heatmaps, IncludePHI: opt.IncludePHI, MapLo: info.lo, MapHi: info.hi, Gallery: opt.Gallery,
+		Dir: dir, Heatmaps: heatmaps, IncludePHI: opt.IncludePHI, Calibration: info.scores, Masks: opt.Masks, RawMaps: opt.RawMaps,
+		Gallery: opt.Gallery,
 	})
 }
 
@@ -459,6 +469,7 @@ func Run(ctx context.Context, opt Options) (*Summary, error) {
 	sum, err := report.Finish(ctx, opt.stage, report.RunInfo{
 		Input: opt.Input, Output: out, Threshold: info.threshold, Model: info.properties,
 		Heatmaps: heatmaps, GroupBy: opt.GroupBy, Started: start, Elapsed: time.Since(start), Incremental: inc,
+		TrainingDomains: info.domains,
 	})
 	if err != nil {
 		report.Discard(ctx, opt.stage)
@@ -472,6 +483,9 @@ func Run(ctx context.Context, opt Options) (*Summary, error) {
 	}
 	log.Printf("multiad: %d inputs: %d images scored, %d failed in %.1f s (%.1f images/s); wrote %s",
 		sum.Inputs, sum.Scored, sum.Failed, sum.Throughput.Seconds, sum.Throughput.ImagesPerSecond, out)
+	for _, w := range sum.Warnings {
+		log.Printf("multiad: warning: %s", w)
+	}
 	if opt.State != "" {
 		if opt.crashAt == crashBeforeLatest {
 			return nil, fmt.Errorf("score: %w %s", errCrash, opt.crashAt)

@@ -120,7 +120,12 @@ type sample struct {
 	key    string
 	tensor []float32
 	format string
+	domain string
 }
+
+// fewNormals is the number of held-out normals below which a calibrated
+// threshold earns a warning (the log and model.json's scores.warning).
+const fewNormals = 20
 
 // Run trains a model and writes its bundle.
 func Run(ctx context.Context, opt Options) (*Result, error) {
@@ -168,7 +173,8 @@ func Run(ctx context.Context, opt Options) (*Result, error) {
 				failed = append(failed, fmt.Sprintf("%s[%d]: %v", d.Item.URI, d.Item.Index, err))
 				return
 			}
-			samples = append(samples, sample{key: fmt.Sprintf("%s#%d", d.Item.URI, d.Item.Index), tensor: t, format: d.Image.Meta.Format})
+			samples = append(samples, sample{key: fmt.Sprintf("%s#%d", d.Item.URI, d.Item.Index), tensor: t, format: d.Image.Meta.Format,
+				domain: bundle.DomainOf(d.Image).String()})
 		}, func(fl read.Failure) {
 			failed = append(failed, fmt.Sprintf("%s[%d]: %s", fl.URI, fl.Index, fl.Error))
 		})
@@ -332,7 +338,7 @@ func Run(ctx context.Context, opt Options) (*Result, error) {
 		Teacher:    bundle.Teacher{Name: tch.Name, Source: tch.Path, SHA256: tch.SHA256, Features: tch.Features[:]},
 		Input:      export.InputName,
 		Outputs:    []string{export.MapName, export.ScoreName},
-		Data:       bundle.Data{Count: len(samples), URIHash: hashKeys(samples), Source: opt.Data},
+		Data:       bundle.Data{Count: len(samples), URIHash: hashKeys(samples), Source: opt.Data, Domains: domains(samples)},
 		Training: map[string]any{
 			"size": cfg.Size, "epochs": cfg.Epochs, "batch": cfg.BatchSize, "lr": cfg.LR, "seed": cfg.Seed,
 			"adv_weight": cfg.AdvWeight, "hard_mining": cfg.HardMining, "student": cfg.Student, "map": cfg.Map, "augment": cfg.Augment,
@@ -353,6 +359,11 @@ func Run(ctx context.Context, opt Options) (*Result, error) {
 	b.Manifest.Scores = bundle.Scores{
 		Threshold: cal.ImageThreshold, Quantile: cal.Quantile, PixelThreshold: cal.PixelThreshold,
 		Min: cal.ScoreMin, Max: cal.ScoreMax, PixelMin: cal.MapMin, PixelMax: cal.MapMax, Validation: len(calibSet),
+	}
+	if len(valSet) < fewNormals {
+		b.Manifest.Scores.Warning = fmt.Sprintf("the threshold comes from %d held-out normal images (fewer than %d): "+
+			"it may flag too many or too few; train on more normal images or raise --val-fraction", len(valSet), fewNormals)
+		logf("warning: %s", b.Manifest.Scores.Warning)
 	}
 	b.Manifest.TrainSecs = time.Since(start).Seconds()
 	if err := bundle.Save(ctx, opt.Out, b); err != nil {
@@ -639,4 +650,13 @@ func ParseScales[T int | float64](s string, v *[3]T) bool {
 	}
 	*v = out
 	return true
+}
+
+// domains counts samples by bundle.DomainOf.
+func domains(samples []sample) map[string]int {
+	m := map[string]int{}
+	for _, s := range samples {
+		m[s.domain]++
+	}
+	return m
 }

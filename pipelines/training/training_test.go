@@ -125,6 +125,18 @@ func TestTrainExportAgree(t *testing.T) {
 	if m.Threshold() != sc.Threshold || m.Size() != 64 {
 		t.Errorf("bundle threshold %v size %d", m.Threshold(), m.Size())
 	}
+	// 3 held-out normals: the threshold earns a warning, in the log and in
+	// model.json; the training images' domains are recorded.
+	if w := m.Bundle.Manifest.Scores.Warning; !strings.Contains(w, "3 held-out normal images") || !strings.Contains(logs.String(), "warning: "+w) {
+		t.Errorf("scores.warning %q; log:\n%s", w, logs.String())
+	}
+	n := 0
+	for _, c := range m.Bundle.Manifest.Data.Domains {
+		n += c
+	}
+	if n != 12 {
+		t.Errorf("training_data.domains %v count %d images, want 12", m.Bundle.Manifest.Data.Domains, n)
+	}
 	// The bundle is written before the check and rewritten with its result.
 	if p, ok := m.Bundle.Manifest.Training["parity_max_abs_score_diff"].(float64); !ok || p != res.ParityMax {
 		t.Errorf("saved bundle's parity_max_abs_score_diff = %v, want %g", m.Bundle.Manifest.Training["parity_max_abs_score_diff"], res.ParityMax)

@@ -37,8 +37,10 @@ func Commit(ctx context.Context, stage, out string) error {
 	if err := remove(ctx, storage.Join(out, SummaryFile)); err != nil {
 		return err
 	}
-	if err := removeAll(ctx, storage.Join(out, HeatmapDir)); err != nil {
-		return err
+	for _, d := range []string{HeatmapDir, MaskDir, RawMapDir} {
+		if err := removeAll(ctx, storage.Join(out, d)); err != nil {
+			return err
+		}
 	}
 	for _, r := range rels {
 		if err := move(ctx, storage.Join(stage, r), storage.Join(out, r)); err != nil {

@@ -8,11 +8,16 @@ import (
 	"image/png"
 	"math"
 
+	"golang.org/x/image/draw"
+
+	"github.com/multiad/multiad/model/bundle"
+	"github.com/multiad/multiad/model/preprocess"
 	"github.com/multiad/multiad/transforms/score"
 )
 
 // Overlay renders a result's anomaly map over its gray model input at the
-// model size: gray image, jet colormap blended in proportion to the map
+// model size (the DICOM Secondary Captures of package dicomout; the
+// heatmap files and the report use Heatmap, at the image's own size): gray image, jet colormap blended in proportion to the map
 // value normalised to [lo, hi] (the bundle's validation pixel range). When
 // hi <= lo the map's own range is used.
 func Overlay(r score.Result, lo, hi float64) (*image.RGBA, error) {
@@ -78,4 +83,222 @@ func Jet(t float64) color.RGBA {
 		return uint8(v*255 + 0.5)
 	}
 	return color.RGBA{R: ch(4*t - 3), G: ch(4*t - 2), B: ch(4*t - 1), A: 255}
+}
+
+// HeatmapError says that a result cannot be drawn, and why.
+type HeatmapError struct {
+	URI    string
+	Reason string
+}
+
+func (e *HeatmapError) Error() string { return fmt.Sprintf("report: %s: %s", e.URI, e.Reason) }
+
+// size returns the original image size of r (the model size for results
+// that do not know it).
+func size(r score.Result) (rows, cols int) {
+	if r.Rows > 0 && r.Cols > 0 {
+		return r.Rows, r.Cols
+	}
+	return r.Size, r.Size
+}
+
+// background returns r's image at its original size as RGB: its View, or
+// else its gray model input upsampled bilinearly.
+func background(r score.Result) ([]uint8, error) {
+	rows, cols := size(r)
+	n := rows * cols
+	out := make([]uint8, 3*n)
+	switch r.ViewChannels() {
+	case 3:
+		copy(out, r.View)
+		return out, nil
+	case 1:
+		for i, g := range r.View {
+			out[3*i], out[3*i+1], out[3*i+2] = g, g, g
+		}
+		return out, nil
+	}
+	s := r.Size
+	if s <= 0 || len(r.Gray) != s*s {
+		return nil, &HeatmapError{r.Item.URI, "no image to draw the heatmap over"}
+	}
+	src := make([]float32, s*s)
+	for i, g := range r.Gray {
+		src[i] = float32(g)
+	}
+	up := make([]float32, n)
+	preprocess.Resize(src, s, s, up, rows, cols)
+	for i, v := range up {
+		g := uint8(math.Round(math.Min(255, math.Max(0, float64(v)))))
+		out[3*i], out[3*i+1], out[3*i+2] = g, g, g
+	}
+	return out, nil
+}
+
+// fullMap returns r's anomaly map at the original size, or an error.
+func fullMap(r score.Result) ([]float32, error) {
+	m := r.FullMap()
+	if m == nil {
+		return nil, &HeatmapError{r.Item.URI, fmt.Sprintf("no %dx%d anomaly map", r.Size, r.Size)}
+	}
+	return m, nil
+}
+
+// pixelScale returns cal, or when it has no pixel range (hand-made
+// bundles), a scale over the map's own range with its middle as threshold.
+func pixelScale(cal bundle.Scores, m []float32) bundle.Scores {
+	if cal.PixelMax > cal.PixelMin {
+		return cal
+	}
+	lo, hi := math.Inf(1), math.Inf(-1)
+	for _, v := range m {
+		lo, hi = math.Min(lo, float64(v)), math.Max(hi, float64(v))
+	}
+	if !(hi > lo) {
+		hi = lo + 1
+	}
+	cal.PixelMin, cal.PixelMax, cal.PixelThreshold = lo, hi, (lo+hi)/2
+	return cal
+}
+
+// Heatmap renders r's anomaly map at the original image's size, as an
+// overlay on the image: each pixel's normalised score
+// (cal.NormalizePixel, 0.5 at the pixel threshold) coloured with Viridis
+// and blended over the image with an opacity that grows with the score,
+// so the colours mean the same in every image of a bundle.
+func Heatmap(r score.Result, cal bundle.Scores) (*image.RGBA, error) {
+	m, err := fullMap(r)
+	if err != nil {
+		return nil, err
+	}
+	bg, err := background(r)
+	if err != nil {
+		return nil, err
+	}
+	cal = pixelScale(cal, m)
+	rows, cols := size(r)
+	img := image.NewRGBA(image.Rect(0, 0, cols, rows))
+	for i, v := range m {
+		t := cal.NormalizePixel(float64(v))
+		c := Viridis(t)
+		a := 0.25 + 0.6*t
+		img.Pix[4*i+0] = uint8(float64(bg[3*i])*(1-a) + float64(c.R)*a + 0.5)
+		img.Pix[4*i+1] = uint8(float64(bg[3*i+1])*(1-a) + float64(c.G)*a + 0.5)
+		img.Pix[4*i+2] = uint8(float64(bg[3*i+2])*(1-a) + float64(c.B)*a + 0.5)
+		img.Pix[4*i+3] = 255
+	}
+	return img, nil
+}
+
+// Picture returns r's image at its original size (the gallery's first
+// picture).
+func Picture(r score.Result) (*image.RGBA, error) {
+	bg, err := background(r)
+	if err != nil {
+		return nil, err
+	}
+	rows, cols := size(r)
+	img := image.NewRGBA(image.Rect(0, 0, cols, rows))
+	for i := 0; i < rows*cols; i++ {
+		copy(img.Pix[4*i:4*i+3], bg[3*i:3*i+3])
+		img.Pix[4*i+3] = 255
+	}
+	return img, nil
+}
+
+// PredictedMask returns r's predicted defect mask at the original image
+// size: 255 where the upsampled map exceeds the bundle's pixel threshold,
+// 0 elsewhere.
+func PredictedMask(r score.Result, cal bundle.Scores) (*image.Gray, error) {
+	m, err := fullMap(r)
+	if err != nil {
+		return nil, err
+	}
+	rows, cols := size(r)
+	img := image.NewGray(image.Rect(0, 0, cols, rows))
+	for i, v := range m {
+		if float64(v) > cal.PixelThreshold {
+			img.Pix[i] = 255
+		}
+	}
+	return img, nil
+}
+
+// RawMap returns r's anomaly map at the original image size as 16-bit
+// gray: the normalised pixel score × 65535 (the pixel threshold is
+// 32768; 0 and 65535 hold everything below and above the range).
+func RawMap(r score.Result, cal bundle.Scores) (*image.Gray16, error) {
+	m, err := fullMap(r)
+	if err != nil {
+		return nil, err
+	}
+	cal = pixelScale(cal, m)
+	rows, cols := size(r)
+	img := image.NewGray16(image.Rect(0, 0, cols, rows))
+	for i, v := range m {
+		u := uint16(math.Round(cal.NormalizePixel(float64(v)) * 65535))
+		img.Pix[2*i], img.Pix[2*i+1] = uint8(u>>8), uint8(u)
+	}
+	return img, nil
+}
+
+// outlineColor is the ground-truth outline: red, which viridis never shows.
+var outlineColor = color.RGBA{R: 255, G: 40, B: 40, A: 255}
+
+// DrawOutline draws the outline of a Rows×Cols mask (nonzero: inside) on
+// img, which has the mask's size: every inside pixel with an outside
+// 4-neighbour (or on the border), thickened for large images.
+func DrawOutline(img *image.RGBA, mask []uint8) {
+	b := img.Bounds()
+	rows, cols := b.Dy(), b.Dx()
+	if len(mask) != rows*cols {
+		return
+	}
+	in := func(y, x int) bool { return y >= 0 && x >= 0 && y < rows && x < cols && mask[y*cols+x] != 0 }
+	w := max(1, max(rows, cols)/256)
+	for y := 0; y < rows; y++ {
+		for x := 0; x < cols; x++ {
+			if !in(y, x) || in(y-1, x) && in(y+1, x) && in(y, x-1) && in(y, x+1) {
+				continue
+			}
+			for dy := 0; dy < w; dy++ {
+				for dx := 0; dx < w; dx++ {
+					if yy, xx := y+dy-w/2, x+dx-w/2; yy >= 0 && xx >= 0 && yy < rows && xx < cols {
+						img.SetRGBA(b.Min.X+xx, b.Min.Y+yy, outlineColor)
+					}
+				}
+			}
+		}
+	}
+}
+
+// EncodePNG encodes an image as PNG, favouring speed (heatmapEncoder).
+func EncodePNG(img image.Image) ([]byte, error) {
+	var buf bytes.Buffer
+	if err := heatmapEncoder.Encode(&buf, img); err != nil {
+		return nil, fmt.Errorf("report: encoding PNG: %w", err)
+	}
+	return buf.Bytes(), nil
+}
+
+// HeatmapPNG is Heatmap encoded as PNG.
+func HeatmapPNG(r score.Result, cal bundle.Scores) ([]byte, error) {
+	img, err := Heatmap(r, cal)
+	if err != nil {
+		return nil, err
+	}
+	return EncodePNG(img)
+}
+
+// thumbnail scales img down to fit within side×side (never up), bilinearly.
+func thumbnail(img *image.RGBA, side int) *image.RGBA {
+	b := img.Bounds()
+	if b.Dx() <= side && b.Dy() <= side {
+		return img
+	}
+	f := float64(side) / float64(max(b.Dx(), b.Dy()))
+	w, h := max(1, int(math.Round(float64(b.Dx())*f))), max(1, int(math.Round(float64(b.Dy())*f)))
+	out := image.NewRGBA(image.Rect(0, 0, w, h))
+	draw.BiLinear.Scale(out, out.Bounds(), img, b, draw.Src, nil)
+	return out
 }

@@ -190,8 +190,12 @@ func histogramSVG(hist Histogram, threshold float64) template.HTML {
 	fmt.Fprintf(&b, `<text x="%g" y="%g" font-size="10" text-anchor="end">%d</text>`, m-3, 29.0, top)
 	for k, name := range []string{"normal", "anomalous", "unlabelled"} {
 		fmt.Fprintf(&b, `<rect x="%g" y="%g" width="10" height="10" fill="%s" fill-opacity="0.55"/><text x="%g" y="%g" font-size="11">%s</text>`,
-			m+pw-110, 30.0+float64(k)*14, classColors[k], m+pw-96, 39.0+float64(k)*14, name)
+			m+pw-190, 30.0+float64(k)*14, classColors[k], m+pw-176, 39.0+float64(k)*14, name)
 	}
+	// Where normal and anomalous bars overlap, the anomalous bar is drawn
+	// over the normal one: the legend shows that mix.
+	fmt.Fprintf(&b, `<rect x="%g" y="%g" width="10" height="10" fill="%s" fill-opacity="0.55"/><rect x="%g" y="%g" width="10" height="10" fill="%s" fill-opacity="0.55"/><text x="%g" y="%g" font-size="11">overlap (normal and anomalous)</text>`,
+		m+pw-190, 30.0+3*14, classColors[0], m+pw-190, 30.0+3*14, classColors[1], m+pw-176, 39.0+3*14)
 	b.WriteString(`</svg>`)
 	return template.HTML(b.String())
 }
@@ -212,11 +216,48 @@ type htmlStudies struct {
 }
 
 type htmlTile struct {
-	Src       template.URL
-	Caption   string
-	Score     string
-	Anomalous bool
-	Label     string
+	Src, Image template.URL
+	Caption    string
+	Score      string
+	Normalized string
+	Anomalous  bool
+	Label      string
+	Truth      bool
+	Size       string
+}
+
+type htmlFailure struct{ URI, Error string }
+
+// colorBarSVG draws the heatmaps' colour scale: Viridis over the
+// normalised pixel score, with the pixel threshold at 0.5.
+func colorBarSVG() template.HTML {
+	const w, h, m = 420.0, 58.0, 20.0
+	var b strings.Builder
+	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%g" height="%g" viewBox="0 0 %g %g" class="colorbar">`, w, h, w, h)
+	b.WriteString(`<defs><linearGradient id="viridis" x1="0" x2="1" y1="0" y2="0">`)
+	for i := 0; i <= 16; i++ {
+		t := float64(i) / 16
+		c := Viridis(t)
+		fmt.Fprintf(&b, `<stop offset="%.4f" stop-color="#%02x%02x%02x"/>`, t, c.R, c.G, c.B)
+	}
+	b.WriteString(`</linearGradient></defs>`)
+	fmt.Fprintf(&b, `<rect x="%g" y="4" width="%g" height="16" fill="url(#viridis)" stroke="#444"/>`, m, w-2*m)
+	for _, t := range []struct {
+		v     float64
+		label string
+	}{{0, "0 normal"}, {0.5, "0.5 pixel threshold"}, {1, "1"}} {
+		x := m + t.v*(w-2*m)
+		anchor := "middle"
+		if t.v == 0 {
+			anchor = "start"
+		} else if t.v == 1 {
+			anchor = "end"
+		}
+		fmt.Fprintf(&b, `<line x1="%.1f" y1="4" x2="%.1f" y2="24" stroke="#000"/><text x="%.1f" y="36" font-size="11" text-anchor="%s">%s</text>`, x, x, x, anchor, t.label)
+	}
+	fmt.Fprintf(&b, `<text x="%g" y="52" font-size="11" text-anchor="middle" fill="#444">normalised pixel score (same scale in every heatmap of this model)</text>`, w/2)
+	b.WriteString(`</svg>`)
+	return template.HTML(b.String())
 }
 
 var page = template.Must(template.New("report").Funcs(template.FuncMap{
@@ -235,12 +276,18 @@ table{border-collapse:collapse;background:#fff} td,th{border:1px solid #ccc;padd
 th{background:#e8ebf0} .num{text-align:right;font-variant-numeric:tabular-nums}
 .plots{display:flex;flex-wrap:wrap;gap:16px} .plots svg{background:#fff;border:1px solid #ccc}
 .gallery{display:flex;flex-wrap:wrap;gap:12px} .tile{background:#fff;border:1px solid #ccc;padding:6px;width:200px;font-size:12px;word-break:break-all}
-.tile img{width:200px;height:200px;image-rendering:pixelated;display:block;background:#000}
+.tile{width:392px} .pics{display:flex;gap:4px;align-items:flex-start} .pics figure{margin:0;width:194px}
+.pics img{width:194px;height:auto;max-height:260px;object-fit:contain;display:block;background:#000} .pics figcaption{font-size:11px;color:#555}
 .anom{color:#b3261e;font-weight:bold}
+.note{background:#eef4ff;border:1px solid #9bb6e0;padding:8px 12px;max-width:900px;font-size:13px}
+.warn{background:#fff4e5;border:1px solid #e0a04b;padding:8px 12px;max-width:900px;font-size:13px;margin:6px 0}
+.fail td{font-size:12px;word-break:break-all}
 </style></head><body>
 <h1>multiad anomaly report</h1>
+{{range .Warnings}}<div class="warn"><b>Warning:</b> {{.}}</div>{{end}}
 <h2>Summary</h2>
 <table>{{range .Rows}}<tr><th>{{.Name}}</th><td class="num">{{.Value}}</td></tr>{{end}}</table>
+{{range .Notes}}<h2>Metrics</h2><div class="note">{{.}}</div>{{end}}
 {{if .Groups}}<h2>Metrics</h2>
 <table><tr><th>group</th><th>images</th><th>anomalous</th><th>image AUROC</th><th>image AP</th><th>image F1 max</th><th>pixel AUROC</th><th>AUPRO</th></tr>
 {{range .Groups}}<tr><td>{{.Name}}</td><td class="num">{{.M.Count}}</td><td class="num">{{.M.Positives}}</td><td class="num">{{f .M.ImageAUROC}}</td><td class="num">{{f .M.ImageAP}}</td><td class="num">{{f .M.ImageF1Max}}</td><td class="num">{{f .M.PixelAUROC}}</td><td class="num">{{f .M.AUPRO}}</td></tr>
@@ -256,9 +303,14 @@ th{background:#e8ebf0} .num{text-align:right;font-variant-numeric:tabular-nums}
 <h2>Score distribution</h2>
 <div class="plots">{{.Hist}}</div>
 <h2>Top-scoring images</h2>
-<div class="gallery">{{range .Tiles}}<div class="tile">{{if .Src}}<img src="{{.Src}}" alt="heatmap">{{end}}
-<div>{{.Caption}}</div><div>score <b>{{.Score}}</b>{{if .Anomalous}} <span class="anom">anomalous</span>{{end}}{{if .Label}} · label {{.Label}}{{end}}</div></div>
+<p>Each card shows the image and its heatmap at the image's own aspect; the heatmap colours the normalised pixel score{{if .AnyTruth}}, and a <span style="color:#ff2828;font-weight:bold">red outline</span> marks the ground-truth defect where a mask exists{{end}}.</p>
+{{.ColorBar}}
+<div class="gallery">{{range .Tiles}}<div class="tile">{{if .Src}}<div class="pics"><figure><img src="{{.Image}}" alt="image"><figcaption>image {{.Size}}</figcaption></figure><figure><img src="{{.Src}}" alt="heatmap"><figcaption>heatmap{{if .Truth}} · ground truth outlined{{end}}</figcaption></figure></div>{{end}}
+<div>{{.Caption}}</div><div>score <b>{{.Score}}</b> · normalised <b>{{.Normalized}}</b>{{if .Anomalous}} <span class="anom">anomalous</span>{{end}}{{if .Label}} · label {{.Label}}{{end}}</div></div>
 {{else}}<p>No images were scored.</p>{{end}}</div>
+{{if .Failures}}<h2>Failed inputs ({{.FailedCount}})</h2>
+<table class="fail"><tr><th>input</th><th>reason</th></tr>{{range .Failures}}<tr><td>{{.URI}}</td><td>{{.Error}}</td></tr>{{end}}</table>
+{{if .MoreFailures}}<p>… and {{.MoreFailures}} more in failures.jsonl.</p>{{end}}{{end}}
 </body></html>
 `))
 
@@ -281,7 +333,22 @@ func HTML(sum *Summary, d *Digest) ([]byte, error) {
 		ROC, PR, Hist template.HTML
 		Tiles         []htmlTile
 		Studies       *htmlStudies
-	}{}
+		Notes         []string
+		Warnings      []string
+		ColorBar      template.HTML
+		AnyTruth      bool
+		Failures      []htmlFailure
+		FailedCount   int
+		MoreFailures  int
+	}{Notes: sum.Notes, Warnings: sum.Warnings, ColorBar: colorBarSVG(), FailedCount: sum.Failed}
+	for _, f := range d.Failures {
+		uri := f.URI
+		if f.Slice != nil {
+			uri += fmt.Sprintf(" [%d]", *f.Slice)
+		}
+		data.Failures = append(data.Failures, htmlFailure{uri, f.Error})
+	}
+	data.MoreFailures = max(0, sum.Failed-len(data.Failures))
 	// Studies of one image each (plain pictures) would only repeat the
 	// gallery: the table is for series and volumes.
 	if d.Studies != nil && multiSlice(d.Studies.Rows) {
@@ -297,6 +364,7 @@ func HTML(sum *Summary, d *Digest) ([]byte, error) {
 	add("inputs", fmt.Sprint(sum.Inputs))
 	add("scored", fmt.Sprint(sum.Scored))
 	add("failed", fmt.Sprint(sum.Failed))
+	add("flagged", fmt.Sprint(sum.Flagged))
 	add("threshold", fmt.Sprintf("%.6g", sum.Threshold))
 	if v, ok := sum.Model["uri"]; ok {
 		add("model", fmt.Sprint(v))
@@ -318,7 +386,12 @@ func HTML(sum *Summary, d *Digest) ([]byte, error) {
 	data.PR = curveSVG("Precision–recall", "recall", "precision", PR(d.Points), false)
 	data.Hist = histogramSVG(NewHistogram(d.Points, 30, sum.Threshold), sum.Threshold)
 	for _, g := range d.Gallery {
-		t := htmlTile{Caption: g.Record.URI, Score: fmt.Sprintf("%.4f", g.Record.Score), Anomalous: g.Record.Anomalous}
+		t := htmlTile{Caption: g.Record.URI, Score: fmt.Sprintf("%.4f", g.Record.Score), Anomalous: g.Record.Anomalous,
+			Normalized: fmt.Sprintf("%.3f", g.Record.NormalizedScore), Truth: g.Truth}
+		if g.Cols > 0 {
+			t.Size = fmt.Sprintf("%d×%d", g.Cols, g.Rows)
+		}
+		data.AnyTruth = data.AnyTruth || g.Truth
 		if g.Record.Slice != nil {
 			t.Caption += fmt.Sprintf(" [slice %d]", *g.Record.Slice)
 		} else if g.Record.Frame != nil {
@@ -329,6 +402,7 @@ func HTML(sum *Summary, d *Digest) ([]byte, error) {
 		}
 		if len(g.PNG) > 0 {
 			t.Src = template.URL("data:image/png;base64," + base64.StdEncoding.EncodeToString(g.PNG))
+			t.Image = template.URL("data:image/png;base64," + base64.StdEncoding.EncodeToString(g.Image))
 		}
 		data.Tiles = append(data.Tiles, t)
 	}

@@ -23,6 +23,8 @@ const (
 	SummaryFile  = "summary.json"
 	ReportFile   = "report.html"
 	HeatmapDir   = "heatmaps"
+	MaskDir      = "masks"
+	RawMapDir    = "maps"
 	// digestFile is the pipeline's hand-over to the driver; it is removed
 	// before the commit.
 	digestFile = "_digest.json"
@@ -48,15 +50,22 @@ func ParseHeatmaps(s string) (string, error) {
 
 // Record is one line of scores.jsonl.
 type Record struct {
-	URI       string            `json:"uri"`
-	Slice     *int              `json:"slice,omitempty"`
-	Frame     *int              `json:"frame,omitempty"`
-	Score     float64           `json:"score"`
-	Anomalous bool              `json:"anomalous"`
-	Label     *int              `json:"label,omitempty"`
-	Group     string            `json:"group,omitempty"`
-	Meta      map[string]string `json:"meta,omitempty"`
-	Heatmap   string            `json:"heatmap,omitempty"`
+	URI   string  `json:"uri"`
+	Slice *int    `json:"slice,omitempty"`
+	Frame *int    `json:"frame,omitempty"`
+	Score float64 `json:"score"`
+	// NormalizedScore is Score in [0, 1] with the threshold at 0.5
+	// (bundle.Scores.Normalize).
+	NormalizedScore float64           `json:"normalized_score"`
+	Anomalous       bool              `json:"anomalous"`
+	Label           *int              `json:"label,omitempty"`
+	Group           string            `json:"group,omitempty"`
+	Meta            map[string]string `json:"meta,omitempty"`
+	Heatmap         string            `json:"heatmap,omitempty"`
+	// Mask is the predicted mask PNG (flagged images, --masks) and RawMap
+	// the 16-bit map PNG (--raw-maps), relative to the output folder.
+	Mask   string `json:"mask,omitempty"`
+	RawMap string `json:"raw_map,omitempty"`
 	// Study and Series are the DICOM study and series identifiers (UIDs,
 	// or their salted hashes with --hash-uids); empty for other formats,
 	// whose file is their study.
@@ -114,7 +123,7 @@ func indexFields(index int, kind string) (slice, frame *int) {
 // NewRecord builds the scores.jsonl line of a result.
 func NewRecord(r score.Result, heatmap string, includePHI bool) Record {
 	it := r.Item
-	rec := Record{URI: it.URI, Score: r.Score, Anomalous: r.Anomalous, Group: it.Group, Heatmap: heatmap,
+	rec := Record{URI: it.URI, Score: r.Score, NormalizedScore: r.Normalized, Anomalous: r.Anomalous, Group: it.Group, Heatmap: heatmap,
 		Study: it.Study, Series: it.Series}
 	rec.Slice, rec.Frame = indexFields(it.Index, it.IndexKind)
 	if it.Label >= 0 {
@@ -167,7 +176,18 @@ func WritesHeatmap(mode string, anomalous bool) bool {
 
 // HeatmapName returns the heatmap file name (relative to the output folder)
 // of an item: readable, and unique through a hash of the URI and index.
-func HeatmapName(it read.Item) string {
+func HeatmapName(it read.Item) string { return HeatmapDir + "/" + FileName(it) }
+
+// MaskName returns the predicted mask's file name of an item.
+func MaskName(it read.Item) string { return MaskDir + "/" + FileName(it) }
+
+// RawMapName returns the 16-bit map's file name of an item.
+func RawMapName(it read.Item) string { return RawMapDir + "/" + FileName(it) }
+
+// FileName returns the base name of an item's output PNGs: the input's
+// base name (safe characters only), its index, and a hash of the whole
+// URI and index, so that a/x.png and b/x.png never share a name.
+func FileName(it read.Item) string {
 	h := sha256.Sum256([]byte(fmt.Sprintf("%s\x00%d", it.URI, it.Index)))
 	base := path.Base(it.URI)
 	if i := strings.IndexByte(base, '.'); i > 0 {
@@ -188,5 +208,5 @@ func HeatmapName(it read.Item) string {
 	if it.Index >= 0 {
 		name += fmt.Sprintf("_%d", it.Index)
 	}
-	return HeatmapDir + "/" + name + "_" + hex.EncodeToString(h[:4]) + ".png"
+	return name + "_" + hex.EncodeToString(h[:4]) + ".png"
 }

@@ -6,10 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"sort"
+	"strings"
 	"time"
 
 	"github.com/multiad/multiad/io/storage"
+	"github.com/multiad/multiad/model/bundle"
 	"github.com/multiad/multiad/transforms/evaluate"
+	"github.com/multiad/multiad/transforms/score"
 )
 
 // Point is one scored image for the report's curves and histogram.
@@ -18,21 +22,69 @@ type Point struct {
 	Label int     `json:"l"`
 }
 
-// GalleryEntry is one of the top-scoring images, with its overlay PNG.
+// GalleryEntry is one of the top-scoring images: its record, the image
+// and its heatmap overlay as PNGs (at most galleryside pixels a side),
+// the overlay with the ground-truth outline when Truth.
 type GalleryEntry struct {
 	Record Record `json:"record"`
 	PNG    []byte `json:"png,omitempty"`
+	Image  []byte `json:"image,omitempty"`
+	Truth  bool   `json:"truth,omitempty"`
+	// Rows and Cols are the original image size.
+	Rows int `json:"rows,omitempty"`
+	Cols int `json:"cols,omitempty"`
 }
+
+// gallerySide bounds the gallery pictures embedded in report.html.
+const gallerySide = 400
+
+// NewGalleryEntry renders a result for the report's gallery: the image
+// and the heatmap at its own aspect (scaled to fit gallerySide), with the
+// ground-truth mask's outline drawn on the heatmap where one exists.
+func NewGalleryEntry(r score.Result, cal bundle.Scores) (GalleryEntry, error) {
+	g := GalleryEntry{Record: NewRecord(r, "", false)}
+	g.Record.Meta = nil
+	g.Rows, g.Cols = size(r)
+	if r.Map == nil {
+		return g, nil
+	}
+	heat, err := Heatmap(r, cal)
+	if err != nil {
+		return g, err
+	}
+	if len(r.Truth) > 0 {
+		DrawOutline(heat, r.Truth)
+		g.Truth = true
+	}
+	if g.PNG, err = EncodePNG(thumbnail(heat, gallerySide)); err != nil {
+		return g, err
+	}
+	pic, err := Picture(r)
+	if err != nil {
+		return g, err
+	}
+	g.Image, err = EncodePNG(thumbnail(pic, gallerySide))
+	return g, err
+}
+
+// MaxListedFailures is how many failed inputs summary digests and
+// report.html list (failures.jsonl has them all).
+const MaxListedFailures = 100
 
 // Digest is what the pipeline hands to Finish: counts, every score, the
 // gallery and the evaluation report.
 type Digest struct {
-	Inputs  int              `json:"inputs"`
-	Scored  int              `json:"scored"`
-	Failed  int              `json:"failed"`
-	Points  []Point          `json:"points"`
-	Gallery []GalleryEntry   `json:"gallery"`
-	Report  *evaluate.Report `json:"report,omitempty"`
+	Inputs  int `json:"inputs"`
+	Scored  int `json:"scored"`
+	Failed  int `json:"failed"`
+	Flagged int `json:"flagged"`
+	// Domains counts the scored images by bundle.DomainOf.
+	Domains map[string]int `json:"domains,omitempty"`
+	// Failures are the first MaxListedFailures failures, in order.
+	Failures []FailureRecord  `json:"failures,omitempty"`
+	Points   []Point          `json:"points"`
+	Gallery  []GalleryEntry   `json:"gallery"`
+	Report   *evaluate.Report `json:"report,omitempty"`
 	// Studies is the study step's digest, read by Finish (not part of
 	// the pipeline's digest file).
 	Studies *StudyDigest `json:"-"`
@@ -67,11 +119,13 @@ type Throughput struct {
 
 // Summary is summary.json.
 type Summary struct {
-	Input      string             `json:"input"`
-	Output     string             `json:"output"`
-	Inputs     int                `json:"inputs"`
-	Scored     int                `json:"scored"`
-	Failed     int                `json:"failed"`
+	Input  string `json:"input"`
+	Output string `json:"output"`
+	Inputs int    `json:"inputs"`
+	Scored int    `json:"scored"`
+	Failed int    `json:"failed"`
+	// Flagged is the number of scored images above the threshold.
+	Flagged    int                `json:"flagged"`
 	Threshold  float64            `json:"threshold"`
 	Model      map[string]any     `json:"model"`
 	Heatmaps   string             `json:"heatmaps"`
@@ -85,6 +139,57 @@ type Summary struct {
 	Studies *StudySummary `json:"studies,omitempty"`
 	// Incremental describes a run with --state: what the ledger let it skip.
 	Incremental *Incremental `json:"incremental,omitempty"`
+	// Domains counts the scored images by kind, channels and bit depth
+	// (bundle.DomainOf).
+	Domains map[string]int `json:"domains,omitempty"`
+	// Notes explain what is missing, e.g. that no labels were found (and
+	// how to give them): metrics are then absent.
+	Notes []string `json:"notes,omitempty"`
+	// Warnings say why the scores may not mean much: inputs unlike the
+	// training images, or most images flagged.
+	Warnings []string `json:"warnings,omitempty"`
+}
+
+// NoLabelsNote is summary.json's note for a run without labels.
+const NoLabelsNote = "no labels found, so there are no accuracy metrics: give labels with an MVTec layout " +
+	"(test/good/ for normal images, test/<defect>/ for anomalous ones, ground_truth/<defect>/<name>_mask.png for masks) " +
+	"or a manifest CSV with a label column (0 normal, 1 anomalous; see docs/outputs.md)"
+
+// FlaggedWarnShare is the share of flagged images above which a run warns
+// that the inputs may not be what the model was trained on.
+const FlaggedWarnShare = 0.5
+
+// DomainWarnings compares the scored images' domains with the training
+// images' (bundle.Data.Domains; nil for bundles that do not record them)
+// and the share of flagged images with FlaggedWarnShare, and says what
+// looks out of domain.
+func DomainWarnings(training, scored map[string]int, flagged, total int) []string {
+	var w []string
+	if len(training) > 0 {
+		var odd []string
+		n := 0
+		for d, c := range scored {
+			if training[d] == 0 {
+				odd = append(odd, fmt.Sprintf("%s (%d)", d, c))
+				n += c
+			}
+		}
+		if len(odd) > 0 {
+			sort.Strings(odd)
+			var trained []string
+			for d := range training {
+				trained = append(trained, d)
+			}
+			sort.Strings(trained)
+			w = append(w, fmt.Sprintf("out of domain: %d of %d images are unlike the training images (%s), by modality, channels or bit depth: %s; their scores may mean nothing",
+				n, total, strings.Join(trained, ", "), strings.Join(odd, ", ")))
+		}
+	}
+	if total > 0 && float64(flagged) > FlaggedWarnShare*float64(total) {
+		w = append(w, fmt.Sprintf("%d of %d images (%.0f%%) are flagged: more than half, which suggests inputs unlike the training images rather than that many defects",
+			flagged, total, 100*float64(flagged)/float64(total)))
+	}
+	return w
 }
 
 // StudySummary is summary.json's "studies": counts, and the study- and
@@ -162,6 +267,8 @@ type RunInfo struct {
 	Elapsed       time.Duration
 	// Incremental, when set, goes into summary.json as is.
 	Incremental *Incremental
+	// TrainingDomains are the bundle's bundle.Data.Domains.
+	TrainingDomains map[string]int
 }
 
 // Finish reads the digest that Write left in dir and writes summary.json
@@ -175,7 +282,7 @@ func Finish(ctx context.Context, dir string, info RunInfo) (*Summary, error) {
 	if err := json.Unmarshal(b, &d); err != nil {
 		return nil, fmt.Errorf("report: digest: %w", err)
 	}
-	sum := &Summary{Input: info.Input, Output: info.Output, Inputs: d.Inputs, Scored: d.Scored, Failed: d.Failed,
+	sum := &Summary{Input: info.Input, Output: info.Output, Inputs: d.Inputs, Scored: d.Scored, Failed: d.Failed, Flagged: d.Flagged, Domains: d.Domains,
 		Threshold: info.Threshold, Model: info.Model, Heatmaps: info.Heatmaps, GroupBy: info.GroupBy,
 		Started: info.Started.UTC(), Incremental: info.Incremental}
 	sum.Throughput.Seconds = info.Elapsed.Seconds()
@@ -192,6 +299,13 @@ func Finish(ctx context.Context, dir string, info RunInfo) (*Summary, error) {
 			sum.ByGroup[g] = metricsOf(gm)
 		}
 	}
+	if sum.Metrics != nil && sum.Metrics.Count == 0 {
+		sum.Metrics, sum.ByGroup = nil, nil
+	}
+	if sum.Metrics == nil {
+		sum.Notes = append(sum.Notes, NoLabelsNote)
+	}
+	sum.Warnings = DomainWarnings(info.TrainingDomains, d.Domains, d.Flagged, d.Scored)
 	var studies *StudyDigest
 	if b, err := storage.ReadFile(ctx, storage.Join(dir, StudyDigestFile), 4<<30); err == nil {
 		studies = new(StudyDigest)

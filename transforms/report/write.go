@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"image"
 	"reflect"
 	"sort"
 
@@ -13,6 +14,7 @@ import (
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/transforms/top"
 
 	"github.com/multiad/multiad/io/storage"
+	"github.com/multiad/multiad/model/bundle"
 	"github.com/multiad/multiad/transforms/evaluate"
 	"github.com/multiad/multiad/transforms/read"
 	"github.com/multiad/multiad/transforms/score"
@@ -26,9 +28,16 @@ type Options struct {
 	Heatmaps string
 	// IncludePHI writes DICOM patient identity and PHI manifest columns.
 	IncludePHI bool
-	// MapLo and MapHi normalise anomaly maps for display (the bundle's
-	// validation pixel range); MapHi <= MapLo uses each map's own range.
-	MapLo, MapHi float64
+	// Calibration is the bundle's calibration: heatmap colours show the
+	// normalised pixel score (0.5 at the pixel threshold) and predicted
+	// masks are the map above the pixel threshold. Without a pixel range
+	// (PixelMax <= PixelMin) each map's own range is used.
+	Calibration bundle.Scores
+	// Masks writes the predicted mask of each flagged image (masks/)
+	// when heatmaps are written.
+	Masks bool
+	// RawMaps writes, beside each heatmap, the map as 16-bit gray (maps/).
+	RawMaps bool
 	// Gallery is the number of top-scoring images shown in report.html
 	// (default 12).
 	Gallery int
@@ -36,10 +45,13 @@ type Options struct {
 
 // Line is one scores.jsonl line with what the summary needs from it.
 type Line struct {
-	Key   string
-	JSON  string
-	Score float64
-	Label int
+	Key       string
+	JSON      string
+	Score     float64
+	Label     int
+	Anomalous bool
+	// Domain is the image's bundle.DomainOf.
+	Domain string
 }
 
 var heatmapCount = beam.NewCounter("multiad", "heatmaps")
@@ -91,23 +103,66 @@ type lineFn struct {
 }
 
 func (f *lineFn) ProcessElement(ctx context.Context, r score.Result) (Line, error) {
-	heatmap := ""
-	if r.Map != nil && WritesHeatmap(f.Opt.Heatmaps, r.Anomalous) {
-		png, err := OverlayPNG(r, f.Opt.MapLo, f.Opt.MapHi)
-		if err != nil {
-			return Line{}, err
-		}
-		heatmap = HeatmapName(r.Item)
-		if err := storage.WriteFileAtomic(ctx, storage.Join(f.Opt.Dir, heatmap), png); err != nil {
-			return Line{}, fmt.Errorf("report: writing heatmap: %w", err)
-		}
-		heatmapCount.Inc(ctx, 1)
+	rec, err := WriteImages(ctx, r, f.Opt)
+	if err != nil {
+		return Line{}, err
 	}
-	b, err := json.Marshal(NewRecord(r, heatmap, f.Opt.IncludePHI))
+	b, err := json.Marshal(rec)
 	if err != nil {
 		return Line{}, fmt.Errorf("report: %s: %w", r.Item.URI, err)
 	}
-	return Line{Key: sortKey(r.Item.URI, r.Item.Index), JSON: string(b), Score: r.Score, Label: r.Item.Label}, nil
+	return Line{Key: sortKey(r.Item.URI, r.Item.Index), JSON: string(b), Score: r.Score, Label: r.Item.Label,
+		Anomalous: r.Anomalous, Domain: r.Domain}, nil
+}
+
+// WriteImages writes the heatmap, predicted mask and raw map of a result
+// that opt asks for into opt.Dir, and returns its scores.jsonl record
+// naming them.
+func WriteImages(ctx context.Context, r score.Result, opt Options) (Record, error) {
+	rec := NewRecord(r, "", opt.IncludePHI)
+	if r.Map == nil || !WritesHeatmap(opt.Heatmaps, r.Anomalous) {
+		return rec, nil
+	}
+	write := func(name string, img image.Image) error {
+		png, err := EncodePNG(img)
+		if err != nil {
+			return err
+		}
+		if err := storage.WriteFileAtomic(ctx, storage.Join(opt.Dir, name), png); err != nil {
+			return fmt.Errorf("report: writing %s: %w", name, err)
+		}
+		return nil
+	}
+	heat, err := Heatmap(r, opt.Calibration)
+	if err != nil {
+		return rec, err
+	}
+	rec.Heatmap = HeatmapName(r.Item)
+	if err := write(rec.Heatmap, heat); err != nil {
+		return rec, err
+	}
+	heatmapCount.Inc(ctx, 1)
+	if opt.Masks && r.Anomalous {
+		m, err := PredictedMask(r, opt.Calibration)
+		if err != nil {
+			return rec, err
+		}
+		rec.Mask = MaskName(r.Item)
+		if err := write(rec.Mask, m); err != nil {
+			return rec, err
+		}
+	}
+	if opt.RawMaps {
+		m, err := RawMap(r, opt.Calibration)
+		if err != nil {
+			return rec, err
+		}
+		rec.RawMap = RawMapName(r.Item)
+		if err := write(rec.RawMap, m); err != nil {
+			return rec, err
+		}
+	}
+	return rec, nil
 }
 
 // finalFn writes scores.jsonl, failures.jsonl and the digest.
@@ -132,6 +187,15 @@ func (f *finalFn) ProcessElement(ctx context.Context, _ []byte, lines func(*Line
 	d.Points = make([]Point, len(all))
 	for i, l := range all {
 		d.Points[i] = Point{Score: l.Score, Label: l.Label}
+		if l.Anomalous {
+			d.Flagged++
+		}
+		if l.Domain != "" {
+			if d.Domains == nil {
+				d.Domains = map[string]int{}
+			}
+			d.Domains[l.Domain]++
+		}
 	}
 	if err := writeLines(ctx, storage.Join(f.Opt.Dir, ScoresFile), len(all), func(i int) string { return all[i].JSON }); err != nil {
 		return err
@@ -148,11 +212,15 @@ func (f *finalFn) ProcessElement(ctx context.Context, _ []byte, lines func(*Line
 	d.Failed = len(fails)
 	fjson := make([]string, len(fails))
 	for i, fl := range fails {
-		b, err := json.Marshal(NewFailureRecord(fl))
+		rec := NewFailureRecord(fl)
+		b, err := json.Marshal(rec)
 		if err != nil {
 			return err
 		}
 		fjson[i] = string(b)
+		if i < MaxListedFailures {
+			d.Failures = append(d.Failures, rec)
+		}
 	}
 	if err := writeLines(ctx, storage.Join(f.Opt.Dir, FailuresFile), len(fjson), func(i int) string { return fjson[i] }); err != nil {
 		return err
@@ -162,14 +230,9 @@ func (f *finalFn) ProcessElement(ctx context.Context, _ []byte, lines func(*Line
 	best(&top)
 	sort.SliceStable(top, func(i, j int) bool { return lessScore(top[j], top[i]) })
 	for _, r := range top {
-		g := GalleryEntry{Record: NewRecord(r, "", false)}
-		g.Record.Meta = nil
-		if r.Map != nil {
-			png, err := OverlayPNG(r, f.Opt.MapLo, f.Opt.MapHi)
-			if err != nil {
-				return err
-			}
-			g.PNG = png
+		g, err := NewGalleryEntry(r, f.Opt.Calibration)
+		if err != nil {
+			return err
 		}
 		d.Gallery = append(d.Gallery, g)
 	}

@@ -3,12 +3,14 @@ package score
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
 	"github.com/apache/beam/sdks/v2/go/pkg/beam"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/log"
 
+	"github.com/multiad/multiad/model/bundle"
 	"github.com/multiad/multiad/model/ort"
 	"github.com/multiad/multiad/transforms/evaluate"
 	"github.com/multiad/multiad/transforms/read"
@@ -191,12 +193,23 @@ func (b *batcher) emit(ctx context.Context, p pending, amap []float32, score flo
 	s := b.m.Size()
 	img := p.d.Image
 	r := Result{Item: p.d.Item, Score: float64(score), Anomalous: float64(score) > b.m.Threshold(),
-		Size: s, Rows: img.Rows, Cols: img.Cols}
+		Size: s, Rows: img.Rows, Cols: img.Cols, Domain: bundle.DomainOf(img).String()}
+	r.Normalized = b.m.Calibration().Normalize(r.Score)
 	if b.Opt.KeepMaps {
 		r.Map = append([]float32(nil), amap...)
 		r.Gray = make([]uint8, s*s)
 		for i := range r.Gray {
 			r.Gray[i] = uint8(clamp01(p.tensor[i])*255 + 0.5)
+		}
+		if v, ok := b.m.(Viewer); ok {
+			if pix, _, err := v.View(img); err == nil {
+				r.View = pix
+			} else {
+				log.Warnf(ctx, "score: %s: no view for the heatmap (%v); drawing over the model input", p.d.Item.URI, err)
+			}
+		}
+		if m := p.d.Mask; len(m) == img.Rows*img.Cols && slices.ContainsFunc(m, func(v uint8) bool { return v != 0 }) {
+			r.Truth = m
 		}
 	}
 	if b.Opt.KeepIdentity {

@@ -16,7 +16,9 @@ import (
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/register"
 
 	"github.com/multiad/multiad/io/pixels"
+	"github.com/multiad/multiad/model/bundle"
 	"github.com/multiad/multiad/model/ort"
+	"github.com/multiad/multiad/model/preprocess"
 	"github.com/multiad/multiad/model/runtime"
 	"github.com/multiad/multiad/transforms/evaluate"
 	"github.com/multiad/multiad/transforms/read"
@@ -36,6 +38,18 @@ type Result struct {
 	Gray []uint8
 	// Rows and Cols are the original image size.
 	Rows, Cols int
+	// Normalized is Score mapped to [0, 1] with the threshold at 0.5 from
+	// the bundle's calibration (bundle.Scores.Normalize).
+	Normalized float64
+	// View is the image at its original size, Rows×Cols 8-bit gray or RGB
+	// (see ViewChannels), normalised as the model saw it; Truth is its
+	// ground-truth mask at that size (nonzero: defect), nil without a mask
+	// or when the mask is empty. Both only with Options.KeepMaps; View is
+	// nil when the model cannot render one.
+	View  []uint8
+	Truth []uint8
+	// Domain is the image's bundle.DomainOf, for out-of-domain warnings.
+	Domain string
 	// Identity holds the DICOM patient fields, only when Options.KeepIdentity.
 	Identity *pixels.Identity
 }
@@ -44,9 +58,46 @@ type Result struct {
 type Scorer interface {
 	Size() int
 	Threshold() float64
+	// Calibration returns the bundle's calibration statistics.
+	Calibration() bundle.Scores
 	Preprocess(img *pixels.Image) ([]float32, error)
 	Score(batch [][]float32) (maps [][]float32, scores []float32, err error)
 	Close() error
+}
+
+// Viewer is implemented by Scorers that render an image at its own size
+// as the model normalises it (*runtime.Model does); results of other
+// Scorers carry no View.
+type Viewer interface {
+	View(img *pixels.Image) (pix []uint8, channels int, err error)
+}
+
+// ViewChannels returns the number of channels of r.View (1 or 3), or 0
+// without a view.
+func (r Result) ViewChannels() int {
+	n := r.Rows * r.Cols
+	if n <= 0 || len(r.View) == 0 || len(r.View)%n != 0 {
+		return 0
+	}
+	return len(r.View) / n
+}
+
+// FullMap returns the anomaly map at the original image size (Rows×Cols),
+// upsampled bilinearly from the model size (preprocess.Resize, half-pixel
+// centres). Heatmaps, predicted masks and raw maps all use it. It returns
+// nil when the result keeps no map.
+func (r Result) FullMap() []float32 {
+	s := r.Size
+	if s <= 0 || len(r.Map) != s*s {
+		return nil
+	}
+	rows, cols := r.Rows, r.Cols
+	if rows <= 0 || cols <= 0 {
+		rows, cols = s, s
+	}
+	out := make([]float32, rows*cols)
+	preprocess.Resize(r.Map, s, s, out, rows, cols)
+	return out
 }
 
 // Loader loads a Scorer from a bundle URI.

@@ -15,6 +15,7 @@ import (
 
 	"github.com/multiad/multiad/internal/shared"
 	"github.com/multiad/multiad/io/pixels"
+	"github.com/multiad/multiad/model/bundle"
 	"github.com/multiad/multiad/model/ort"
 	"github.com/multiad/multiad/transforms/evaluate"
 	"github.com/multiad/multiad/transforms/read"
@@ -37,7 +38,10 @@ const fakeSize = 4
 
 func (f *fake) Size() int          { return fakeSize }
 func (f *fake) Threshold() float64 { return 0.5 }
-func (f *fake) Close() error       { return nil }
+func (f *fake) Calibration() bundle.Scores {
+	return bundle.Scores{Threshold: 0.5, Min: 0, Max: 1, PixelThreshold: 0.5, PixelMax: 1}
+}
+func (f *fake) Close() error { return nil }
 func (f *fake) Preprocess(img *pixels.Image) ([]float32, error) {
 	if img.Channels != 1 {
 		return nil, errors.New("fake: want 1 channel")

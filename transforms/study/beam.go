@@ -120,7 +120,7 @@ func (f *keyFn) ProcessElement(r score.Result, emit func(string, Slice)) {
 			if own {
 				sl.Heatmap = report.HeatmapName(r.Item) // as Heatmaps names it
 			}
-			sl.Size, sl.Map, sl.Gray = 0, nil, nil
+			sl.Size, sl.Map, sl.Gray, sl.View = 0, nil, nil, nil
 		}
 	}
 	for _, k := range Keys(sl) {

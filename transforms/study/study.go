@@ -100,6 +100,8 @@ type Slice struct {
 	Map        []float32
 	Gray       []uint8
 	Rows, Cols int
+	// View is the slice at its own size (score.Result.View), for heatmaps.
+	View []uint8
 	// Identity is the DICOM identity, only with --include-phi.
 	Identity *pixels.Identity
 }
@@ -109,14 +111,14 @@ func FromResult(r score.Result) Slice {
 	it := r.Item
 	return Slice{URI: it.URI, Index: it.Index, IndexKind: it.IndexKind, Score: r.Score, Anomalous: r.Anomalous,
 		Label: it.Label, StudyLabel: strings.TrimSpace(it.Meta[LabelColumn]), Study: it.Study, Series: it.Series,
-		Meta: it.Meta, Size: r.Size, Map: r.Map, Gray: r.Gray, Rows: r.Rows, Cols: r.Cols, Identity: r.Identity}
+		Meta: it.Meta, Size: r.Size, Map: r.Map, Gray: r.Gray, Rows: r.Rows, Cols: r.Cols, View: r.View, Identity: r.Identity}
 }
 
 // Result returns the score.Result of a slice (for overlays).
 func (s Slice) Result() score.Result {
 	return score.Result{Item: read.Item{URI: s.URI, Index: s.Index, IndexKind: s.IndexKind, Label: s.Label,
 		Study: s.Study, Series: s.Series, MaskIndex: -1}, Score: s.Score, Anomalous: s.Anomalous,
-		Size: s.Size, Map: s.Map, Gray: s.Gray, Rows: s.Rows, Cols: s.Cols}
+		Size: s.Size, Map: s.Map, Gray: s.Gray, Rows: s.Rows, Cols: s.Cols, View: s.View}
 }
 
 // StudyOf returns the study identifier of a slice: its study UID, or its
@@ -261,7 +263,7 @@ func (f *CombineFn) MergeAccumulators(a, b Accumulator) Accumulator {
 	for i := range a.Top {
 		a.Top[i].Meta, a.Top[i].Identity = nil, nil
 		if i >= f.keep() { // only the listed slices need their maps
-			a.Top[i].Map, a.Top[i].Gray = nil, nil
+			a.Top[i].Map, a.Top[i].Gray, a.Top[i].View = nil, nil, nil
 		}
 	}
 	switch {

@@ -12,6 +12,7 @@ import (
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/register"
 
 	"github.com/multiad/multiad/io/storage"
+	"github.com/multiad/multiad/model/bundle"
 	"github.com/multiad/multiad/transforms/evaluate"
 	"github.com/multiad/multiad/transforms/report"
 )
@@ -96,8 +97,8 @@ type WriteOptions struct {
 	// same mode into the same folder: they are referenced, not written
 	// twice.
 	SkipWritten bool
-	// MapLo and MapHi normalise the maps for display (report.Options).
-	MapLo, MapHi float64
+	// Calibration is the bundle's, for heatmap colours (report.Options).
+	Calibration bundle.Scores
 	// IncludePHI writes PHI manifest columns and the DICOM identity.
 	IncludePHI bool
 }
@@ -157,7 +158,7 @@ func Heatmaps(ctx context.Context, g *Group, opt WriteOptions) error {
 		if own && opt.SkipWritten {
 			continue
 		}
-		png, err := report.OverlayPNG(r, opt.MapLo, opt.MapHi)
+		png, err := report.HeatmapPNG(r, opt.Calibration)
 		if err != nil {
 			return fmt.Errorf("study: %w", err)
 		}
