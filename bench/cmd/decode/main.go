@@ -56,6 +56,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	maxFiles := fs.Int("max", 0, "files per group (0: all)")
 	noRef := fs.Bool("no-ref", false, "skip the Python and dcmtk references")
 	minSecs := fs.Float64("min-secs", 0.3, "repeat each group within a timed run until multiad's decoding lasts this long")
+	only := fs.String("groups", "", "comma-separated groups to run (default all: dicom_explicit,dicom_rle,dicom_jpeg_lossless,nifti_gz)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -68,6 +69,20 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	groups, order, err := groupsOf(*shared, *maxFiles)
 	if err != nil {
 		return err
+	}
+	if *only != "" {
+		keep := strings.Split(*only, ",")
+		for _, k := range keep {
+			if _, ok := groups[k]; !ok {
+				return fmt.Errorf("decode: unknown group %q (want %s)", k, strings.Join(order, ","))
+			}
+		}
+		order = keep
+		kept := map[string]group{}
+		for _, k := range keep {
+			kept[k] = groups[k]
+		}
+		groups = kept
 	}
 	fig := &benchutil.Figures{Name: "decode"}
 	type row struct {
