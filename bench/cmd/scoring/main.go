@@ -34,9 +34,9 @@ func main() {
 }
 
 type options struct {
-	name, model, input, bin, tmp string
-	runs, batch, threads, max    int
-	peakN                        int
+	name, model, input, bin, tmp, scoreArgs string
+	runs, batch, threads, max               int
+	peakN                                   int
 }
 
 func run(ctx context.Context, args []string, stdout io.Writer) error {
@@ -51,6 +51,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	fs.IntVar(&o.batch, "batch", 8, "batch size (multiad score's CPU default is 8)")
 	fs.IntVar(&o.threads, "threads", 2, "ONNX Runtime intra-op threads")
 	fs.IntVar(&o.max, "max", 0, "use at most this many images in the raw loop (0: all; the pipeline always scores the whole input)")
+	fs.StringVar(&o.scoreArgs, "score-args", "", "extra `multiad score` flags, space-separated (e.g. \"--threads auto --in-flight 2\"; they override -threads)")
 	fs.IntVar(&o.peakN, "peak-n", 2048, "matrix side of the sgemm peak measurement")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -167,6 +168,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		secs, err := benchutil.Time(0, 1, func() error {
 			cmd := exec.CommandContext(ctx, o.bin, "score", "--model", o.model, "--input", o.input, "--output", out,
 				"--batch-size", fmt.Sprint(o.batch), "--threads", fmt.Sprint(o.threads), "--device", "cpu")
+			cmd.Args = append(cmd.Args, strings.Fields(o.scoreArgs)...)
 			logf, err := os.Create(out + ".log")
 			if err != nil {
 				return err
@@ -214,7 +216,11 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 
 	fmt.Fprintf(stdout, "### Scoring efficiency: %s (%s)\n\n", o.name, o.input)
-	fmt.Fprintf(stdout, "Batch %d, %d intra-op threads, %d timed runs each (median (min–max)).\n\n", o.batch, o.threads, o.runs)
+	fmt.Fprintf(stdout, "Batch %d, %d intra-op threads, %d timed runs each (median (min–max)).", o.batch, o.threads, o.runs)
+	if o.scoreArgs != "" {
+		fmt.Fprintf(stdout, " `multiad score` also gets %s.", o.scoreArgs)
+	}
+	fmt.Fprint(stdout, "\n\n")
 	t := benchutil.Table{Header: []string{"path", "images", "images/s", "vs raw loop"}}
 	t.Add("raw loop: runtime.Model.Score on pre-decoded, pre-resized tensors", fmt.Sprint(n), raw.Format("%.1f"), "100%")
 	if o.bin != "" {
