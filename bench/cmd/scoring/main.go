@@ -24,6 +24,7 @@ import (
 	"github.com/multiad/multiad/bench/internal/workload"
 	"github.com/multiad/multiad/model/ort"
 	"github.com/multiad/multiad/model/runtime"
+	"github.com/multiad/multiad/transforms/read"
 )
 
 func main() {
@@ -36,7 +37,7 @@ func main() {
 type options struct {
 	name, model, input, bin, tmp, scoreArgs string
 	runs, batch, threads, max               int
-	peakN                                   int
+	peakN, boundMax                         int
 }
 
 func run(ctx context.Context, args []string, stdout io.Writer) error {
@@ -52,6 +53,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	fs.IntVar(&o.threads, "threads", 2, "ONNX Runtime intra-op threads")
 	fs.IntVar(&o.max, "max", 0, "use at most this many images in the raw loop (0: all; the pipeline always scores the whole input)")
 	fs.StringVar(&o.scoreArgs, "score-args", "", "extra `multiad score` flags, space-separated (e.g. \"--threads auto --in-flight 2\"; they override -threads)")
+	fs.IntVar(&o.boundMax, "bound-max", 160, "files timed stage by stage for the bound (0: all)")
 	fs.IntVar(&o.peakN, "peak-n", 2048, "matrix side of the sgemm peak measurement")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -94,9 +96,16 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	defer m1.Close()
-	files, err := workload.Files(ctx, o.input, o.max)
+	files, err := workload.Files(ctx, o.input, 0)
 	if err != nil {
 		return err
+	}
+	if o.boundMax > 0 && len(files) > o.boundMax { // an even sample across the input's classes
+		sample := make([]read.File, o.boundMax)
+		for i := range sample {
+			sample[i] = files[i*len(files)/o.boundMax]
+		}
+		files = sample
 	}
 	stageSecs := make([][]float64, len(workload.StageNames)) // per run, seconds per image
 	var boundRates []float64
