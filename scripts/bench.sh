@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # make bench: multiad's benchmarks against baselines measured in the same run.
 # Prints each table and its bench.<name>.<figure>=<value> lines, and
-# regenerates bench/BENCHMARKS.md. About 20-25 minutes on 2 cores.
+# regenerates bench/BENCHMARKS.md. About 20 minutes on 2 cores.
 #
 #   scripts/bench.sh [NAME...]   NAME: scoring scaling decode metrics train memory (default: all)
 #

@@ -85,11 +85,17 @@ func (s *spiller) flush(ctx context.Context) (string, error) {
 	return uri, err
 }
 
-// writeShard writes lines (sorted) to a new shard file in dir.
-func writeShard(ctx context.Context, dir string, lines []Line) (string, error) {
+// newShardURI names a new shard in dir (random, so that retried bundles
+// never collide).
+func newShardURI(dir string) string {
 	var id [12]byte
 	rand.Read(id[:])
-	uri := storage.Join(dir, shardPrefix+hex.EncodeToString(id[:])+shardSuffix)
+	return storage.Join(dir, shardPrefix+hex.EncodeToString(id[:])+shardSuffix)
+}
+
+// writeShard writes lines (sorted) to a new shard file in dir.
+func writeShard(ctx context.Context, dir string, lines []Line) (string, error) {
+	uri := newShardURI(dir)
 	w, err := storage.Create(ctx, uri)
 	if err != nil {
 		return "", fmt.Errorf("report: %w", err)
@@ -282,9 +288,7 @@ func concatShards(ctx context.Context, dir string, uris []string) (string, error
 	if len(uris) == 1 {
 		return uris[0], nil
 	}
-	var id [12]byte
-	rand.Read(id[:])
-	uri := storage.Join(dir, shardPrefix+hex.EncodeToString(id[:])+shardSuffix)
+	uri := newShardURI(dir)
 	w, err := storage.Create(ctx, uri)
 	if err != nil {
 		return "", fmt.Errorf("report: %w", err)
