@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # make bench: multiad's benchmarks against baselines measured in the same run.
 # Prints each table and its bench.<name>.<figure>=<value> lines, and
-# regenerates bench/BENCHMARKS.md. About 20-25 minutes on 2 cores.
+# regenerates bench/BENCHMARKS.md. About 20 minutes on 2 cores.
 #
 #   scripts/bench.sh [NAME...]   NAME: scoring scaling decode metrics train memory (default: all)
 #
 # Environment: MULTIAD_SHARED (default ../shared), BENCH_RUNS (default 5),
 # BENCH_OUT (work folder, default /tmp/multiad-bench), BENCH_MEMORY_SIZES
-# (default 250,1000,10000; sizes whose extrapolated peak RSS passes 40% of memory are skipped). bin/multiad must be built (make build).
+# (default 1000,10000; 1000,10000,100000 for the flatness check, about 15 more
+# minutes; sizes whose extrapolated peak RSS passes 40% of memory are skipped). bin/multiad must be built (make build).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -48,23 +49,31 @@ for n in scoring stages decode metrics train memory; do
   go build -o "bin/bench/$n" "./bench/cmd/$n"
 done
 
+# The scoring benchmarks use bundles trained with `multiad train`'s defaults
+# (256 px, the shipped size) on few images and one epoch: speed does not
+# depend on accuracy. A 128 px bundle keeps the earlier row for comparison.
 bundle=$out/bundle
-cmd_train="$bin train --data $tiles --size 128 --epochs 1 --max-images 64 --threads 2 --out $bundle"
+bundle128=$out/bundle128
+cmd_train="$bin train --data $tiles --epochs 1 --max-images 64 --out $bundle"
+cmd_train128="$bin train --data $tiles --size 128 --epochs 1 --max-images 64 --out $bundle128"
 needs_bundle=0
 for n in "${names[@]}"; do case $n in scoring|scaling|memory) needs_bundle=1 ;; esac; done
 if [ $needs_bundle = 1 ]; then
-  rm -rf "$bundle"
-  log "training a small bundle for the scoring benchmarks: $cmd_train"
-  $cmd_train >"$out/train-bundle.log" 2>&1 || { tail -20 "$out/train-bundle.log" >&2; exit 1; }
+  for c in "$cmd_train" "$cmd_train128"; do
+    b=${c##* }
+    rm -rf "$b"
+    log "training a small bundle for the scoring benchmarks: $c"
+    $c >"$b.log" 2>&1 || { tail -20 "$b.log" >&2; exit 1; }
+  done
 fi
 
 declare -A cmds
-cmds[scoring]="bin/bench/scoring -name tiles -model $bundle -input $tiles -bin $bin -runs $runs && bin/bench/scoring -name lgg_dicom -model $bundle -input $lgg -bin $bin -runs $runs"
+cmds[scoring]="bin/bench/scoring -name tiles -model $bundle -input $tiles -bin $bin -runs $runs && bin/bench/scoring -name lgg_dicom -model $bundle -input $lgg -bin $bin -runs $runs && bin/bench/scoring -name tiles_128 -model $bundle128 -input $tiles -bin $bin -runs $runs"
 cmds[scaling]="bin/bench/stages -model $bundle -input $tiles -max 80 -runs $runs -threads 1,2 -batch 1,4,16"
 cmds[decode]="bin/bench/decode -runs $runs -min-secs 0.2"
 cmds[metrics]="bin/bench/metrics -runs $runs"
 cmds[train]="bin/bench/train -runs $runs"
-cmds[memory]="bin/bench/memory -bin $bin -model $bundle -input $tiles -sizes ${BENCH_MEMORY_SIZES:-250,1000,10000}"
+cmds[memory]="bin/bench/memory -bin $bin -model $bundle128 -input $tiles -sizes ${BENCH_MEMORY_SIZES:-1000,10000}"
 
 start=$(date +%s)
 for n in "${names[@]}"; do
@@ -96,6 +105,7 @@ if [ ${#names[@]} -eq ${#all[@]} ]; then
     echo
     echo '```'
     echo "$cmd_train"
+    echo "$cmd_train128"
     for n in "${names[@]}"; do cat "$out/$n.cmd"; done
     echo '```'
     echo

@@ -465,6 +465,8 @@ func TestScoreMetadataRegexes(t *testing.T) {
 		"gpu":           {[]string{"nvidia-l4", "type:nvidia-tesla-t4;count:1;install-nvidia-driver"}, []string{"type:t4,count:1"}},
 		"gpu-mem-limit": {[]string{"4GiB", "512MiB", "1000000"}, []string{"4 potatoes"}},
 		"batch-size":    {[]string{"1", "16"}, []string{"0", "-3"}},
+		"threads":       {[]string{"0", "2", "auto"}, []string{"-1", "two"}},
+		"in-flight":     {[]string{"1", "2"}, []string{"0", "-1"}},
 	}
 	byName := map[string]metadataParam{}
 	for _, p := range params {

@@ -47,9 +47,9 @@ package nifti
 
 import (
 	"bytes"
-	"compress/gzip"
 	"encoding/binary"
 	"fmt"
+	gzip "github.com/klauspost/compress/gzip"
 	"io"
 	"math"
 	"math/bits"
@@ -292,52 +292,63 @@ func transposeGeneric(dst, src []byte, rows, cols int, e elemInfo, bigEndian boo
 
 // transposeScalar is transpose for one-channel voxels of 1, 2, 4 or 8 bytes
 // kept at their size (byte-swapped when swap): one typed load and store per
-// voxel instead of a copy call. It reports false for other sizes.
+// voxel instead of a copy call, in tiles of tile×tile voxels so that the
+// strided side of the transpose stays in cache. It reports false for other
+// sizes.
 func transposeScalar(dst, src []byte, rows, cols, size int, swap bool) bool {
-	le := binary.LittleEndian
-	switch size {
-	case 1:
-		for j := 0; j < cols; j++ {
-			col := src[j*rows : (j+1)*rows]
-			for i, b := range col {
-				dst[i*cols+j] = b
-			}
-		}
-	case 2:
-		for j := 0; j < cols; j++ {
-			for i := 0; i < rows; i++ {
-				v := le.Uint16(src[2*(j*rows+i):])
-				if swap {
-					v = bits.ReverseBytes16(v)
-				}
-				le.PutUint16(dst[2*(i*cols+j):], v)
-			}
-		}
-	case 4:
-		for j := 0; j < cols; j++ {
-			for i := 0; i < rows; i++ {
-				v := le.Uint32(src[4*(j*rows+i):])
-				if swap {
-					v = bits.ReverseBytes32(v)
-				}
-				le.PutUint32(dst[4*(i*cols+j):], v)
-			}
-		}
-	case 8:
-		for j := 0; j < cols; j++ {
-			for i := 0; i < rows; i++ {
-				v := le.Uint64(src[8*(j*rows+i):])
-				if swap {
-					v = bits.ReverseBytes64(v)
-				}
-				le.PutUint64(dst[8*(i*cols+j):], v)
-			}
-		}
-	default:
+	if size != 1 && size != 2 && size != 4 && size != 8 {
 		return false
+	}
+	le := binary.LittleEndian
+	for j0 := 0; j0 < cols; j0 += tile {
+		j1 := min(j0+tile, cols)
+		for i0 := 0; i0 < rows; i0 += tile {
+			i1 := min(i0+tile, rows)
+			for i := i0; i < i1; i++ {
+				// Row i of dst, columns j0..j1, from column j's voxel i of src.
+				switch size {
+				case 1:
+					d := dst[i*cols+j0 : i*cols+j1]
+					for k := range d {
+						d[k] = src[(j0+k)*rows+i]
+					}
+				case 2:
+					d := dst[2*(i*cols+j0) : 2*(i*cols+j1)]
+					for k := 0; k < len(d); k += 2 {
+						v := le.Uint16(src[2*((j0+k/2)*rows+i):])
+						if swap {
+							v = bits.ReverseBytes16(v)
+						}
+						le.PutUint16(d[k:], v)
+					}
+				case 4:
+					d := dst[4*(i*cols+j0) : 4*(i*cols+j1)]
+					for k := 0; k < len(d); k += 4 {
+						v := le.Uint32(src[4*((j0+k/4)*rows+i):])
+						if swap {
+							v = bits.ReverseBytes32(v)
+						}
+						le.PutUint32(d[k:], v)
+					}
+				case 8:
+					d := dst[8*(i*cols+j0) : 8*(i*cols+j1)]
+					for k := 0; k < len(d); k += 8 {
+						v := le.Uint64(src[8*((j0+k/8)*rows+i):])
+						if swap {
+							v = bits.ReverseBytes64(v)
+						}
+						le.PutUint64(d[k:], v)
+					}
+				}
+			}
+		}
 	}
 	return true
 }
+
+// tile is the side of transposeScalar's square tiles: 32 source columns of
+// one cache line each stay resident while their 32 voxels are moved.
+const tile = 32
 
 // spacing returns |v|, or 0 (unknown) when v is not finite.
 func spacing(v float64) float64 {

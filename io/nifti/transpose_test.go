@@ -15,8 +15,15 @@ func TestTransposeScalar(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, big := range []bool{false, true} {
+		for _, big := range []bool{false, true, false, true, false, true} {
+			// Sizes on both sides of the tile edge, and the common 256.
 			rows, cols := 1+r.IntN(9), 1+r.IntN(9)
+			if r.IntN(2) == 0 {
+				rows, cols = 1+r.IntN(100), 1+r.IntN(100)
+			}
+			if code == DTUint8 && !big {
+				rows, cols = 256, 256
+			}
 			src := make([]byte, rows*cols*e.size)
 			for i := range src {
 				src[i] = byte(r.IntN(256))

@@ -85,9 +85,12 @@ type Options struct {
 	// MVTec defect type).
 	GroupBy string
 	// Device is auto, cpu or cuda; Threads is ONNX Runtime's intra-op
-	// thread count per worker process (0: its default).
-	Device  string
-	Threads int
+	// thread count per worker process (0: its default; score.ThreadsAuto:
+	// the worker's cores ÷ InFlight); InFlight is the number of batches
+	// scored at once (0 or 1: one, overlapped with decoding).
+	Device   string
+	Threads  int
+	InFlight int
 	// GPUMemLimit bounds ONNX Runtime's CUDA arena per worker process in
 	// bytes (0: no bound). It has no flag here: the command parses
 	// --gpu-mem-limit with units.
@@ -155,7 +158,8 @@ func RegisterFlags(fs *flag.FlagSet) *Options {
 	fs.StringVar(&o.Heatmaps, "heatmaps", report.HeatmapsAnomalous, "heatmap overlays to write: none, anomalous or all")
 	fs.StringVar(&o.GroupBy, "group-by", "", "manifest column to report metrics by (default: MVTec defect type)")
 	fs.StringVar(&o.Device, "device", "auto", "where to run the model: auto, cpu or cuda")
-	fs.IntVar(&o.Threads, "threads", 0, "ONNX Runtime intra-op threads per worker (0: default)")
+	fs.Var(threadsFlag{&o.Threads}, "threads", "ONNX Runtime intra-op threads per worker: a count (0: ONNX Runtime's default), or auto (the worker's cores ÷ --in-flight)")
+	fs.IntVar(&o.InFlight, "in-flight", 1, "batches scored at once while the next is decoded (they share the session's threads)")
 	fs.StringVar(&o.MaxFailures, "max-failures", "", "fail the run when more images fail: a count (10) or a fraction (0.05 or 5%); empty: no limit")
 	fs.BoolVar(&o.IncludePHI, "include-phi", false, "write patient identity (DICOM names, birth dates, IDs) into the outputs")
 	fs.StringVar(&o.DicomOut, "dicom-out", "", "write heatmap overlays of flagged DICOM series as Secondary Captures in their source study: a DICOMweb URL (dicomweb+http://host:8042/dicom-web; dicomweb://… is https) gets them by STOW-RS, a folder (local or gs://) as STUDY/SERIES/SOP.dcm; they carry patient identity")
@@ -182,6 +186,9 @@ func (o *Options) Validate() error {
 	if len(missing) > 0 {
 		return fmt.Errorf("score: missing %s", strings.Join(missing, ", "))
 	}
+	if o.InFlight < 0 {
+		return fmt.Errorf("score: --in-flight %d must be positive", o.InFlight)
+	}
 	if o.BatchSize < 0 {
 		return fmt.Errorf("score: --batch-size %d must be positive", o.BatchSize)
 	}
@@ -205,6 +212,32 @@ func (o *Options) Validate() error {
 	if err := state.Validate(o.State); err != nil {
 		return fmt.Errorf("score: --state: %w", err)
 	}
+	return nil
+}
+
+// threadsFlag is --threads: a count, or auto (tscore.ThreadsAuto).
+type threadsFlag struct{ p *int }
+
+func (f threadsFlag) String() string {
+	if f.p == nil || *f.p == 0 {
+		return "0"
+	}
+	if *f.p == tscore.ThreadsAuto {
+		return "auto"
+	}
+	return strconv.Itoa(*f.p)
+}
+
+func (f threadsFlag) Set(v string) error {
+	if v == "auto" {
+		*f.p = tscore.ThreadsAuto
+		return nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 0 {
+		return fmt.Errorf("want a thread count or auto, got %q", v)
+	}
+	*f.p = n
 	return nil
 }
 
@@ -334,7 +367,7 @@ func build(s beam.Scope, opt Options, info *modelInfo) {
 	}
 	in := read.ReadFiles(s.Scope("ReadImages"), files, read.Options{})
 	results, pix, scoreFailures := tscore.Score(s, in.Images, tscore.Options{
-		Bundle: opt.Model, BatchSize: opt.BatchSize, Device: opt.Device, Threads: opt.Threads, GPUMemLimit: opt.GPUMemLimit,
+		Bundle: opt.Model, BatchSize: opt.BatchSize, Device: opt.Device, Threads: opt.Threads, InFlight: opt.InFlight, GPUMemLimit: opt.GPUMemLimit,
 		KeepMaps: true, KeepIdentity: opt.IncludePHI || opt.DicomOut != "", GroupBy: opt.GroupBy, Loader: opt.Loader,
 	})
 	results = study.Identify(s, results, opt.salt())

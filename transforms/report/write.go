@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"image"
 	"reflect"
+	"slices"
 	"sort"
 
 	"github.com/apache/beam/sdks/v2/go/pkg/beam"
@@ -58,11 +59,12 @@ var heatmapCount = beam.NewCounter("multiad", "heatmaps")
 
 func init() {
 	beam.RegisterType(reflect.TypeOf((*Line)(nil)).Elem())
-	register.DoFn2x2[context.Context, score.Result, Line, error](&lineFn{})
+	register.DoFn3x1[context.Context, score.Result, func(string), error](&lineFn{})
+	register.Emitter1[string]()
 	register.Function2x1[score.Result, score.Result, bool](lessScore)
-	register.DoFn7x1[context.Context, []byte, func(*Line) bool, func(*read.Failure) bool, func(*int) bool,
+	register.DoFn7x1[context.Context, []byte, func(*string) bool, func(*read.Failure) bool, func(*int) bool,
 		func(*[]score.Result) bool, func(*evaluate.Report) bool, error](&finalFn{})
-	register.Iter1[Line]()
+	register.Iter1[string]()
 	register.Iter1[read.Failure]()
 	register.Iter1[int]()
 	register.Iter1[[]score.Result]()
@@ -76,14 +78,14 @@ func init() {
 // PCollection<evaluate.Report> (at most one element).
 func Write(s beam.Scope, results, failures, inputs, reports beam.PCollection, opt Options) {
 	s = s.Scope("Report")
-	lines := beam.ParDo(s, &lineFn{Opt: opt}, results)
+	shards := beam.ParDo(s, &lineFn{Opt: opt}, results)
 	k := opt.Gallery
 	if k <= 0 {
 		k = 12
 	}
 	best := top.Largest(s, results, k, lessScore)
 	beam.ParDo0(s, &finalFn{Opt: opt}, beam.Impulse(s),
-		beam.SideInput{Input: lines}, beam.SideInput{Input: failures}, beam.SideInput{Input: inputs},
+		beam.SideInput{Input: shards}, beam.SideInput{Input: failures}, beam.SideInput{Input: inputs},
 		beam.SideInput{Input: best}, beam.SideInput{Input: reports})
 }
 
@@ -96,13 +98,40 @@ func lessScore(a, b score.Result) bool {
 
 func sortKey(uri string, index int) string { return fmt.Sprintf("%s\x00%012d", uri, index+1) }
 
-// lineFn writes a result's heatmap (when the mode asks for it) and formats
-// its scores.jsonl line.
+// lineFn writes a result's heatmap (when the mode asks for it), formats its
+// scores.jsonl line and spills the lines in sorted shards, emitting each
+// shard's URI.
 type lineFn struct {
 	Opt Options
+
+	spill *spiller
 }
 
-func (f *lineFn) ProcessElement(ctx context.Context, r score.Result) (Line, error) {
+func (f *lineFn) StartBundle(context.Context, func(string)) {
+	f.spill = &spiller{dir: f.Opt.Dir}
+}
+
+func (f *lineFn) ProcessElement(ctx context.Context, r score.Result, emit func(string)) error {
+	l, err := f.line(ctx, r)
+	if err != nil {
+		return err
+	}
+	uri, err := f.spill.add(ctx, l)
+	if uri != "" {
+		emit(uri)
+	}
+	return err
+}
+
+func (f *lineFn) FinishBundle(ctx context.Context, emit func(string)) error {
+	uri, err := f.spill.flush(ctx)
+	if uri != "" {
+		emit(uri)
+	}
+	return err
+}
+
+func (f *lineFn) line(ctx context.Context, r score.Result) (Line, error) {
 	rec, err := WriteImages(ctx, r, f.Opt)
 	if err != nil {
 		return Line{}, err
@@ -170,34 +199,44 @@ type finalFn struct {
 	Opt Options
 }
 
-func (f *finalFn) ProcessElement(ctx context.Context, _ []byte, lines func(*Line) bool, failures func(*read.Failure) bool,
+func (f *finalFn) ProcessElement(ctx context.Context, _ []byte, shards func(*string) bool, failures func(*read.Failure) bool,
 	inputs func(*int) bool, best func(*[]score.Result) bool, reports func(*evaluate.Report) bool) error {
 	var d Digest
 	var n int
 	for inputs(&n) {
 		d.Inputs += n
 	}
-	var all []Line
-	var l Line
-	for lines(&l) {
-		all = append(all, l)
+	var uris []string
+	var u string
+	for shards(&u) {
+		uris = append(uris, u)
 	}
-	sort.Slice(all, func(i, j int) bool { return all[i].Key < all[j].Key })
-	d.Scored = len(all)
-	d.Points = make([]Point, len(all))
-	for i, l := range all {
-		d.Points[i] = Point{Score: l.Score, Label: l.Label}
-		if l.Anomalous {
-			d.Flagged++
-		}
-		if l.Domain != "" {
-			if d.Domains == nil {
-				d.Domains = map[string]int{}
+	slices.Sort(uris)
+	uris, err := reduceShards(ctx, f.Opt.Dir, uris)
+	if err != nil {
+		return err
+	}
+	d.Points = []Point{}
+	if err := writeStream(ctx, storage.Join(f.Opt.Dir, ScoresFile), func(w *bufio.Writer) error {
+		return mergeShards(ctx, uris, func(l *Line) error {
+			d.Points = append(d.Points, Point{Score: l.Score, Label: l.Label})
+			if l.Anomalous {
+				d.Flagged++
 			}
-			d.Domains[l.Domain]++
-		}
+			if l.Domain != "" {
+				if d.Domains == nil {
+					d.Domains = map[string]int{}
+				}
+				d.Domains[l.Domain]++
+			}
+			w.WriteString(l.JSON)
+			return w.WriteByte('\n')
+		})
+	}); err != nil {
+		return err
 	}
-	if err := writeLines(ctx, storage.Join(f.Opt.Dir, ScoresFile), len(all), func(i int) string { return all[i].JSON }); err != nil {
+	d.Scored = len(d.Points)
+	if err := removeShards(ctx, uris); err != nil {
 		return err
 	}
 
@@ -249,14 +288,25 @@ func (f *finalFn) ProcessElement(ctx context.Context, _ []byte, lines func(*Line
 
 // writeLines writes n lines to uri.
 func writeLines(ctx context.Context, uri string, n int, line func(int) string) error {
+	return writeStream(ctx, uri, func(bw *bufio.Writer) error {
+		for i := 0; i < n; i++ {
+			bw.WriteString(line(i))
+			bw.WriteByte('\n')
+		}
+		return nil
+	})
+}
+
+// writeStream creates uri and writes it through fill.
+func writeStream(ctx context.Context, uri string, fill func(*bufio.Writer) error) error {
 	w, err := storage.Create(ctx, uri)
 	if err != nil {
 		return fmt.Errorf("report: %w", err)
 	}
 	bw := bufio.NewWriterSize(w, 1<<20)
-	for i := 0; i < n; i++ {
-		bw.WriteString(line(i))
-		bw.WriteByte('\n')
+	if err := fill(bw); err != nil {
+		w.Close()
+		return err
 	}
 	if err := bw.Flush(); err != nil {
 		w.Close()

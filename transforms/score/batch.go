@@ -3,6 +3,7 @@ package score
 import (
 	"context"
 	"fmt"
+	goruntime "runtime"
 	"slices"
 	"sync"
 	"time"
@@ -56,15 +57,16 @@ func noteProgress(ctx context.Context, n, f int64) {
 // batch is scored on its own goroutine while the bundle goes on decoding
 // and preprocessing the next one (ONNX Runtime on a few threads and Go
 // decoding then overlap); its results are emitted on the bundle's
-// goroutine, when the next batch is submitted or at FinishBundle. At most
-// one batch is in flight. Its exported field is the DoFn's serialized
-// configuration.
+// goroutine, in input order, when a batch beyond Options.InFlight is
+// submitted or at FinishBundle. At most Options.InFlight batches (default
+// one) are in flight, sharing the session (ONNX Runtime runs concurrent
+// calls). Its exported field is the DoFn's serialized configuration.
 type batcher struct {
 	Opt Options
 
 	m        Scorer
 	buf      []pending
-	inflight chan []outcome
+	inflight []chan []outcome // oldest first
 }
 
 type pending struct {
@@ -88,12 +90,21 @@ func (b *batcher) load(ctx context.Context, uri string) error {
 	if err != nil {
 		return fmt.Errorf("score: %w", err)
 	}
-	m, err := model(ctx, b.Opt.Loader, uri, ort.Options{IntraOpThreads: b.Opt.Threads, Device: dev, GPUMemLimit: b.Opt.GPUMemLimit})
+	m, err := model(ctx, b.Opt.Loader, uri, ort.Options{IntraOpThreads: b.Opt.intraOpThreads(), Device: dev, GPUMemLimit: b.Opt.GPUMemLimit})
 	if err != nil {
 		return fmt.Errorf("score: loading bundle %s: %w", uri, err)
 	}
 	b.m = m
 	return nil
+}
+
+// intraOpThreads resolves Threads on the worker: ThreadsAuto shares this
+// process's cores among the batches in flight.
+func (o Options) intraOpThreads() int {
+	if o.Threads == ThreadsAuto {
+		return max(1, goruntime.NumCPU()/max(1, o.InFlight))
+	}
+	return o.Threads
 }
 
 func (b *batcher) batchSize() int {
@@ -119,27 +130,30 @@ func (b *batcher) add(ctx context.Context, d read.Decoded, emit func(Result), em
 	return nil
 }
 
-// submit emits the batch in flight, if any, and starts scoring the
-// buffered images.
+// submit emits the oldest batch in flight when InFlight batches are, and
+// starts scoring the buffered images.
 func (b *batcher) submit(ctx context.Context, emit func(Result), emitPix func(evaluate.PixelResult), fail func(read.Failure)) {
-	b.wait(ctx, emit, emitPix, fail)
+	for len(b.inflight) >= max(1, b.Opt.InFlight) {
+		b.wait(ctx, emit, emitPix, fail)
+	}
 	if len(b.buf) == 0 {
 		return
 	}
 	batch := b.buf
 	b.buf = nil
 	done := make(chan []outcome, 1)
-	b.inflight = done
+	b.inflight = append(b.inflight, done)
 	go func() { done <- b.scoreBatch(ctx, batch) }()
 }
 
-// wait emits the results of the batch in flight, if any.
+// wait emits the results of the oldest batch in flight, if any.
 func (b *batcher) wait(ctx context.Context, emit func(Result), emitPix func(evaluate.PixelResult), fail func(read.Failure)) {
-	if b.inflight == nil {
+	if len(b.inflight) == 0 {
 		return
 	}
-	outs := <-b.inflight
-	b.inflight = nil
+	outs := <-b.inflight[0]
+	b.inflight[0] = nil
+	b.inflight = b.inflight[1:]
 	for _, o := range outs {
 		if o.err != nil {
 			failedCount.Inc(ctx, 1)
@@ -154,7 +168,9 @@ func (b *batcher) wait(ctx context.Context, emit func(Result), emitPix func(eval
 // flush scores what is buffered and emits everything (FinishBundle).
 func (b *batcher) flush(ctx context.Context, emit func(Result), emitPix func(evaluate.PixelResult), fail func(read.Failure)) error {
 	b.submit(ctx, emit, emitPix, fail)
-	b.wait(ctx, emit, emitPix, fail)
+	for len(b.inflight) > 0 {
+		b.wait(ctx, emit, emitPix, fail)
+	}
 	return nil
 }
 

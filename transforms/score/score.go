@@ -150,6 +150,10 @@ func model(ctx context.Context, loader, uri string, opt ort.Options) (Scorer, er
 	return e.m, e.err
 }
 
+// ThreadsAuto in Options.Threads sets the intra-op threads from the
+// worker's core count: its cores divided among the batches in flight.
+const ThreadsAuto = -1
+
 // Options configure Score.
 type Options struct {
 	// Bundle is the model bundle URI (directory, .tar, local or gs://).
@@ -157,9 +161,14 @@ type Options struct {
 	// BatchSize is the number of images per model call (default 8).
 	BatchSize int
 	// Device is auto, cpu or cuda; Threads is ONNX Runtime's intra-op
-	// thread count (0: its default).
+	// thread count (0: its default; ThreadsAuto: the worker's cores ÷
+	// InFlight).
 	Device  string
 	Threads int
+	// InFlight is the number of batches scored at once on the session
+	// while the next is decoded (0 or 1: one). With Threads 1 and InFlight
+	// 2, two single-threaded calls share two cores.
+	InFlight int
 	// GPUMemLimit bounds ONNX Runtime's CUDA arena in bytes (0: no bound).
 	GPUMemLimit int64
 	// KeepMaps keeps each result's anomaly map and gray input (for heatmaps

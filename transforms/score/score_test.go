@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	goruntime "runtime"
 	"sync"
 	"testing"
 	"time"
@@ -235,6 +236,73 @@ func TestBatcherOverlap(t *testing.T) {
 	for i, d := range in {
 		if i >= len(got) || got[i] != d.Item.URI {
 			t.Fatalf("results %v, want the inputs' order", got)
+		}
+	}
+}
+
+// concurrent counts the Score calls running at once.
+type concurrent struct {
+	fake
+	mu        sync.Mutex
+	now, peak int
+}
+
+func (c *concurrent) Score(batch [][]float32) ([][]float32, []float32, error) {
+	c.mu.Lock()
+	c.now++
+	c.peak = max(c.peak, c.now)
+	c.mu.Unlock()
+	time.Sleep(20 * time.Millisecond)
+	defer func() { c.mu.Lock(); c.now--; c.mu.Unlock() }()
+	return c.fake.Score(batch)
+}
+
+// TestBatcherInFlight checks that with InFlight n up to n batches are
+// scored at once, and that results still come out in input order with
+// the scores of one-at-a-time scoring.
+func TestBatcherInFlight(t *testing.T) {
+	for _, n := range []int{0, 1, 2, 3} {
+		c := &concurrent{}
+		b := &batcher{Opt: Options{BatchSize: 2, InFlight: n}, m: c}
+		in := decoded(11)
+		var got []Result
+		emit := func(r Result) { got = append(got, r) }
+		fail := func(f read.Failure) { t.Errorf("in-flight %d: failure %v", n, f) }
+		ctx := context.Background()
+		for _, d := range in {
+			if err := b.add(ctx, d, emit, func(evaluate.PixelResult) {}, fail); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := b.flush(ctx, emit, func(evaluate.PixelResult) {}, fail); err != nil {
+			t.Fatal(err)
+		}
+		if want := max(1, n); c.peak != want {
+			t.Errorf("in-flight %d: %d batches scored at once, want %d", n, c.peak, want)
+		}
+		if len(got) != len(in) {
+			t.Fatalf("in-flight %d: %d results for %d images", n, len(got), len(in))
+		}
+		for i, d := range in {
+			if want := float64(float32(d.Image.At(0)) / 255); got[i].Item.URI != d.Item.URI || got[i].Score != want {
+				t.Errorf("in-flight %d: result %d is %s %v, want %s %v", n, i, got[i].Item.URI, got[i].Score, d.Item.URI, want)
+			}
+		}
+	}
+}
+
+func TestThreadsAuto(t *testing.T) {
+	cores := goruntime.NumCPU()
+	for _, c := range []struct {
+		o    Options
+		want int
+	}{
+		{Options{Threads: 3}, 3}, {Options{}, 0},
+		{Options{Threads: ThreadsAuto}, cores}, {Options{Threads: ThreadsAuto, InFlight: 2}, max(1, cores/2)},
+		{Options{Threads: ThreadsAuto, InFlight: 4 * cores}, 1},
+	} {
+		if got := c.o.intraOpThreads(); got != c.want {
+			t.Errorf("%+v: %d threads, want %d", c.o, got, c.want)
 		}
 	}
 }

@@ -147,11 +147,22 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 				"each image. Under Prism, elements waiting for a stage that needs all of its input (a side input, a CombinePerKey) stay in "+
 				"memory; a heap profile of bench/cmd/scoring's TestProfilePipeline shows which.\n", perImageKiB)
 		} else {
-			fmt.Fprintf(stdout, "It is nearly flat: %.1f KiB per image, far less than one anomaly map (64 KiB at 128²), so no map "+
-				"outlives its image (pixel metrics fold maps into bounded histograms; study groups keep only the maps they draw). What "+
-				"remains per image until the run ends is its scores.jsonl and studies.jsonl lines and its score, which the writers "+
-				"hold to sort the files, plus the garbage collector's headroom over them.\n", perImageKiB)
+			fmt.Fprintf(stdout, "No anomaly map outlives its image (%.1f KiB per image, far less than one map; pixel metrics fold maps "+
+				"into bounded histograms; study groups keep only the maps they draw), and scores.jsonl lines are spilled to sorted "+
+				"shards and merged at the end instead of being held. What still grows with the input is held until the run ends: "+
+				"the studies.jsonl lines (a side input of the study writer), the per-study accumulators of the study CombinePerKey "+
+				"(a 2-D file is its own study) and each image's score in the image metrics and the report's curves.\n", perImageKiB)
 		}
+		lo, hi := done[0][1], done[0][1]
+		for _, d := range done {
+			lo, hi = min(lo, d[1]), max(hi, d[1])
+		}
+		fig.Set("max_over_min", hi/lo)
+		verdict := "within"
+		if hi/lo > 1.10 {
+			verdict = "not within"
+		}
+		fmt.Fprintf(stdout, "\nThe largest peak is %.2f× the smallest: %s the 10%% target.\n", hi/lo, verdict)
 		fmt.Fprintln(stdout)
 	}
 	fig.Write(stdout)

@@ -17,11 +17,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	goruntime "runtime"
+	"strings"
 
 	"github.com/multiad/multiad/bench/internal/benchutil"
 	"github.com/multiad/multiad/bench/internal/workload"
 	"github.com/multiad/multiad/model/ort"
 	"github.com/multiad/multiad/model/runtime"
+	"github.com/multiad/multiad/transforms/read"
 )
 
 func main() {
@@ -32,9 +35,9 @@ func main() {
 }
 
 type options struct {
-	name, model, input, bin, tmp string
-	runs, batch, threads, max    int
-	peakN                        int
+	name, model, input, bin, tmp, scoreArgs string
+	runs, batch, threads, max               int
+	peakN, boundMax                         int
 }
 
 func run(ctx context.Context, args []string, stdout io.Writer) error {
@@ -49,6 +52,8 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	fs.IntVar(&o.batch, "batch", 8, "batch size (multiad score's CPU default is 8)")
 	fs.IntVar(&o.threads, "threads", 2, "ONNX Runtime intra-op threads")
 	fs.IntVar(&o.max, "max", 0, "use at most this many images in the raw loop (0: all; the pipeline always scores the whole input)")
+	fs.StringVar(&o.scoreArgs, "score-args", "", "extra `multiad score` flags, space-separated (e.g. \"--threads auto --in-flight 2\"; they override -threads)")
+	fs.IntVar(&o.boundMax, "bound-max", 160, "files timed stage by stage for the bound (0: all)")
 	fs.IntVar(&o.peakN, "peak-n", 2048, "matrix side of the sgemm peak measurement")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -84,6 +89,26 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		}
 	}
 	n := len(tensors)
+	// The bound: every stage's single-thread per-image cost, on a
+	// one-thread session, in the same runs.
+	m1, err := runtime.Load(ctx, o.model, ort.Options{IntraOpThreads: 1, Device: ort.DeviceCPU})
+	if err != nil {
+		return err
+	}
+	defer m1.Close()
+	files, err := workload.Files(ctx, o.input, 0)
+	if err != nil {
+		return err
+	}
+	if o.boundMax > 0 && len(files) > o.boundMax { // an even sample across the input's classes
+		sample := make([]read.File, o.boundMax)
+		for i := range sample {
+			sample[i] = files[i*len(files)/o.boundMax]
+		}
+		files = sample
+	}
+	stageSecs := make([][]float64, len(workload.StageNames)) // per run, seconds per image
+	var boundRates []float64
 	rawOnce := func() (float64, error) {
 		secs, err := benchutil.Time(0, 1, func() error {
 			for i := 0; i < n; i += o.batch {
@@ -131,6 +156,19 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		if r > 0 {
 			peakRates = append(peakRates, p.Median)
 		}
+		benchutil.Progress(name, "run %d/%d: stages at 1 thread, batch %d (the bound)", r+1, o.runs+1, o.batch)
+		st, sn, err := workload.Stages(ctx, m1, files, o.batch, filepath.Join(o.tmp, fmt.Sprintf("stages%d", r)))
+		if err != nil {
+			return err
+		}
+		if r > 0 && sn > 0 {
+			sum := 0.0
+			for i, v := range st {
+				stageSecs[i] = append(stageSecs[i], v/float64(sn))
+				sum += v / float64(sn)
+			}
+			boundRates = append(boundRates, float64(goruntime.NumCPU())/sum)
+		}
 		if o.bin == "" {
 			continue
 		}
@@ -139,6 +177,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		secs, err := benchutil.Time(0, 1, func() error {
 			cmd := exec.CommandContext(ctx, o.bin, "score", "--model", o.model, "--input", o.input, "--output", out,
 				"--batch-size", fmt.Sprint(o.batch), "--threads", fmt.Sprint(o.threads), "--device", "cpu")
+			cmd.Args = append(cmd.Args, strings.Fields(o.scoreArgs)...)
 			logf, err := os.Create(out + ".log")
 			if err != nil {
 				return err
@@ -178,6 +217,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	raw := benchutil.Summarize(rawSecs).Rate(float64(n))
 	peak := benchutil.Summarize(peakRates)
+	bound := benchutil.Summarize(boundRates)
 	var wall, inner benchutil.Stats
 	if o.bin != "" {
 		wall = benchutil.Summarize(wallSecs).Rate(float64(scored))
@@ -185,7 +225,11 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 
 	fmt.Fprintf(stdout, "### Scoring efficiency: %s (%s)\n\n", o.name, o.input)
-	fmt.Fprintf(stdout, "Batch %d, %d intra-op threads, %d timed runs each (median (min–max)).\n\n", o.batch, o.threads, o.runs)
+	fmt.Fprintf(stdout, "Batch %d, %d intra-op threads, %d timed runs each (median (min–max)).", o.batch, o.threads, o.runs)
+	if o.scoreArgs != "" {
+		fmt.Fprintf(stdout, " `multiad score` also gets %s.", o.scoreArgs)
+	}
+	fmt.Fprint(stdout, "\n\n")
 	t := benchutil.Table{Header: []string{"path", "images", "images/s", "vs raw loop"}}
 	t.Add("raw loop: runtime.Model.Score on pre-decoded, pre-resized tensors", fmt.Sprint(n), raw.Format("%.1f"), "100%")
 	if o.bin != "" {
@@ -199,7 +243,18 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		t.Add(fmt.Sprintf("FLOP floor: %.3f GFLOP/image ÷ sgemm peak %.1f GFLOP/s", flops/1e9, peak.Median), "", floor.Format("%.1f"),
 			fmt.Sprintf("%.0f%%", 100*floor.Median/raw.Median))
 	}
+	var costs []string
+	for i, v := range stageSecs {
+		costs = append(costs, fmt.Sprintf("%s %.2f", workload.StageNames[i], 1e3*benchutil.Summarize(v).Median))
+	}
+	t.Add(fmt.Sprintf("bound: %d cores ÷ Σ single-thread ms per image (%s)", goruntime.NumCPU(), strings.Join(costs, " + ")), "",
+		bound.Format("%.1f"), fmt.Sprintf("%.0f%%", 100*bound.Median/raw.Median))
 	t.Write(stdout)
+	if o.bin != "" {
+		fmt.Fprintf(stdout, "Against the bound (every stage of every image on one thread, spread perfectly over the cores, "+
+			"each run measured between the raw loop and the pipeline), `multiad score` reaches %.0f%% (wall time) and %.0f%% (pipeline time).\n\n",
+			100*wall.Median/bound.Median, 100*inner.Median/bound.Median)
+	}
 	if flops > 0 {
 		fmt.Fprintf(stdout, "Model: teacher %.3f GFLOP + student %.3f GFLOP per %d² image (convolutions and dense layers). "+
 			"Peak: ONNX Runtime MatMul of two %d² float32 matrices, %d threads, %s GFLOP/s. "+
@@ -232,6 +287,13 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		fig.Set("pipeline_images_per_s", wall.Median)
 		fig.Set("efficiency", wall.Median/raw.Median)
 		fig.Set("efficiency_pipeline_only", inner.Median/raw.Median)
+	}
+	fig.Set("bound_images_per_s", bound.Median)
+	if o.bin != "" {
+		fig.Set("efficiency_vs_bound", wall.Median/bound.Median)
+	}
+	for i, v := range stageSecs {
+		fig.Set("t1_"+strings.ReplaceAll(workload.StageNames[i], "-", "_")+"_ms", 1e3*benchutil.Summarize(v).Median)
 	}
 	if flops > 0 {
 		fig.Set("gflop_per_image", flops/1e9)

@@ -21,12 +21,12 @@ func TestSmoke(t *testing.T) {
 	if err := run(context.Background(), []string{"-model", model, "-input", input, "-bin", bin, "-runs", "1", "-peak-n", "64", "-threads", "1"}, &out); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"bench.scoring.tiles.raw_images_per_s=", "bench.scoring.tiles.peak_gflops="} {
+	for _, want := range []string{"bench.scoring.tiles.raw_images_per_s=", "bench.scoring.tiles.peak_gflops=", "bench.scoring.tiles.bound_images_per_s="} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("output lacks %q:\n%s", want, out.String())
 		}
 	}
-	if bin != "" && !strings.Contains(out.String(), "bench.scoring.tiles.efficiency=") {
+	if bin != "" && (!strings.Contains(out.String(), "bench.scoring.tiles.efficiency=") || !strings.Contains(out.String(), "bench.scoring.tiles.efficiency_vs_bound=")) {
 		t.Errorf("output lacks the efficiency:\n%s", out.String())
 	}
 }

@@ -19,7 +19,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -27,17 +26,11 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/multiad/multiad/bench/internal/benchutil"
 	"github.com/multiad/multiad/bench/internal/workload"
-	"github.com/multiad/multiad/io/storage"
 	"github.com/multiad/multiad/model/ort"
 	"github.com/multiad/multiad/model/runtime"
-	"github.com/multiad/multiad/transforms/metrics"
-	"github.com/multiad/multiad/transforms/read"
-	"github.com/multiad/multiad/transforms/report"
-	tscore "github.com/multiad/multiad/transforms/score"
 )
 
 func main() {
@@ -48,7 +41,7 @@ func main() {
 }
 
 // stageNames are the timed stages, in pipeline order.
-var stageNames = []string{"decode", "preprocess", "inference", "post-processing", "writing"}
+var stageNames = workload.StageNames
 
 func ints(s string) ([]int, error) {
 	var out []int
@@ -122,7 +115,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		benchutil.Progress("stages", "run %d/%d (first is warm-up): %d files at threads %v × batch %v", r+1, *runs+1, len(files), threads, batches)
 		for i, th := range threads {
 			for j, b := range batches {
-				st, n, err := once(ctx, models[th], files, b, filepath.Join(tmp, fmt.Sprint(r)))
+				st, n, err := workload.Stages(ctx, models[th], files, b, filepath.Join(tmp, fmt.Sprint(r)))
 				if err != nil {
 					return err
 				}
@@ -222,100 +215,4 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	fig.Write(stdout)
 	fmt.Fprintln(stdout)
 	return nil
-}
-
-// once runs every stage over files at batch size b and returns the seconds
-// spent in each stage and the number of images.
-func once(ctx context.Context, m *runtime.Model, files []read.File, b int, dir string) ([]float64, int, error) {
-	st := make([]float64, len(stageNames))
-	tick := time.Now()
-	lap := func(i int) {
-		now := time.Now()
-		st[i] += now.Sub(tick).Seconds()
-		tick = now
-	}
-	man := m.Bundle.Manifest
-	S := m.Size()
-	hist, _ := metrics.NewHistogram(metrics.DefaultHistogramBits)
-	n := 0
-	var pend []read.Decoded
-	var tensors [][]float32
-	flush := func() error {
-		if len(pend) == 0 {
-			return nil
-		}
-		amaps, scores, err := m.Score(tensors)
-		if err != nil {
-			return err
-		}
-		lap(2)
-		results := make([]tscore.Result, len(pend))
-		for i, d := range pend {
-			r := tscore.Result{Item: d.Item, Score: float64(scores[i]), Anomalous: float64(scores[i]) > man.Scores.Threshold,
-				Size: S, Rows: d.Image.Rows, Cols: d.Image.Cols}
-			r.Map = append([]float32(nil), amaps[i]...)
-			r.Gray = make([]uint8, S*S)
-			for j := range r.Gray {
-				v := min(max(tensors[i][j], 0), 1)
-				r.Gray[j] = uint8(v*255 + 0.5)
-			}
-			if d.Mask != nil {
-				mm := metrics.Map{Rows: S, Cols: S, Scores: append([]float32(nil), amaps[i]...),
-					Mask: tscore.ResizeNearest(d.Mask, d.Image.Rows, d.Image.Cols, S, S)}
-				if err := hist.Add(mm); err != nil {
-					return err
-				}
-			}
-			results[i] = r
-		}
-		lap(3)
-		for _, r := range results {
-			heat := ""
-			if r.Anomalous {
-				png, err := report.OverlayPNG(r, man.Scores.PixelMin, man.Scores.PixelMax)
-				if err != nil {
-					return err
-				}
-				heat = report.HeatmapName(r.Item)
-				if err := storage.WriteFileAtomic(ctx, filepath.Join(dir, heat), png); err != nil {
-					return err
-				}
-			}
-			if _, err := json.Marshal(report.NewRecord(r, heat, false)); err != nil {
-				return err
-			}
-		}
-		lap(4)
-		n += len(pend)
-		pend, tensors = pend[:0], tensors[:0]
-		return nil
-	}
-	for _, f := range files {
-		var decoded []read.Decoded
-		var ferr error
-		read.ExpandFile(ctx, f, read.Options{}, func(d read.Decoded) { decoded = append(decoded, d) },
-			func(fl read.Failure) { ferr = fmt.Errorf("%s: %s", fl.URI, fl.Error) })
-		if ferr != nil {
-			return nil, 0, ferr
-		}
-		lap(0)
-		for _, d := range decoded {
-			t, err := m.Preprocess(d.Image)
-			if err != nil {
-				return nil, 0, err
-			}
-			lap(1)
-			pend, tensors = append(pend, d), append(tensors, t)
-			if len(pend) >= b {
-				if err := flush(); err != nil {
-					return nil, 0, err
-				}
-			}
-		}
-	}
-	if err := flush(); err != nil {
-		return nil, 0, err
-	}
-	os.RemoveAll(dir)
-	return st, n, nil
 }

@@ -1,0 +1,27 @@
+package score
+
+import (
+	"flag"
+	"io"
+	"testing"
+
+	tscore "github.com/multiad/multiad/transforms/score"
+)
+
+// TestThreadsFlag: --threads takes a count or auto, nothing else.
+func TestThreadsFlag(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want int
+		ok   bool
+	}{{nil, 0, true}, {[]string{"--threads", "3"}, 3, true}, {[]string{"--threads", "auto"}, tscore.ThreadsAuto, true},
+		{[]string{"--threads", "-1"}, 0, false}, {[]string{"--threads", "two"}, 0, false}} {
+		fs := flag.NewFlagSet("score", flag.ContinueOnError)
+		fs.SetOutput(io.Discard)
+		o := RegisterFlags(fs)
+		err := fs.Parse(c.args)
+		if (err == nil) != c.ok || (c.ok && o.Threads != c.want) {
+			t.Errorf("%v: threads %d, err %v; want %d, ok %v", c.args, o.Threads, err, c.want, c.ok)
+		}
+	}
+}
