@@ -7,6 +7,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/multiad/multiad/model/export"
 	"github.com/multiad/multiad/model/preprocess"
 	"github.com/multiad/multiad/model/teacher"
 	"github.com/multiad/multiad/model/train"
@@ -79,6 +80,12 @@ func runTrain(ctx context.Context, args []string) int {
 	}
 	if fs.NArg() > 0 {
 		return usageError("train", fmt.Sprintf("unexpected arguments %q (the images are given with --data)", fs.Args()))
+	}
+	if *head != "auto" {
+		if _, err := export.ParseHead(*head); err != nil {
+			fmt.Fprintf(os.Stderr, "multiad train: --head %q: want student, bank, fused or auto\n", *head)
+			return 2
+		}
 	}
 	cfg := train.DefaultConfig(*size)
 	cfg.Epochs, cfg.MaxSteps, cfg.BatchSize, cfg.LR, cfg.DiscLR, cfg.Schedule = *epochs, *maxSteps, *batch, *lr, *discLR, *schedule

@@ -104,3 +104,29 @@ func TestTrainCLI(t *testing.T) {
 		}
 	}
 }
+
+// TestTrainCLIHeads checks --head bank end to end through the CLI (no
+// student trained, the bundle records the head and bank size, parity
+// checked against the Go side) and that an unknown head is refused.
+func TestTrainCLIHeads(t *testing.T) {
+	out, log := trainTiny(t, "--head", "bank", "--bank-size", "200")
+	b, err := bundle.Load(context.Background(), out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := b.Manifest.Training
+	if tr["head"] != "bank" || tr["bank_size"] != float64(200) {
+		t.Errorf("bundle head %v, bank size %v; want bank, 200", tr["head"], tr["bank_size"])
+	}
+	if !strings.Contains(log, "ONNX vs Go max score diff") || strings.Contains(log, "epoch 1/1") {
+		t.Errorf("log of a bank head:\n%s", log)
+	}
+	if p, ok := tr["parity_max_abs_score_diff"].(float64); !ok || !(p <= training.ParityTolerance(b.Manifest.Scores)) {
+		t.Errorf("parity %v (tolerance %g)", tr["parity_max_abs_score_diff"], training.ParityTolerance(b.Manifest.Scores))
+	}
+	cmd := exec.Command(multiadBinary(t), "train", "--data", t.TempDir(), "--out", filepath.Join(t.TempDir(), "x"), "--head", "knn")
+	cmd.Dir = repoRoot(t)
+	if msg, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(msg), `--head "knn"`) {
+		t.Errorf("--head knn: %v\n%s", err, msg)
+	}
+}

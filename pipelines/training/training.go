@@ -251,6 +251,11 @@ func Run(ctx context.Context, opt Options) (*Result, error) {
 	}
 	logf("flips %v, shifts ≤ %d px, synthetic defects in %g of the images, hard-feature mining %g, %s fusion, blur σ %g px%s", cfg.Augment.HFlip, cfg.Augment.Shift, cfg.Denoise, cfg.HardMining, cfg.Map.Fuse, cfg.Map.Sigma, pooling)
 
+	head, err := resolveHead(opt.Head, medical)
+	if err != nil {
+		return nil, err
+	}
+
 	// 2. Teacher features, computed once in ONNX Runtime.
 	tname := opt.Teacher
 	if tname == TeacherAuto {
@@ -290,10 +295,6 @@ func Run(ctx context.Context, opt Options) (*Result, error) {
 	logf("teacher features for %d images in %.1fs", len(samples), time.Since(t0).Seconds())
 
 	// 3. Train the student, select the memory bank, or both.
-	head, err := resolveHead(opt.Head, medical)
-	if err != nil {
-		return nil, err
-	}
 	cfg.Student.Channels = tch.FeatureChannels()
 	res := &train.Result{Config: cfg}
 	if head != export.HeadBank {

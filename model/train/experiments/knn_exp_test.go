@@ -100,7 +100,8 @@ func patchVectors(s train.Sample, S int, c8, c16 int, nearest, exclude bool) [][
 // coreset of N instead, EXP_KNN16 for stride-16 patches alone, EXP_KNN_NORM
 // to scale each scale's part of a patch vector to unit length,
 // EXP_KNN_UP=nearest and EXP_KNN_PAD=exclude for the patch construction
-// before the fix, EXP_NTEST test images per class; pixel AUROC at full and
+// before the fix, EXP_NTEST test images per class or EXP_EVERY=k for every
+// k-th test image; pixel AUROC at full and
 // at half resolution, the reference's):
 // how far the frozen MobileNetV2 features at this resolution can go on the
 // magnetic tiles, independent of any student.
@@ -178,6 +179,14 @@ func TestExperimentKNN(t *testing.T) {
 	t.Logf("bank %d vectors of %d dims", len(memory), len(memory[0]))
 	nearest := nearestFunc(t, memory)
 	labels, pixLabels, test, _ := tilesTestSet(t, root, S)
+	if k := int(envF("EXP_EVERY", 1)); k > 1 { // every k-th test image, in class and name order
+		var l, pl []bool
+		var ts []train.Sample
+		for i := 0; i < len(test); i += k {
+			l, pl, ts = append(l, labels[i]), append(pl, pixLabels[i*S*S:(i+1)*S*S]...), append(ts, test[i])
+		}
+		labels, pixLabels, test = l, pl, ts
+	}
 	start := time.Now()
 	var scores, pix, raw []float64
 	var half []float32
