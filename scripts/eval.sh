@@ -33,13 +33,17 @@ if [ "${1:-}" = --ablation ]; then
   variants=("multiad:" "no-se:--se-reduction 0" "no-disc:--adv-weight 0" "hard-switched::--hard-mining 0:--hard-mining 2.5"
     "fusion-switched::--fusion product:--fusion sum"
     "pool-switched::--feature-pool 1,1,1:--feature-pool 1,$((2 * ((2 * size + 128) / 256) + 1)),1" "shift:--shift $((size / 32))")
-  # Teacher, head and resize (issue 17): the teacher and the head that
-  # auto does not pick (training.AutoTeacher / AutoHead: EdgeTPU and the
-  # bank for the tiles, MobileNetV2 and the student for lgg_flair), the
-  # fused head, and plain bilinear resizing instead of the antialiased
-  # default. (The student variants above leave the tiles' bank head as it is.)
-  variants+=("teacher-switched::--teacher mobilenet_v2:--teacher mobilenet_edgetpu"
-    "head-switched::--head student:--head bank" "fused:--head fused" "resize-bilinear:--resize bilinear")
+  # Teacher, head and resize (issue 17): the teacher that auto does not
+  # pick (training.AutoTeacher: EdgeTPU for the tiles, MobileNetV2 for
+  # lgg_flair), the student and fused heads instead of the bank
+  # (training.AutoHead), and plain bilinear resizing instead of the
+  # antialiased default. The student variants above (no-se ... shift) only
+  # change a student, so they run with --head student.
+  variants=("${variants[0]}" "student:--head student" "no-se:--head student --se-reduction 0" "no-disc:--head student --adv-weight 0"
+    "hard-switched:--head student:--hard-mining 0:--hard-mining 2.5" "fusion-switched:--head student:--fusion product:--fusion sum"
+    "pool-switched:--head student:--feature-pool 1,1,1:--feature-pool 1,$((2 * ((2 * size + 128) / 256) + 1)),1"
+    "shift:--head student --shift $((size / 32))"
+    "teacher-switched::--teacher mobilenet_v2:--teacher mobilenet_edgetpu" "fused:--head fused" "resize-bilinear:--resize bilinear")
 fi
 # EVAL_ONLY="name ..." keeps only these variants.
 if [ -n "${EVAL_ONLY:-}" ]; then
