@@ -72,9 +72,11 @@ func TestTrainCLI(t *testing.T) {
 		log             string
 		resize, teacher string // recorded in the bundle
 	}{
-		{nil, true, "of 2 held-out normals), ONNX vs GoMLX max score diff", "antialias", "mobilenet_v2"},
-		{[]string{"--verify-export=false"}, false, "export parity not checked", "antialias", "mobilenet_v2"},
-		{[]string{"--val-fraction", "0"}, true, "of 8 training images: nothing held out)", "antialias", "mobilenet_v2"},
+		// The defaults: auto picks the bank head on training.AutoTeacher's teacher.
+		{nil, true, "of 2 held-out normals), ONNX vs Go max score diff", "antialias", training.AutoTeacher(false)},
+		{[]string{"--verify-export=false"}, false, "export parity not checked", "antialias", training.AutoTeacher(false)},
+		{[]string{"--head", "student", "--teacher", "mobilenet_v2"}, true, "of 2 held-out normals), ONNX vs GoMLX max score diff", "antialias", "mobilenet_v2"},
+		{[]string{"--head", "student", "--teacher", "mobilenet_v2", "--val-fraction", "0"}, true, "of 8 training images: nothing held out)", "antialias", "mobilenet_v2"},
 		{[]string{"--resize", "bilinear", "--teacher", "mobilenet_edgetpu"}, true, "teacher mobilenet_edgetpu", "bilinear", "mobilenet_edgetpu"},
 	} {
 		out, log := trainTiny(t, c.flags...)
