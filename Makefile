@@ -21,9 +21,16 @@ $(MULTIAD_ORT_LIB):
 	./scripts/setup-ort.sh
 
 ## build: build the multiad binary into bin/
+# The binary and the library are replaced by rename, never rewritten in place: a
+# `cp -f` over bin/libonnxruntime.so.1 while a multiad process has it mapped
+# (a long `make eval` training, say) reverts the library's relocated data in
+# that process, which then dies with SIGSEGV (SEGV_ACCERR) in its next
+# CreateSession: the "crash after long trainings" of issue 20, reproduced by
+# doing just that during a bank training.
 build: setup
-	go build -ldflags "-X main.build=$$(git describe --always --dirty 2>/dev/null || echo unknown)" -o $(BIN) ./cmd/multiad
-	cp -f $(MULTIAD_ORT_LIB) bin/
+	go build -ldflags "-X main.build=$$(git describe --always --dirty 2>/dev/null || echo unknown)" -o $(BIN).tmp ./cmd/multiad
+	mv -f $(BIN).tmp $(BIN)
+	cmp -s $(MULTIAD_ORT_LIB) bin/libonnxruntime.so.1 || { cp -f $(MULTIAD_ORT_LIB) bin/.libonnxruntime.so.1.tmp && mv -f bin/.libonnxruntime.so.1.tmp bin/libonnxruntime.so.1; }
 
 ## test: the whole test suite (what CI runs)
 test: setup
