@@ -125,47 +125,18 @@ func Embed(f8, f16 []float32, S int) ([]float32, error) {
 			}
 		} else {
 			m := f16[(c-c8)*h16*h16 : (c-c8+1)*h16*h16]
-			separable(m, h16, up, plane)
+			nn.SeparableGo(m, h16, up, plane)
 		}
 		sm := make([]float32, P)
 		for i, v := range plane {
 			sm[i] = float32(v)
 		}
-		separable(sm, h8, box, plane)
+		nn.SeparableGo(sm, h8, box, plane)
 		for i, v := range plane {
 			out[i*D+c] = float32(v)
 		}
 	}
 	return out, nil
-}
-
-// separable writes W·M·Wᵀ for an h×h map M and an [n][h] matrix W into
-// out (n×n), accumulating in float64.
-func separable(m []float32, h int, w [][]float64, out []float64) {
-	n := len(w)
-	tmp := make([]float64, h*n)
-	for y := 0; y < h; y++ {
-		for x := 0; x < n; x++ {
-			var a float64
-			for k, wk := range w[x] {
-				if wk != 0 {
-					a += wk * float64(m[y*h+k])
-				}
-			}
-			tmp[y*n+x] = a
-		}
-	}
-	for y := 0; y < n; y++ {
-		for x := 0; x < n; x++ {
-			var a float64
-			for k, wk := range w[y] {
-				if wk != 0 {
-					a += wk * tmp[k*n+x]
-				}
-			}
-			out[y*n+x] = a
-		}
-	}
 }
 
 // Map turns the distances of one image's (S/8)² patches into its S×S
@@ -175,7 +146,7 @@ func separable(m []float32, h int, w [][]float64, out []float64) {
 func Map(dist []float32, S int, sigma float64) []float32 {
 	h8 := S / 8
 	up := make([]float64, S*S)
-	separable(dist, h8, nn.BilinearMatrix(h8, S), up)
+	nn.SeparableGo(dist, h8, nn.BilinearMatrix(h8, S), up)
 	out := make([]float32, S*S)
 	for i, v := range up {
 		out[i] = float32(v)
@@ -183,7 +154,7 @@ func Map(dist []float32, S int, sigma float64) []float32 {
 	if sigma <= 0 {
 		return out
 	}
-	separable(out, S, nn.GaussianMatrix(S, sigma), up)
+	nn.SeparableGo(out, S, nn.GaussianMatrix(S, sigma), up)
 	for i, v := range up {
 		out[i] = float32(v)
 	}

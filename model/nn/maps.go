@@ -193,3 +193,34 @@ func Blur(x *Node, sigma float64) *Node {
 	d := x.Shape().Dimensions
 	return Separable(x, GaussianMatrix(d[1], sigma), GaussianMatrix(d[2], sigma))
 }
+
+// SeparableGo writes W·M·Wᵀ for an h×h map M and an [n][h] matrix W into
+// out (n×n), accumulating in float64: the Go side of the exported graph's
+// separable MatMuls and of Separable (bilinear upsampling, box and Gaussian
+// filters).
+func SeparableGo(m []float32, h int, w [][]float64, out []float64) {
+	n := len(w)
+	tmp := make([]float64, h*n)
+	for y := 0; y < h; y++ {
+		for x := 0; x < n; x++ {
+			var a float64
+			for k, wk := range w[x] {
+				if wk != 0 {
+					a += wk * float64(m[y*h+k])
+				}
+			}
+			tmp[y*n+x] = a
+		}
+	}
+	for y := 0; y < n; y++ {
+		for x := 0; x < n; x++ {
+			var a float64
+			for k, wk := range w[y] {
+				if wk != 0 {
+					a += wk * tmp[k*n+x]
+				}
+			}
+			out[y*n+x] = a
+		}
+	}
+}

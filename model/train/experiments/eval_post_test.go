@@ -22,32 +22,15 @@ func blurMap(m []float32, S int, sigma float64) []float32 {
 	return separable(m, S, nn.GaussianMatrix(S, sigma))
 }
 
-// separable returns W·M·Wᵀ for an h×h map M and a [n][h] matrix W: an n×n map.
+// separable returns W·M·Wᵀ for an h×h map M and a [n][h] matrix W: an n×n map
+// (nn.SeparableGo in float32).
 func separable(m []float32, h int, w [][]float64) []float32 {
 	n := len(w)
-	tmp := make([]float64, h*n)
-	for y := 0; y < h; y++ {
-		for x := 0; x < n; x++ {
-			var a float64
-			for k, wk := range w[x] {
-				if wk != 0 {
-					a += wk * float64(m[y*h+k])
-				}
-			}
-			tmp[y*n+x] = a
-		}
-	}
+	acc := make([]float64, n*n)
+	nn.SeparableGo(m, h, w, acc)
 	out := make([]float32, n*n)
-	for y := 0; y < n; y++ {
-		for x := 0; x < n; x++ {
-			var a float64
-			for k, wk := range w[y] {
-				if wk != 0 {
-					a += wk * tmp[k*n+x]
-				}
-			}
-			out[y*n+x] = float32(a)
-		}
+	for i, v := range acc {
+		out[i] = float32(v)
 	}
 	return out
 }
