@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"slices"
 	"testing"
+
+	"github.com/multiad/multiad/internal/testenv"
 )
 
 func randomVectors(n, D int, seed uint64) []float32 {
@@ -237,13 +239,7 @@ func TestEmbedAgainstTorch(t *testing.T) {
 	dist := Nearest(bankV, emb, c8+c16, 1)
 	m := Map(dist, S, 0)
 
-	py := "/usr/bin/python3"
-	if p := os.Getenv("MULTIAD_PYTHON"); p != "" {
-		py = p
-	}
-	if exec.Command(py, "-c", "import torch").Run() != nil {
-		t.Fatalf("%s cannot import torch: install python3-torch (Debian) or set MULTIAD_PYTHON", py)
-	}
+	py := testenv.Python(t, "torch")
 	in := map[string]any{"S": S, "c8": c8, "c16": c16, "train8": trainF8, "train16": trainF16, "test8": testF8, "test16": testF16}
 	raw, _ := json.Marshal(in)
 	f := filepath.Join(t.TempDir(), "in.json")
