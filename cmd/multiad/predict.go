@@ -14,7 +14,7 @@ import (
 	"github.com/multiad/multiad/io/pixels"
 	"github.com/multiad/multiad/model/bundle"
 	"github.com/multiad/multiad/model/ort"
-	"github.com/multiad/multiad/model/runtime"
+	"github.com/multiad/multiad/model/inference"
 	"github.com/multiad/multiad/transforms/read"
 	"github.com/multiad/multiad/transforms/report"
 	"github.com/multiad/multiad/transforms/score"
@@ -80,7 +80,7 @@ func runPredict(ctx context.Context, args []string) int {
 		fmt.Fprintln(os.Stderr, "multiad predict:", err)
 		return 2
 	}
-	m, err := runtime.Load(ctx, *model, ort.Options{Device: dev, IntraOpThreads: *threads})
+	m, err := inference.Load(ctx, *model, ort.Options{Device: dev, IntraOpThreads: *threads})
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "multiad predict: %v (give --model a bundle written by multiad train)\n", err)
 		return 2
@@ -137,7 +137,7 @@ func runPredict(ctx context.Context, args []string) int {
 // predictOne scores one image into l and writes its heatmap, mask and raw
 // map into dir (none when dir is ""), named from the whole input path and
 // index (report.FileName), so that a/x.png and b/x.png never collide.
-func predictOne(m *runtime.Model, cal bundle.Scores, uri string, img *pixels.Image, l *predictLine, dir string, masks, rawMaps bool) error {
+func predictOne(m *inference.Model, cal bundle.Scores, uri string, img *pixels.Image, l *predictLine, dir string, masks, rawMaps bool) error {
 	x, err := m.Preprocess(img)
 	if err != nil {
 		return err

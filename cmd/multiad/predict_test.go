@@ -17,7 +17,7 @@ import (
 	"testing"
 
 	"github.com/multiad/multiad/internal/shared"
-	"github.com/multiad/multiad/model/runtime/runtimetest"
+	"github.com/multiad/multiad/model/inference/inferencetest"
 )
 
 // predictJSON runs `multiad predict --json args...` in process and returns
@@ -112,7 +112,7 @@ else:
 func TestPredictOutputs(t *testing.T) {
 	dir := t.TempDir()
 	model := filepath.Join(dir, "bundle")
-	if err := runtimetest.WriteBundle(model, 32); err != nil {
+	if err := inferencetest.WriteBundle(model, 32); err != nil {
 		t.Fatal(err)
 	}
 	a, b := filepath.Join(dir, "a", "x.png"), filepath.Join(dir, "b", "x.png")

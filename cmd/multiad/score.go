@@ -16,7 +16,7 @@ import (
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/x/beamx"
 
 	"github.com/multiad/multiad/model/ort"
-	pscore "github.com/multiad/multiad/pipelines/score"
+	"github.com/multiad/multiad/pipelines/scoring"
 )
 
 func init() {
@@ -38,9 +38,9 @@ const (
 const workerImageEnv = "MULTIAD_WORKER_IMAGE"
 
 // scoreFlags are the user-facing flags of `multiad score`: the pipeline's
-// (pipelines/score.RegisterFlags) and the ones the command adds.
+// (scoring.RegisterFlags) and the ones the command adds.
 type scoreFlags struct {
-	opt *pscore.Options
+	opt *scoring.Options
 	// gpu is the Dataflow worker accelerator (--gpu).
 	gpu *string
 	// gpuMemLimit is --gpu-mem-limit, a byte count with an optional unit,
@@ -53,7 +53,7 @@ type scoreFlags struct {
 // registerScoreFlags registers every user-facing score flag on fs. The
 // Beam runner flags are not among them: they live on flag.CommandLine.
 func registerScoreFlags(fs *flag.FlagSet) *scoreFlags {
-	f := &scoreFlags{opt: pscore.RegisterFlags(fs)}
+	f := &scoreFlags{opt: scoring.RegisterFlags(fs)}
 	// The command picks the batch size from the device (prepareScore).
 	if b := fs.Lookup("batch-size"); b != nil {
 		b.Usage = fmt.Sprintf("images per model call (default %d on CPU, %d with --device=cuda or --gpu)", cpuBatchSize, cudaBatchSize)
@@ -167,7 +167,7 @@ func runScore(ctx context.Context, args []string) int {
 			return 2
 		}
 	}
-	if err := pscore.Check(ctx, *sf.opt); err != nil {
+	if err := scoring.Check(ctx, *sf.opt); err != nil {
 		fmt.Fprintln(os.Stderr, "multiad", preflightMessage(err, sf.opt))
 		return 2
 	}
@@ -183,7 +183,7 @@ func runScore(ctx context.Context, args []string) int {
 		// left running (--async): there is no finished run to summarize,
 		// so build the pipeline without Run's staging, summary and commit.
 		p, s := beam.NewPipelineWithRoot()
-		if err := pscore.Build(s, *sf.opt); err != nil {
+		if err := scoring.Build(s, *sf.opt); err != nil {
 			fmt.Fprintln(os.Stderr, "multiad:", err)
 			return 1
 		}
@@ -194,13 +194,13 @@ func runScore(ctx context.Context, args []string) int {
 		log.Printf("multiad: %s: no results to summarize here", plan.submitReason)
 		return 0
 	}
-	sum, err := pscore.Run(ctx, *sf.opt)
+	sum, err := scoring.Run(ctx, *sf.opt)
 	if sum != nil {
 		fmt.Printf("multiad score: %d images scored, %d failed; wrote %s\n", sum.Scored, sum.Failed, sum.Output)
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "multiad:", err)
-		if errors.Is(err, pscore.ErrTooManyFailures) {
+		if errors.Is(err, scoring.ErrTooManyFailures) {
 			return 3 // the outputs were written
 		}
 		return 1
@@ -208,13 +208,13 @@ func runScore(ctx context.Context, args []string) int {
 	return 0
 }
 
-// preflightMessage turns a failed pscore.Check into one line that says
+// preflightMessage turns a failed scoring.Check into one line that says
 // what to do.
-func preflightMessage(err error, opt *pscore.Options) string {
-	var oe *pscore.OutputError
-	var be *pscore.BundleError
+func preflightMessage(err error, opt *scoring.Options) string {
+	var oe *scoring.OutputError
+	var be *scoring.BundleError
 	switch {
-	case errors.As(err, &oe) && errors.Is(err, pscore.ErrEarlierRun):
+	case errors.As(err, &oe) && errors.Is(err, scoring.ErrEarlierRun):
 		return fmt.Sprintf("score: --output %s holds an earlier run's outputs (%s): give --overwrite to replace them, or choose another folder", opt.Output, oe.Found)
 	case errors.As(err, &oe):
 		return fmt.Sprintf("score: --output %s cannot be written (%v): choose a folder you can write to", opt.Output, oe.Err)

@@ -54,7 +54,7 @@ func runTrain(ctx context.Context, args []string) int {
 	ckpt := fs.String("checkpoint", "", "checkpoint file: saved every epoch, resumed from if it exists (a finished run's checkpoint re-exports its weights with other --fusion, --sigma, --scale-weights, --feature-pool or --quantile, without training)")
 	threads := fs.Int("threads", 0, "ONNX Runtime intra-op threads (0: default)")
 	head := fs.String("head", "auto", "anomaly-map head: student (teacher–student), bank (nearest-neighbour distance of the teacher's stride-8+16 patch features to a coreset memory bank of training patches; trains no student), fused (both maps, each standardised by the mean and std of its held-out normal pixels, summed) or auto (by modality: "+string(training.AutoHead(false))+" for industrial, "+string(training.AutoHead(true))+" for DICOM/NIfTI images)")
-	bankSize := fs.Int("bank-size", training.DefaultBankSize, "memory-bank vectors kept by greedy coreset selection (bank and fused heads)")
+	bankSize := fs.Int("bank-size", 0, fmt.Sprintf("memory-bank vectors kept by greedy coreset selection (0: %d for the bank head, %d for fused, which also runs the student)", training.DefaultBankSize, training.DefaultFusedBankSize))
 	coresetProj := fs.Int("coreset-proj", training.DefaultCoresetProj, "dimension of the random projection coreset selection measures distances in (-1 or ≥ the feature channels: none, the full space)")
 	verify := fs.Bool("verify-export", true, "run the exported graph in ONNX Runtime on the held-out images, record its largest score difference from training in the bundle, and fail if it exceeds 1e-4 of the scores' range or largest value (the bundle is written first)")
 	h := &help{name: "train", synopsis: "multiad train --data D --out BUNDLE [flags]",

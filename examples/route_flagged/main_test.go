@@ -15,7 +15,7 @@ import (
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/x/beamx"
 
 	"github.com/multiad/multiad/internal/shared"
-	"github.com/multiad/multiad/model/runtime/runtimetest"
+	"github.com/multiad/multiad/model/inference/inferencetest"
 )
 
 func TestMain(m *testing.M) { ptest.Main(m) }
@@ -65,7 +65,7 @@ func TestRoute(t *testing.T) {
 		}
 	}
 	model := filepath.Join(root, "bundle")
-	if err := runtimetest.WriteBundle(model, 32); err != nil {
+	if err := inferencetest.WriteBundle(model, 32); err != nil {
 		t.Fatal(err)
 	}
 	dest := filepath.Join(root, "flagged")

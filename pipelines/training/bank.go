@@ -21,6 +21,27 @@ import (
 // multiply-adds at most (a few minutes on 2 cores for the tiles).
 const DefaultBankSize = 16384
 
+// DefaultFusedBankSize is the bank size of the fused head when
+// Options.BankSize is 0: a quarter of DefaultBankSize, because the fused
+// head also runs the student and must score at no less than half the
+// student-only rate. Measured on the tiles at 256 px, --threads 2, 632
+// images, two runs each (bench/ACCURACY.md, "Scoring cost per head"):
+// student 37.8 / 38.4 img/s, fused with 4,096 vectors 22.2 / 22.3 (0.58×),
+// with 8,192 19.7 / 20.0 (0.52×), with 16,384 15.6 of 40.4 (0.39×).
+const DefaultFusedBankSize = 4096
+
+// BankSize returns the memory-bank size for head when opt (Options.BankSize)
+// is 0: DefaultFusedBankSize for the fused head, DefaultBankSize otherwise.
+func BankSize(opt int, head export.Head) int {
+	switch {
+	case opt != 0:
+		return opt
+	case head == export.HeadFused:
+		return DefaultFusedBankSize
+	}
+	return DefaultBankSize
+}
+
 // DefaultCoresetProj is the dimension of the random projection the coreset
 // is selected in when Options.CoresetProj is 0.
 const DefaultCoresetProj = 64
@@ -50,15 +71,11 @@ func resolveHead(opt string, medical bool) (export.Head, error) {
 }
 
 // buildBank selects the memory bank from the training images' features.
-func buildBank(ss []train.Sample, S int, opt Options, logf func(string, ...any)) (*bank.Bank, error) {
+func buildBank(ss []train.Sample, S, n int, opt Options, logf func(string, ...any)) (*bank.Bank, error) {
 	t0 := time.Now()
 	f8s, f16s := make([][]float32, len(ss)), make([][]float32, len(ss))
 	for i, s := range ss {
 		f8s[i], f16s[i] = s.Feats[1], s.Feats[2]
-	}
-	n := opt.BankSize
-	if n == 0 {
-		n = DefaultBankSize
 	}
 	proj := opt.CoresetProj
 	switch {

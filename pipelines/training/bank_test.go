@@ -11,7 +11,7 @@ import (
 	"github.com/multiad/multiad/model/export"
 	"github.com/multiad/multiad/model/ort"
 	"github.com/multiad/multiad/model/preprocess"
-	"github.com/multiad/multiad/model/runtime"
+	"github.com/multiad/multiad/model/inference"
 	"github.com/multiad/multiad/model/teacher"
 	"github.com/multiad/multiad/model/train"
 )
@@ -61,7 +61,7 @@ func TestHeadsParity(t *testing.T) {
 			if trained != (head == "fused") {
 				t.Errorf("student trained: %v, head %s", trained, head)
 			}
-			m, err := runtime.Load(ctx, out, ort.Options{Device: ort.DeviceCPU, IntraOpThreads: 1})
+			m, err := inference.Load(ctx, out, ort.Options{Device: ort.DeviceCPU, IntraOpThreads: 1})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -91,6 +91,18 @@ func TestResolveHead(t *testing.T) {
 		got, err := resolveHead(c.opt, c.medical)
 		if (err != nil) != c.err || got != c.want {
 			t.Errorf("resolveHead(%q, %v) = %q, %v", c.opt, c.medical, got, err)
+		}
+	}
+}
+
+func TestBankSizeDefaults(t *testing.T) {
+	for _, c := range []struct {
+		opt  int
+		head export.Head
+		want int
+	}{{0, export.HeadBank, DefaultBankSize}, {0, export.HeadFused, DefaultFusedBankSize}, {100, export.HeadFused, 100}, {100, export.HeadBank, 100}} {
+		if got := BankSize(c.opt, c.head); got != c.want {
+			t.Errorf("BankSize(%d, %s) = %d, want %d", c.opt, c.head, got, c.want)
 		}
 	}
 }

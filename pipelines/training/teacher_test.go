@@ -14,7 +14,7 @@ import (
 	"github.com/multiad/multiad/model/bundle"
 	"github.com/multiad/multiad/model/ort"
 	"github.com/multiad/multiad/model/preprocess"
-	"github.com/multiad/multiad/model/runtime"
+	"github.com/multiad/multiad/model/inference"
 	"github.com/multiad/multiad/model/teacher"
 )
 
@@ -61,7 +61,7 @@ func TestTrainEdgeTPU(t *testing.T) {
 	if saved.Manifest.Preprocess.Resize != preprocess.ResizeAntialias {
 		t.Errorf("bundle resize %q", saved.Manifest.Preprocess.Resize)
 	}
-	m, err := runtime.Load(ctx, out, ort.Options{Device: ort.DeviceCPU, IntraOpThreads: 1})
+	m, err := inference.Load(ctx, out, ort.Options{Device: ort.DeviceCPU, IntraOpThreads: 1})
 	if err != nil {
 		t.Fatal(err)
 	}

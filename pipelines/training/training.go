@@ -29,7 +29,7 @@ import (
 	"github.com/multiad/multiad/model/export"
 	"github.com/multiad/multiad/model/ort"
 	"github.com/multiad/multiad/model/preprocess"
-	"github.com/multiad/multiad/model/runtime"
+	"github.com/multiad/multiad/model/inference"
 	"github.com/multiad/multiad/model/student"
 	"github.com/multiad/multiad/model/teacher"
 	"github.com/multiad/multiad/model/train"
@@ -95,7 +95,8 @@ type Options struct {
 	// trained), "fused" (both, each standardised by its held-out normals'
 	// pixel mean and standard deviation, summed) or "auto" (AutoHead).
 	Head string
-	// BankSize is the number of memory-bank vectors (0: DefaultBankSize);
+	// BankSize is the number of memory-bank vectors (0: BankSize's default
+	// for the head: DefaultBankSize, DefaultFusedBankSize for fused);
 	// CoresetProj the dimension of the coreset selection's random
 	// projection (0: DefaultCoresetProj; negative or ≥ the features' channels: none).
 	BankSize, CoresetProj int
@@ -311,7 +312,7 @@ func Run(ctx context.Context, opt Options) (*Result, error) {
 	eopt.Head = head
 	headInfo := map[string]any{"head": head}
 	if head != export.HeadStudent {
-		if eopt.Bank, err = buildBank(trainSet, cfg.Size, opt, logf); err != nil {
+		if eopt.Bank, err = buildBank(trainSet, cfg.Size, BankSize(opt.BankSize, head), opt, logf); err != nil {
 			return nil, err
 		}
 		maps, scores, norms, err := headMaps(head, eopt.Bank, res, calibSet, opt.Threads)
@@ -615,7 +616,7 @@ func ParityTolerance(s bundle.Scores) float64 {
 
 // scoreONNX scores samples with the bundle's exported graph in ONNX Runtime.
 func scoreONNX(b *bundle.Bundle, opt Options, ss []train.Sample) ([]float64, error) {
-	rt, err := runtime.New(b, opt.Out, ort.Options{IntraOpThreads: opt.Threads, Device: ort.DeviceCPU})
+	rt, err := inference.New(b, opt.Out, ort.Options{IntraOpThreads: opt.Threads, Device: ort.DeviceCPU})
 	if err != nil {
 		return nil, err
 	}

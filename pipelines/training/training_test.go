@@ -16,7 +16,7 @@ import (
 	"github.com/multiad/multiad/io/pixels"
 	"github.com/multiad/multiad/model/bundle"
 	"github.com/multiad/multiad/model/ort"
-	"github.com/multiad/multiad/model/runtime"
+	"github.com/multiad/multiad/model/inference"
 	"github.com/multiad/multiad/model/student"
 	"github.com/multiad/multiad/model/train"
 )
@@ -47,7 +47,7 @@ func tinyConfig(epochs int) train.Config {
 // checkRuntimeScores scores every readable image in dir through decode →
 // m's preprocessing → m's graph and checks that each of want (the trainer's
 // held-out scores) is among the results, within tol.
-func checkRuntimeScores(t *testing.T, m *runtime.Model, dir string, want []float64, tol float64) {
+func checkRuntimeScores(t *testing.T, m *inference.Model, dir string, want []float64, tol float64) {
 	t.Helper()
 	var all []float64
 	ents, _ := os.ReadDir(dir)
@@ -117,7 +117,7 @@ func TestTrainExportAgree(t *testing.T) {
 		t.Fatalf("%d validation scores, want 3", len(res.Train.Calibration.Scores))
 	}
 	// The runtime API on the saved bundle reproduces the calibration.
-	m, err := runtime.Load(ctx, out, ort.Options{Device: ort.DeviceCPU, IntraOpThreads: 1})
+	m, err := inference.Load(ctx, out, ort.Options{Device: ort.DeviceCPU, IntraOpThreads: 1})
 	if err != nil {
 		t.Fatal(err)
 	}

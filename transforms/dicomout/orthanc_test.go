@@ -19,8 +19,8 @@ import (
 	"github.com/multiad/multiad/io/dicomwrite"
 	"github.com/multiad/multiad/io/pixels"
 	"github.com/multiad/multiad/model/ort"
-	"github.com/multiad/multiad/model/runtime"
-	"github.com/multiad/multiad/model/runtime/runtimetest"
+	"github.com/multiad/multiad/model/inference"
+	"github.com/multiad/multiad/model/inference/inferencetest"
 	"github.com/multiad/multiad/transforms/read"
 	"github.com/multiad/multiad/transforms/report"
 	"github.com/multiad/multiad/transforms/score"
@@ -70,10 +70,10 @@ func TestOrthancEndToEnd(t *testing.T) {
 	// (2) Same pixels, maps and scores through DICOMweb as from files.
 	bundleDir := t.TempDir()
 	const S = 64
-	if err := runtimetest.WriteBundle(bundleDir, S); err != nil {
+	if err := inferencetest.WriteBundle(bundleDir, S); err != nil {
 		t.Fatal(err)
 	}
-	m, err := runtime.Load(ctx, bundleDir, ort.Options{Device: ort.DeviceCPU, IntraOpThreads: 1})
+	m, err := inference.Load(ctx, bundleDir, ort.Options{Device: ort.DeviceCPU, IntraOpThreads: 1})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -20,7 +20,7 @@ import (
 	"github.com/apache/beam/sdks/v2/go/pkg/beam"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/register"
 
-	"github.com/multiad/multiad/transforms/metrics"
+	"github.com/multiad/multiad/metrics"
 )
 
 // ImageResult is one scored image for evaluation.

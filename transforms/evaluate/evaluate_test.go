@@ -13,7 +13,7 @@ import (
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/testing/ptest"
 
 	"github.com/multiad/multiad/internal/golden"
-	"github.com/multiad/multiad/transforms/metrics"
+	"github.com/multiad/multiad/metrics"
 )
 
 func TestMain(m *testing.M) { ptest.Main(m) }

@@ -15,7 +15,7 @@ import (
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/x/beamx"
 
 	"github.com/multiad/multiad/internal/shared"
-	"github.com/multiad/multiad/model/runtime/runtimetest"
+	"github.com/multiad/multiad/model/inference/inferencetest"
 	"github.com/multiad/multiad/transforms/read"
 	"github.com/multiad/multiad/transforms/score"
 )
@@ -34,7 +34,7 @@ func ExampleScore() {
 	tmp, _ := os.MkdirTemp("", "score-example")
 	defer os.RemoveAll(tmp)
 	bundle := filepath.Join(tmp, "bundle")
-	if err := runtimetest.WriteBundle(bundle, 32); err != nil {
+	if err := inferencetest.WriteBundle(bundle, 32); err != nil {
 		log.Fatal(err)
 	}
 	dir, err := shared.Path("data", "industrial", "magnetic_tile", "test", "crack")

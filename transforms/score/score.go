@@ -19,7 +19,7 @@ import (
 	"github.com/multiad/multiad/model/bundle"
 	"github.com/multiad/multiad/model/ort"
 	"github.com/multiad/multiad/model/preprocess"
-	"github.com/multiad/multiad/model/runtime"
+	"github.com/multiad/multiad/model/inference"
 	"github.com/multiad/multiad/transforms/evaluate"
 	"github.com/multiad/multiad/transforms/read"
 )
@@ -54,7 +54,7 @@ type Result struct {
 	Identity *pixels.Identity
 }
 
-// Scorer is what Score needs from a model; *runtime.Model implements it.
+// Scorer is what Score needs from a model; *inference.Model implements it.
 type Scorer interface {
 	Size() int
 	Threshold() float64
@@ -66,7 +66,7 @@ type Scorer interface {
 }
 
 // Viewer is implemented by Scorers that render an image at its own size
-// as the model normalises it (*runtime.Model does); results of other
+// as the model normalises it (*inference.Model does); results of other
 // Scorers carry no View.
 type Viewer interface {
 	View(img *pixels.Image) (pix []uint8, channels int, err error)
@@ -107,7 +107,7 @@ var (
 	loadersMu sync.Mutex
 	loaders   = map[string]Loader{
 		"": func(ctx context.Context, uri string, opt ort.Options) (Scorer, error) {
-			return runtime.Load(ctx, uri, opt)
+			return inference.Load(ctx, uri, opt)
 		},
 	}
 	models = map[string]*modelEntry{}
@@ -179,7 +179,7 @@ type Options struct {
 	// GroupBy names the manifest column that groups results for metrics;
 	// empty: the MVTec defect type.
 	GroupBy string
-	// Loader selects a registered Loader ("" is runtime.Load).
+	// Loader selects a registered Loader ("" is inference.Load).
 	Loader string
 }
 

@@ -1,7 +1,7 @@
 // Command metrics measures multiad's pixel metrics over tens of millions of
 // pixels against scikit-learn's roc_auc_score and a NumPy/SciPy AU-PRO (as
 // in the MVTec AD evaluation) on the same data, written once as raw
-// float32 scores and uint8 masks: the exact transforms/metrics.PixelAUROC
+// float32 scores and uint8 masks: the exact metrics.PixelAUROC
 // and AUPRO, and the mergeable, bounded-memory Histogram (AUROC) and
 // one-pass Histogram AU-PRO the pipeline uses,
 // with each value's error against the exact one.
@@ -20,7 +20,7 @@ import (
 	"unsafe"
 
 	"github.com/multiad/multiad/bench/internal/benchutil"
-	"github.com/multiad/multiad/transforms/metrics"
+	"github.com/multiad/multiad/metrics"
 )
 
 func main() {

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/multiad/multiad/transforms/metrics"
+	"github.com/multiad/multiad/metrics"
 )
 
 // TestSmoke runs the harness on 8 small maps, one run.

@@ -1,7 +1,7 @@
 // Command scoring measures the images/s of `multiad score` (files on disk
 // to reports, on Prism) against a tight loop that feeds pre-decoded,
 // pre-resized tensors straight into the same ONNX Runtime session
-// (runtime.Model.Score) with the same threads and batch size, and against
+// (inference.Model.Score) with the same threads and batch size, and against
 // the FLOP floor (the model's FLOPs per image over the CPU's measured
 // sgemm peak).
 //
@@ -23,7 +23,7 @@ import (
 	"github.com/multiad/multiad/bench/internal/benchutil"
 	"github.com/multiad/multiad/bench/internal/workload"
 	"github.com/multiad/multiad/model/ort"
-	"github.com/multiad/multiad/model/runtime"
+	"github.com/multiad/multiad/model/inference"
 	"github.com/multiad/multiad/transforms/read"
 )
 
@@ -77,7 +77,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	m, err := runtime.Load(ctx, o.model, ort.Options{IntraOpThreads: o.threads, Device: ort.DeviceCPU})
+	m, err := inference.Load(ctx, o.model, ort.Options{IntraOpThreads: o.threads, Device: ort.DeviceCPU})
 	if err != nil {
 		return err
 	}
@@ -91,7 +91,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	n := len(tensors)
 	// The bound: every stage's single-thread per-image cost, on a
 	// one-thread session, in the same runs.
-	m1, err := runtime.Load(ctx, o.model, ort.Options{IntraOpThreads: 1, Device: ort.DeviceCPU})
+	m1, err := inference.Load(ctx, o.model, ort.Options{IntraOpThreads: 1, Device: ort.DeviceCPU})
 	if err != nil {
 		return err
 	}
@@ -231,7 +231,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	fmt.Fprint(stdout, "\n\n")
 	t := benchutil.Table{Header: []string{"path", "images", "images/s", "vs raw loop"}}
-	t.Add("raw loop: runtime.Model.Score on pre-decoded, pre-resized tensors", fmt.Sprint(n), raw.Format("%.1f"), "100%")
+	t.Add("raw loop: inference.Model.Score on pre-decoded, pre-resized tensors", fmt.Sprint(n), raw.Format("%.1f"), "100%")
 	if o.bin != "" {
 		t.Add("`multiad score` process wall time (start-up, Prism, decode, reports)", fmt.Sprint(scored), wall.Format("%.1f"),
 			fmt.Sprintf("%.0f%%", 100*wall.Median/raw.Median))

@@ -8,7 +8,7 @@ import (
 
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/testing/ptest"
 
-	pscore "github.com/multiad/multiad/pipelines/score"
+	"github.com/multiad/multiad/pipelines/scoring"
 )
 
 func TestMain(m *testing.M) { ptest.Main(m) }
@@ -24,7 +24,7 @@ func TestProfilePipeline(t *testing.T) {
 	if model == "" || input == "" {
 		t.Skip("set BENCH_PROFILE_MODEL and BENCH_PROFILE_INPUT to profile the pipeline")
 	}
-	sum, err := pscore.Run(context.Background(), pscore.Options{
+	sum, err := scoring.Run(context.Background(), scoring.Options{
 		Model: model, Input: input, Output: filepath.Join(t.TempDir(), "out"),
 		BatchSize: 1, Threads: 2, Device: "cpu", Heatmaps: "anomalous", Gallery: 12,
 	})

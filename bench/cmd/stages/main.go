@@ -4,8 +4,8 @@
 // each image, timing each stage:
 //
 //   - decode: read.ExpandFile (file read, format decode, mask);
-//   - preprocess: runtime.Model.Preprocess (normalise, resize to S×S);
-//   - inference: runtime.Model.Score (ONNX Runtime);
+//   - preprocess: inference.Model.Preprocess (normalise, resize to S×S);
+//   - inference: inference.Model.Score (ONNX Runtime);
 //   - post-processing: what the score transform does with a map (copy the
 //     map, the 8-bit gray input, the mask resized to S×S) and the pixel
 //     metrics' one-pass accumulator (metrics.Histogram.Add);
@@ -30,7 +30,7 @@ import (
 	"github.com/multiad/multiad/bench/internal/benchutil"
 	"github.com/multiad/multiad/bench/internal/workload"
 	"github.com/multiad/multiad/model/ort"
-	"github.com/multiad/multiad/model/runtime"
+	"github.com/multiad/multiad/model/inference"
 )
 
 func main() {
@@ -94,9 +94,9 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		total          benchutil.Stats
 		stage          []benchutil.Stats
 	}
-	models := map[int]*runtime.Model{}
+	models := map[int]*inference.Model{}
 	for _, th := range threads {
-		m, err := runtime.Load(ctx, *model, ort.Options{IntraOpThreads: th, Device: ort.DeviceCPU})
+		m, err := inference.Load(ctx, *model, ort.Options{IntraOpThreads: th, Device: ort.DeviceCPU})
 		if err != nil {
 			return err
 		}

@@ -9,11 +9,11 @@ import (
 	"time"
 
 	"github.com/multiad/multiad/io/storage"
-	"github.com/multiad/multiad/model/runtime"
-	"github.com/multiad/multiad/transforms/metrics"
+	"github.com/multiad/multiad/model/inference"
+	"github.com/multiad/multiad/metrics"
 	"github.com/multiad/multiad/transforms/read"
 	"github.com/multiad/multiad/transforms/report"
-	tscore "github.com/multiad/multiad/transforms/score"
+	"github.com/multiad/multiad/transforms/score"
 )
 
 // StageNames are the stages Stages times, in pipeline order.
@@ -21,11 +21,11 @@ var StageNames = []string{"decode", "preprocess", "inference", "post-processing"
 
 // Stages runs, in one goroutine, the functions the scoring pipeline calls
 // for each image over files at batch size b: decode (read.ExpandFile),
-// preprocess, inference (runtime.Model.Score), post-processing (map and
+// preprocess, inference (inference.Model.Score), post-processing (map and
 // gray copies, resized mask, pixel-metric histogram) and writing (the
 // scores.jsonl record, and the heatmap PNG of anomalous images into dir).
 // It returns the seconds spent in each stage and the number of images.
-func Stages(ctx context.Context, m *runtime.Model, files []read.File, b int, dir string) ([]float64, int, error) {
+func Stages(ctx context.Context, m *inference.Model, files []read.File, b int, dir string) ([]float64, int, error) {
 	st := make([]float64, len(StageNames))
 	tick := time.Now()
 	lap := func(i int) {
@@ -48,9 +48,9 @@ func Stages(ctx context.Context, m *runtime.Model, files []read.File, b int, dir
 			return err
 		}
 		lap(2)
-		results := make([]tscore.Result, len(pend))
+		results := make([]score.Result, len(pend))
 		for i, d := range pend {
-			r := tscore.Result{Item: d.Item, Score: float64(scores[i]), Anomalous: float64(scores[i]) > man.Scores.Threshold,
+			r := score.Result{Item: d.Item, Score: float64(scores[i]), Anomalous: float64(scores[i]) > man.Scores.Threshold,
 				Size: S, Rows: d.Image.Rows, Cols: d.Image.Cols}
 			r.Map = append([]float32(nil), amaps[i]...)
 			r.Gray = make([]uint8, S*S)
@@ -60,7 +60,7 @@ func Stages(ctx context.Context, m *runtime.Model, files []read.File, b int, dir
 			}
 			if d.Mask != nil {
 				mm := metrics.Map{Rows: S, Cols: S, Scores: append([]float32(nil), amaps[i]...),
-					Mask: tscore.ResizeNearest(d.Mask, d.Image.Rows, d.Image.Cols, S, S)}
+					Mask: score.ResizeNearest(d.Mask, d.Image.Rows, d.Image.Cols, S, S)}
 				if err := hist.Add(mm); err != nil {
 					return err
 				}

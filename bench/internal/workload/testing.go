@@ -8,7 +8,7 @@ import (
 	"testing"
 
 	"github.com/multiad/multiad/internal/shared"
-	"github.com/multiad/multiad/model/runtime/runtimetest"
+	"github.com/multiad/multiad/model/inference/inferencetest"
 )
 
 // Smoke prepares a harness smoke test: a tiny test bundle and n shared tile
@@ -19,7 +19,7 @@ func Smoke(t testing.TB, n int) (model, input string) {
 	root := shared.MustPath(t)
 	dir := t.TempDir()
 	model = filepath.Join(dir, "bundle")
-	if err := runtimetest.WriteBundle(model, 32); err != nil {
+	if err := inferencetest.WriteBundle(model, 32); err != nil {
 		t.Fatal(err)
 	}
 	input, err := SmallInput(root, dir, n)

@@ -14,7 +14,7 @@ import (
 	"testing"
 
 	"github.com/multiad/multiad/model/ort"
-	"github.com/multiad/multiad/model/runtime"
+	"github.com/multiad/multiad/model/inference"
 	"github.com/multiad/multiad/model/train"
 )
 
@@ -28,9 +28,9 @@ func TestExperimentBundles(t *testing.T) {
 	if uris[0] == "" {
 		t.Skip("set EXP_BUNDLES")
 	}
-	var models []*runtime.Model
+	var models []*inference.Model
 	for _, u := range uris {
-		m, err := runtime.Load(context.Background(), u, ort.Options{IntraOpThreads: 1, Device: ort.DeviceCPU})
+		m, err := inference.Load(context.Background(), u, ort.Options{IntraOpThreads: 1, Device: ort.DeviceCPU})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -88,7 +88,7 @@ func TestExperimentBundles(t *testing.T) {
 
 // scoreAll scores the images of test with m, eight at a time, and returns
 // their maps and scores.
-func scoreAll(t testing.TB, m *runtime.Model, test []train.Sample) (maps [][]float32, scores []float32) {
+func scoreAll(t testing.TB, m *inference.Model, test []train.Sample) (maps [][]float32, scores []float32) {
 	for i := 0; i < len(test); i += 8 {
 		var batch [][]float32
 		for _, s := range test[i:min(i+8, len(test))] {

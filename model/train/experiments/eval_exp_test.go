@@ -16,10 +16,10 @@ import (
 	"github.com/multiad/multiad/io/raster"
 	"github.com/multiad/multiad/model/preprocess"
 	"github.com/multiad/multiad/model/train"
-	"github.com/multiad/multiad/transforms/metrics"
+	"github.com/multiad/multiad/metrics"
 )
 
-// auroc is transforms/metrics.AUROC on boolean labels.
+// auroc is metrics.AUROC on boolean labels.
 func auroc(labels []bool, scores []float64) float64 {
 	l := make([]int, len(labels))
 	for i, v := range labels {

@@ -11,7 +11,7 @@ import (
 	"testing"
 
 	"github.com/multiad/multiad/model/ort"
-	"github.com/multiad/multiad/model/runtime"
+	"github.com/multiad/multiad/model/inference"
 )
 
 // TestExperimentGlobal scores the tiles' test set with bundle EXP_BUNDLE
@@ -27,7 +27,7 @@ func TestExperimentGlobal(t *testing.T) {
 	if u == "" {
 		t.Skip("set EXP_BUNDLE")
 	}
-	m, err := runtime.Load(context.Background(), u, ort.Options{IntraOpThreads: 1, Device: ort.DeviceCPU})
+	m, err := inference.Load(context.Background(), u, ort.Options{IntraOpThreads: 1, Device: ort.DeviceCPU})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package runtime
+package inference
 
 import (
 	"context"
@@ -12,13 +12,13 @@ import (
 
 	"github.com/multiad/multiad/model/bundle"
 	"github.com/multiad/multiad/model/ort"
-	"github.com/multiad/multiad/model/runtime/runtimetest"
+	"github.com/multiad/multiad/model/inference/inferencetest"
 )
 
 func TestScoreTestBundle(t *testing.T) {
 	ctx := context.Background()
 	dir := filepath.Join(t.TempDir(), "b")
-	if err := runtimetest.WriteBundle(dir, 32); err != nil {
+	if err := inferencetest.WriteBundle(dir, 32); err != nil {
 		t.Fatal(err)
 	}
 	m, err := Load(ctx, dir, ort.Options{Device: ort.DeviceCPU, IntraOpThreads: 1})
@@ -70,7 +70,7 @@ func TestBundleErrors(t *testing.T) {
 	ctx := context.Background()
 	root := t.TempDir()
 	good := filepath.Join(root, "good")
-	if err := runtimetest.WriteBundle(good, 32); err != nil {
+	if err := inferencetest.WriteBundle(good, 32); err != nil {
 		t.Fatal(err)
 	}
 	tarPath := filepath.Join(root, "b.tar")

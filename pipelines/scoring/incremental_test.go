@@ -1,4 +1,4 @@
-package score
+package scoring
 
 import (
 	"context"
@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/multiad/multiad/internal/shared"
-	"github.com/multiad/multiad/model/runtime/runtimetest"
+	"github.com/multiad/multiad/model/inference/inferencetest"
 	"github.com/multiad/multiad/transforms/report"
 	"github.com/multiad/multiad/transforms/state"
 	"github.com/multiad/multiad/transforms/study"
@@ -242,7 +242,7 @@ func TestNightly(t *testing.T) {
 
 	// Night 5: a new model rescores everything.
 	other := filepath.Join(root, "bundle2")
-	if err := runtimetest.WriteBundle(other, 64); err != nil {
+	if err := inferencetest.WriteBundle(other, 64); err != nil {
 		t.Fatal(err)
 	}
 	o5 := opt

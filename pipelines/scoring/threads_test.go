@@ -1,11 +1,11 @@
-package score
+package scoring
 
 import (
 	"flag"
 	"io"
 	"testing"
 
-	tscore "github.com/multiad/multiad/transforms/score"
+	"github.com/multiad/multiad/transforms/score"
 )
 
 // TestThreadsFlag: --threads takes a count or auto, nothing else.
@@ -14,7 +14,7 @@ func TestThreadsFlag(t *testing.T) {
 		args []string
 		want int
 		ok   bool
-	}{{nil, 0, true}, {[]string{"--threads", "3"}, 3, true}, {[]string{"--threads", "auto"}, tscore.ThreadsAuto, true},
+	}{{nil, 0, true}, {[]string{"--threads", "3"}, 3, true}, {[]string{"--threads", "auto"}, score.ThreadsAuto, true},
 		{[]string{"--threads", "-1"}, 0, false}, {[]string{"--threads", "two"}, 0, false}} {
 		fs := flag.NewFlagSet("score", flag.ContinueOnError)
 		fs.SetOutput(io.Discard)

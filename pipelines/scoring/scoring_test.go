@@ -1,4 +1,4 @@
-package score
+package scoring
 
 import (
 	"bufio"
@@ -25,7 +25,7 @@ import (
 
 	"github.com/multiad/multiad/internal/shared"
 	"github.com/multiad/multiad/internal/testenv"
-	"github.com/multiad/multiad/model/runtime/runtimetest"
+	"github.com/multiad/multiad/model/inference/inferencetest"
 	"github.com/multiad/multiad/transforms/report"
 )
 
@@ -35,8 +35,8 @@ func TestMain(m *testing.M) { ptest.Main(m) }
 func testBundle(t *testing.T) string {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), "bundle")
-	if err := runtimetest.WriteBundle(dir, 32); err != nil {
-		t.Fatalf("runtimetest.WriteBundle: %v", err)
+	if err := inferencetest.WriteBundle(dir, 32); err != nil {
+		t.Fatalf("inferencetest.WriteBundle: %v", err)
 	}
 	return dir
 }

@@ -1,6 +1,6 @@
-// Package runtimetest writes model bundles for tests of code that needs one
+// Package inferencetest writes model bundles for tests of code that needs one
 // (scoring, reports, pipelines) without training a model.
-package runtimetest
+package inferencetest
 
 import (
 	"context"
@@ -15,7 +15,7 @@ import (
 )
 
 // WriteBundle writes a tiny valid bundle to dir, loadable with
-// runtime.Load: its "anomaly map" is 1 − the channel mean of the input
+// inference.Load: its "anomaly map" is 1 − the channel mean of the input
 // (dark pixels score high) and its score is the map's maximum. The
 // threshold is 0.5.
 func WriteBundle(dir string, size int) error {

@@ -1,4 +1,4 @@
-// Package score is the scoring pipeline behind `multiad score`: read every
+// Package scoring is the scoring pipeline behind `multiad score`: read every
 // image, slice and frame of an input, score it with a model bundle, evaluate
 // against labels and masks where they exist, and write scores.jsonl,
 // failures.jsonl, heatmaps, summary.json and report.html, committed
@@ -36,7 +36,7 @@
 // and are written as given, except columns named like PHI (name,
 // patient_name, birth_date, dob, patient_id, mrn, accession...);
 // multiad's own "patient" column is a pseudonymous study ID and is kept.
-package score
+package scoring
 
 import (
 	"context"
@@ -64,7 +64,7 @@ import (
 	"github.com/multiad/multiad/transforms/evaluate"
 	"github.com/multiad/multiad/transforms/read"
 	"github.com/multiad/multiad/transforms/report"
-	tscore "github.com/multiad/multiad/transforms/score"
+	"github.com/multiad/multiad/transforms/score"
 	"github.com/multiad/multiad/transforms/state"
 	"github.com/multiad/multiad/transforms/study"
 )
@@ -107,7 +107,7 @@ type Options struct {
 	// Gallery is the number of top-scoring images in report.html.
 	Gallery int
 	// Loader selects a score.Loader registered with score.RegisterLoader
-	// ("" loads bundles with model/runtime); for tests.
+	// ("" loads bundles with model/inference); for tests.
 	Loader string
 	// StudyScore is how a study's or series' score comes from its slices:
 	// "max" (default) or "topk:K", the mean of the K highest.
@@ -215,14 +215,14 @@ func (o *Options) Validate() error {
 	return nil
 }
 
-// threadsFlag is --threads: a count, or auto (tscore.ThreadsAuto).
+// threadsFlag is --threads: a count, or auto (score.ThreadsAuto).
 type threadsFlag struct{ p *int }
 
 func (f threadsFlag) String() string {
 	if f.p == nil || *f.p == 0 {
 		return "0"
 	}
-	if *f.p == tscore.ThreadsAuto {
+	if *f.p == score.ThreadsAuto {
 		return "auto"
 	}
 	return strconv.Itoa(*f.p)
@@ -230,7 +230,7 @@ func (f threadsFlag) String() string {
 
 func (f threadsFlag) Set(v string) error {
 	if v == "auto" {
-		*f.p = tscore.ThreadsAuto
+		*f.p = score.ThreadsAuto
 		return nil
 	}
 	n, err := strconv.Atoi(v)
@@ -302,7 +302,7 @@ func CheckFailures(maxFailures string, scored, failed int) error {
 }
 
 func init() {
-	register.DoFn2x0[tscore.Result, func(evaluate.ImageResult)](&imageResultFn{})
+	register.DoFn2x0[score.Result, func(evaluate.ImageResult)](&imageResultFn{})
 	register.DoFn2x0[context.Context, read.Failure](&dicomOutFailureFn{})
 	register.Emitter1[evaluate.ImageResult]()
 	register.Emitter1[string]()
@@ -366,7 +366,7 @@ func build(s beam.Scope, opt Options, info *modelInfo) {
 		files, entries, tally = state.Select(s, files, state.Options{Ledger: opt.State, Model: info.sha256, Run: opt.run})
 	}
 	in := read.ReadFiles(s.Scope("ReadImages"), files, read.Options{})
-	results, pix, scoreFailures := tscore.Score(s, in.Images, tscore.Options{
+	results, pix, scoreFailures := score.Score(s, in.Images, score.Options{
 		Bundle: opt.Model, BatchSize: opt.BatchSize, Device: opt.Device, Threads: opt.Threads, InFlight: opt.InFlight, GPUMemLimit: opt.GPUMemLimit,
 		KeepMaps: true, KeepIdentity: opt.IncludePHI || opt.DicomOut != "", GroupBy: opt.GroupBy, Loader: opt.Loader,
 	})
@@ -410,11 +410,11 @@ func (f *dicomOutFailureFn) ProcessElement(ctx context.Context, fl read.Failure)
 // item without a group (an MVTec good image) counts in every group.
 type imageResultFn struct{ GroupBy string }
 
-func (f *imageResultFn) ProcessElement(r tscore.Result, emit func(evaluate.ImageResult)) {
+func (f *imageResultFn) ProcessElement(r score.Result, emit func(evaluate.ImageResult)) {
 	if r.Item.Label < 0 {
 		return
 	}
-	groups := tscore.GroupsOf(r.Item, f.GroupBy)
+	groups := score.GroupsOf(r.Item, f.GroupBy)
 	emit(evaluate.ImageResult{Groups: groups, AllGroups: len(groups) == 0, Label: r.Item.Label, Score: r.Score})
 }
 

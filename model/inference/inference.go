@@ -1,7 +1,7 @@
-// Package runtime scores images with a model bundle in ONNX Runtime. One
+// Package inference scores images with a model bundle in ONNX Runtime. One
 // Model holds one session; it is safe for concurrent use, and needs no
 // GoMLX at run time.
-package runtime
+package inference
 
 import (
 	"context"
@@ -37,7 +37,7 @@ func New(b *bundle.Bundle, uri string, opt ort.Options) (*Model, error) {
 	m := b.Manifest
 	s, err := ort.NewSession(b.Model, []string{m.Input}, m.Outputs, opt)
 	if err != nil {
-		return nil, fmt.Errorf("runtime: bundle %s: %w", uri, err)
+		return nil, fmt.Errorf("inference: bundle %s: %w", uri, err)
 	}
 	return &Model{Bundle: b, URI: uri, sess: s}, nil
 }
@@ -78,17 +78,17 @@ func (m *Model) Score(batch [][]float32) (maps [][]float32, scores []float32, er
 	in := make([]float32, 0, per*len(batch))
 	for i, t := range batch {
 		if len(t) != per {
-			return nil, nil, fmt.Errorf("runtime: input %d has %d values, the model takes 3x%dx%d = %d", i, len(t), s, s, per)
+			return nil, nil, fmt.Errorf("inference: input %d has %d values, the model takes 3x%dx%d = %d", i, len(t), s, s, per)
 		}
 		in = append(in, t...)
 	}
 	out, err := m.sess.Run(ort.Tensor{Shape: []int64{int64(len(batch)), 3, int64(s), int64(s)}, Data: in})
 	if err != nil {
-		return nil, nil, fmt.Errorf("runtime: %w", err)
+		return nil, nil, fmt.Errorf("inference: %w", err)
 	}
 	amap, sc := out[0], out[1]
 	if len(amap.Data) != len(batch)*s*s || len(sc.Data) != len(batch) {
-		return nil, nil, fmt.Errorf("runtime: graph returned shapes %v and %v for a batch of %d at %d", amap.Shape, sc.Shape, len(batch), s)
+		return nil, nil, fmt.Errorf("inference: graph returned shapes %v and %v for a batch of %d at %d", amap.Shape, sc.Shape, len(batch), s)
 	}
 	maps = make([][]float32, len(batch))
 	for i := range maps {
