@@ -58,10 +58,23 @@ start=$(date +%s)
 for v in "${variants[@]}"; do
   IFS=: read -r name extra tiles_extra lgg_extra <<<"$v"
   mkdir -p "$out/$name"
+  # The fused head trains the same student as the student variant (same
+  # seed and flags): it starts from that variant's finished checkpoint
+  # (train --checkpoint re-exports a finished run without training) and
+  # only builds its bank. Checkpoints of earlier runs are never resumed.
+  rm -f "$out/$name/tiles.ckpt" "$out/$name/lgg.ckpt"
+  if [ "$name" = fused ] && [ -n "${student_ran:-}" ]; then
+    for d in tiles lgg; do
+      if [ -f "$out/student/$d.ckpt" ]; then
+        cp "$out/student/$d.ckpt" "$out/fused/$d.ckpt"
+        echo "eval: [fused] $d: starting from the student variant's checkpoint $out/student/$d.ckpt"
+      fi
+    done
+  fi
   echo "eval: [$name] training on tiles and lgg_flair (${shape[*]:-the shipped train defaults}) ..."
-  $bin train --data "$tiles" --out "$out/$name/tiles.bundle" "${shape[@]}" --threads 1 $extra ${tiles_extra:-} ${EVAL_ARGS:-} > "$out/$name/tiles.train.log" 2>&1 &
+  $bin train --data "$tiles" --out "$out/$name/tiles.bundle" --checkpoint "$out/$name/tiles.ckpt" "${shape[@]}" --threads 1 $extra ${tiles_extra:-} ${EVAL_ARGS:-} > "$out/$name/tiles.train.log" 2>&1 &
   p1=$!
-  $bin train --data "$lgg/train.csv" --out "$out/$name/lgg.bundle" "${shape[@]}" --threads 1 $extra ${lgg_extra:-} ${EVAL_ARGS:-} > "$out/$name/lgg.train.log" 2>&1 &
+  $bin train --data "$lgg/train.csv" --out "$out/$name/lgg.bundle" --checkpoint "$out/$name/lgg.ckpt" "${shape[@]}" --threads 1 $extra ${lgg_extra:-} ${EVAL_ARGS:-} > "$out/$name/lgg.train.log" 2>&1 &
   p2=$!
   while kill -0 $p1 2>/dev/null || kill -0 $p2 2>/dev/null; do
     sleep 30
@@ -69,6 +82,7 @@ for v in "${variants[@]}"; do
   done
   wait $p1 || { cat "$out/$name/tiles.train.log"; exit 1; }
   wait $p2 || { cat "$out/$name/lgg.train.log"; exit 1; }
+  [ "$name" = student ] && student_ran=1
   echo "eval: [$name] scoring the test sets on Prism ..."
   $bin score --model "$out/$name/tiles.bundle" --input "$tiles" --output "$out/$name/tiles" --overwrite --heatmaps none --threads 2 > "$out/$name/tiles.score.log" 2>&1
   $bin score --model "$out/$name/lgg.bundle" --input "$lgg/test.csv" --output "$out/$name/lgg" --overwrite --heatmaps none --threads 2 > "$out/$name/lgg.score.log" 2>&1
