@@ -3,9 +3,10 @@
 # Prints each table and its bench.<name>.<figure>=<value> lines, and
 # regenerates bench/BENCHMARKS.md. About 20 minutes on 2 cores.
 #
-#   scripts/bench.sh [NAME...]   NAME: scoring scaling decode metrics train memory (default: all)
+#   scripts/bench.sh [NAME...]   NAME: scoring heads scaling decode metrics train memory (default: all)
 #
 # Environment: MULTIAD_SHARED (default ../shared), BENCH_RUNS (default 5),
+# BENCH_HEADS_RUNS (default 3: each round scores the tiles once per head),
 # BENCH_OUT (work folder, default /tmp/multiad-bench), BENCH_MEMORY_SIZES
 # (default 1000,10000; 1000,10000,100000 for the flatness check, about 15 more
 # minutes; sizes whose extrapolated peak RSS passes 40% of memory are skipped). bin/multiad must be built (make build).
@@ -20,7 +21,7 @@ out=${BENCH_OUT:-/tmp/multiad-bench}
 bin=${MULTIAD_BIN:-$root/bin/multiad}
 tiles=$shared/data/industrial/magnetic_tile
 lgg=$shared/data/medical/lgg_dicom/test.csv
-all=(scoring scaling decode metrics train memory)
+all=(scoring heads scaling decode metrics train memory)
 names=("$@")
 [ ${#names[@]} -eq 0 ] && names=("${all[@]}")
 log() { echo "[bench $(date +%H:%M:%S)] $*" >&2; }
@@ -45,7 +46,7 @@ fi
 
 mkdir -p "$out" bin/bench
 log "building the harnesses"
-for n in scoring stages decode metrics train memory; do
+for n in scoring heads stages decode metrics train memory; do
   go build -o "bin/bench/$n" "./bench/cmd/$n"
 done
 
@@ -56,10 +57,15 @@ bundle=$out/bundle
 bundle128=$out/bundle128
 cmd_train="$bin train --data $tiles --epochs 1 --max-images 64 --out $bundle"
 cmd_train128="$bin train --data $tiles --size 128 --epochs 1 --max-images 64 --out $bundle128"
-needs_bundle=0
-for n in "${names[@]}"; do case $n in scoring|scaling|memory) needs_bundle=1 ;; esac; done
-if [ $needs_bundle = 1 ]; then
-  for c in "$cmd_train" "$cmd_train128"; do
+# The heads benchmark adds a student-only and a fused bundle (each head's
+# default bank size) to the default one (the bank head).
+cmd_train_student="$bin train --data $tiles --head student --epochs 1 --max-images 64 --out $out/bundle_student"
+cmd_train_fused="$bin train --data $tiles --head fused --epochs 1 --max-images 64 --out $out/bundle_fused"
+trains=()
+for n in "${names[@]}"; do case $n in scoring|scaling|memory|heads) trains=("$cmd_train" "$cmd_train128") ;; esac; done
+for n in "${names[@]}"; do if [ "$n" = heads ]; then trains+=("$cmd_train_student" "$cmd_train_fused"); fi; done
+if [ ${#trains[@]} -gt 0 ]; then
+  for c in "${trains[@]}"; do
     b=${c##* }
     rm -rf "$b"
     log "training a small bundle for the scoring benchmarks: $c"
@@ -69,6 +75,7 @@ fi
 
 declare -A cmds
 cmds[scoring]="bin/bench/scoring -name tiles -model $bundle -input $tiles -bin $bin -runs $runs && bin/bench/scoring -name lgg_dicom -model $bundle -input $lgg -bin $bin -runs $runs && bin/bench/scoring -name tiles_128 -model $bundle128 -input $tiles -bin $bin -runs $runs"
+cmds[heads]="bin/bench/heads -models student=$out/bundle_student,bank=$bundle,fused=$out/bundle_fused -input $tiles -bin $bin -runs ${BENCH_HEADS_RUNS:-3}"
 cmds[scaling]="bin/bench/stages -model $bundle -input $tiles -max 80 -runs $runs -threads 1,2 -batch 1,4,16"
 cmds[decode]="bin/bench/decode -runs $runs -min-secs 0.2"
 cmds[metrics]="bin/bench/metrics -runs $runs"
@@ -106,6 +113,8 @@ if [ ${#names[@]} -eq ${#all[@]} ]; then
     echo '```'
     echo "$cmd_train"
     echo "$cmd_train128"
+    echo "$cmd_train_student"
+    echo "$cmd_train_fused"
     for n in "${names[@]}"; do cat "$out/$n.cmd"; done
     echo '```'
     echo

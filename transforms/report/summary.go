@@ -162,8 +162,11 @@ const FlaggedWarnShare = 0.5
 // DomainWarnings compares the scored images' domains with the training
 // images' (bundle.Data.Domains; nil for bundles that do not record them)
 // and the share of flagged images with FlaggedWarnShare, and says what
-// looks out of domain.
-func DomainWarnings(training, scored map[string]int, flagged, total int) []string {
+// looks out of domain. With labels (labelled not nil: the run's metrics),
+// the share is of the labelled normal images that must be flagged
+// whatever the rest are: flagged − positives − unlabelled images, so that
+// a test set that is mostly defects does not warn.
+func DomainWarnings(training, scored map[string]int, flagged, total int, labelled *Metrics) []string {
 	var w []string
 	if len(training) > 0 {
 		var odd []string
@@ -185,7 +188,15 @@ func DomainWarnings(training, scored map[string]int, flagged, total int) []strin
 				n, total, strings.Join(trained, ", "), strings.Join(odd, ", ")))
 		}
 	}
-	if total > 0 && float64(flagged) > FlaggedWarnShare*float64(total) {
+	switch {
+	case labelled != nil && labelled.Count > 0:
+		normals := labelled.Count - labelled.Positives
+		fp := flagged - labelled.Positives - (total - labelled.Count) // flagged normals, at least
+		if normals > 0 && float64(fp) > FlaggedWarnShare*float64(normals) {
+			w = append(w, fmt.Sprintf("at least %d of the %d images labelled normal (%.0f%%) are flagged: more than half, which suggests inputs unlike the training images or a threshold that does not fit them",
+				fp, normals, 100*float64(fp)/float64(normals)))
+		}
+	case total > 0 && float64(flagged) > FlaggedWarnShare*float64(total):
 		w = append(w, fmt.Sprintf("%d of %d images (%.0f%%) are flagged: more than half, which suggests inputs unlike the training images rather than that many defects",
 			flagged, total, 100*float64(flagged)/float64(total)))
 	}
@@ -305,7 +316,7 @@ func Finish(ctx context.Context, dir string, info RunInfo) (*Summary, error) {
 	if sum.Metrics == nil {
 		sum.Notes = append(sum.Notes, NoLabelsNote)
 	}
-	sum.Warnings = DomainWarnings(info.TrainingDomains, d.Domains, d.Flagged, d.Scored)
+	sum.Warnings = DomainWarnings(info.TrainingDomains, d.Domains, d.Flagged, d.Scored, sum.Metrics)
 	var studies *StudyDigest
 	if b, err := storage.ReadFile(ctx, storage.Join(dir, StudyDigestFile), 4<<30); err == nil {
 		studies = new(StudyDigest)
