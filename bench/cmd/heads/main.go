@@ -32,7 +32,7 @@ func main() {
 }
 
 type head struct {
-	name, path string
+	name, path  string
 	bankVectors int
 	bundleBytes int64
 	rates       []float64
