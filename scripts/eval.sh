@@ -35,15 +35,15 @@ if [ "${1:-}" = --ablation ]; then
     "pool-switched::--feature-pool 1,1,1:--feature-pool 1,$((2 * ((2 * size + 128) / 256) + 1)),1" "shift:--shift $((size / 32))")
   # Teacher, head and resize (issue 17): the teacher that auto does not
   # pick (training.AutoTeacher: EdgeTPU for the tiles, MobileNetV2 for
-  # lgg_flair), the student and fused heads instead of the bank
-  # (training.AutoHead), and plain bilinear resizing instead of the
-  # antialiased default. The student variants above (no-se ... shift) only
+  # lgg_flair), each head (training.AutoHead picks bank for the tiles and
+  # fused for lgg_flair, so one of the three repeats the default) and
+  # plain bilinear resizing instead of the antialiased default. The student variants above (no-se ... shift) only
   # change a student, so they run with --head student.
   variants=("${variants[0]}" "student:--head student" "no-se:--head student --se-reduction 0" "no-disc:--head student --adv-weight 0"
     "hard-switched:--head student:--hard-mining 0:--hard-mining 2.5" "fusion-switched:--head student:--fusion product:--fusion sum"
     "pool-switched:--head student:--feature-pool 1,1,1:--feature-pool 1,$((2 * ((2 * size + 128) / 256) + 1)),1"
     "shift:--head student --shift $((size / 32))"
-    "teacher-switched::--teacher mobilenet_v2:--teacher mobilenet_edgetpu" "fused:--head fused" "resize-bilinear:--resize bilinear")
+    "teacher-switched::--teacher mobilenet_v2:--teacher mobilenet_edgetpu" "bank:--head bank" "fused:--head fused" "resize-bilinear:--resize bilinear")
 fi
 # EVAL_ONLY="name ..." keeps only these variants.
 if [ -n "${EVAL_ONLY:-}" ]; then

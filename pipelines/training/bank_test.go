@@ -84,8 +84,8 @@ func TestResolveHead(t *testing.T) {
 		{"student", true, export.HeadStudent, false},
 		{"bank", false, export.HeadBank, false},
 		{"fused", true, export.HeadFused, false},
-		{"auto", false, AutoHead(false), false},
-		{"auto", true, AutoHead(true), false},
+		{"auto", false, export.HeadBank, false},
+		{"auto", true, export.HeadFused, false},
 		{"knn", false, "", true},
 	} {
 		got, err := resolveHead(c.opt, c.medical)
