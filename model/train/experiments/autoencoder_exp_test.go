@@ -90,9 +90,27 @@ type aeData struct{ in, target []float32 }
 // normals' patch embeddings.
 type aeStats struct{ mean, std []float64 }
 
-func embedAll(t testing.TB, ss []train.Sample, S int) [][]float32 {
+// embedAll returns the patch embedding (bank.Embed) of each sample or,
+// with s16, its stride-16 features 3×3-averaged (bank.BoxMatrix), [H·H·D]
+// row-major.
+func embedAll(t testing.TB, ss []train.Sample, S int, s16 bool) [][]float32 {
 	out := make([][]float32, len(ss))
 	for i, s := range ss {
+		if s16 {
+			h := S / 16
+			C := len(s.Feats[2]) / (h * h)
+			box := bank.BoxMatrix(h)
+			e := make([]float32, h*h*C)
+			plane := make([]float64, h*h)
+			for c := 0; c < C; c++ {
+				nn.SeparableGo(s.Feats[2][c*h*h:(c+1)*h*h], h, box, plane)
+				for p, v := range plane {
+					e[p*C+c] = float32(v)
+				}
+			}
+			out[i] = e
+			continue
+		}
 		e, err := bank.Embed(s.Feats[1], s.Feats[2], S)
 		if err != nil {
 			t.Fatal(err)
@@ -202,7 +220,9 @@ func pixelStats(maps [][]float32) export.Norm {
 // standardised by the mean and standard deviation of the held-out normals'
 // pixels, as the fused head does). MULTIAD_EXP=1; EXP_AE_STEPS (2000),
 // EXP_AE_B (8), EXP_AE_LR (1e-3, cosine decay), EXP_AE_W (64 hidden
-// channels), EXP_AE_Z (64 latent), EXP_NTEST test images per class.
+// channels), EXP_AE_Z (64 latent), EXP_AE_INPUT=s16 for the stride-16
+// features alone (3×3-averaged, 16×16×96 at 256 px) instead of the patch
+// embedding, EXP_NTEST test images per class.
 func TestExperimentAutoencoder(t *testing.T) {
 	_, root := tilesExperiment(t)
 	uri := os.Getenv("EXP_BUNDLE")
@@ -251,8 +271,12 @@ func TestExperimentAutoencoder(t *testing.T) {
 	valSet, trainSet := feats(all[:nVal]), feats(all[nVal:])
 	t.Logf("teacher %s, %d train + %d held-out normals at %d px (resize %q) in %v", tname, len(trainSet), len(valSet), S, man.Preprocess.Resize, time.Since(start))
 
-	trEmb := embedAll(t, trainSet, S)
+	s16 := os.Getenv("EXP_AE_INPUT") == "s16"
+	trEmb := embedAll(t, trainSet, S, s16)
 	H := S / 8
+	if s16 {
+		H = S / 16
+	}
 	D := len(trEmb[0]) / (H * H)
 	stats := channelStats(trEmb, D)
 	trData := make([]aeData, len(trEmb))
@@ -325,7 +349,7 @@ func TestExperimentAutoencoder(t *testing.T) {
 		var maps [][]float32
 		for i := 0; i < len(ss); i += 8 {
 			var batch []aeData
-			for _, e := range embedAll(t, ss[i:min(i+8, len(ss))], S) {
+			for _, e := range embedAll(t, ss[i:min(i+8, len(ss))], S, s16) {
 				batch = append(batch, stats.data(e))
 			}
 			in, tg := aeBatch(batch, H, D)
@@ -335,13 +359,24 @@ func TestExperimentAutoencoder(t *testing.T) {
 			}
 			errs := tensors.MustCopyFlatData[float32](out[0])
 			for j := range batch {
-				maps = append(maps, bank.Map(errs[j*H*H:(j+1)*H*H], S, sigma))
+				e := errs[j*H*H : (j+1)*H*H]
+				if H == S/8 {
+					maps = append(maps, bank.Map(e, S, sigma))
+				} else {
+					maps = append(maps, blurMap(separable(e, H, nn.BilinearMatrix(H, S)), S, sigma))
+				}
 			}
 		}
 		return maps
 	}
 	valAE := aeMaps(valSet)
-	valBank, _ := scoreAll(t, bm, valSet)
+	valBank, valScores := scoreAll(t, bm, valSet)
+	// The bundle was calibrated on the same held-out normals: their score
+	// range must be the manifest's.
+	lo, hi := slices.Min(valScores), slices.Max(valScores)
+	if math.Abs(float64(lo)-man.Scores.Min) > 1e-3*math.Abs(man.Scores.Min) || math.Abs(float64(hi)-man.Scores.Max) > 1e-3*math.Abs(man.Scores.Max) {
+		t.Fatalf("held-out normals score in [%g, %g], the bundle's calibration [%g, %g]: not the bundle's split", lo, hi, man.Scores.Min, man.Scores.Max)
+	}
 	norms := [2]export.Norm{pixelStats(valAE), pixelStats(valBank)}
 	t.Logf("held-out normal pixels: autoencoder mean %.4g std %.4g, bank mean %.4g std %.4g (σ %g px)", norms[0].Mean, norms[0].Std, norms[1].Mean, norms[1].Std, sigma)
 
