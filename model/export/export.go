@@ -172,6 +172,19 @@ func (w *weights) get(path string, dims ...int) []float32 {
 	return t.Data
 }
 
+// transposed returns the variable at path, of shape dims, with its axes
+// permuted by perm (onnxb.Transpose).
+func (w *weights) transposed(path string, dims []int, perm ...int) []float32 {
+	t, err := onnxb.Transpose(w.get(path, dims...), dims, perm...)
+	if err != nil && w.err == nil {
+		w.err = fmt.Errorf("export: student weight %q: %w", path, err)
+	}
+	if err != nil {
+		return make([]float32, prod(dims))
+	}
+	return t
+}
+
 func prod(d []int) int {
 	n := 1
 	for _, v := range d {
@@ -184,17 +197,7 @@ func prod(d []int) int {
 // scope+"/kernel" transposed to [Cout,Cin,k,k], bias scope+"/bias",
 // symmetric padding k/2.
 func conv(b *onnxb.Builder, w *weights, scope, x string, cin, cout, k, stride int) string {
-	kern := w.get(scope+"/kernel", k, k, cin, cout)
-	oihw := make([]float32, len(kern))
-	for ky := 0; ky < k; ky++ {
-		for kx := 0; kx < k; kx++ {
-			for ci := 0; ci < cin; ci++ {
-				for co := 0; co < cout; co++ {
-					oihw[((co*cin+ci)*k+ky)*k+kx] = kern[((ky*k+kx)*cin+ci)*cout+co]
-				}
-			}
-		}
-	}
+	oihw := w.transposed(scope+"/kernel", []int{k, k, cin, cout}, 3, 2, 0, 1)
 	wt := b.Const("student"+scope+"/W", []int64{int64(cout), int64(cin), int64(k), int64(k)}, oihw)
 	bias := b.Const("student"+scope+"/B", []int64{int64(cout)}, w.get(scope+"/bias", cout))
 	p := k / 2
@@ -208,13 +211,7 @@ func conv(b *onnxb.Builder, w *weights, scope, x string, cin, cout, k, stride in
 // dense1x1 adds a Dense layer (weights [Cin,Cout], bias) acting on
 // [N,C,1,1] as a 1×1 Conv.
 func dense1x1(b *onnxb.Builder, w *weights, scope, x string, cin, cout int) string {
-	wts := w.get(scope+"/weights", cin, cout)
-	oi := make([]float32, len(wts))
-	for ci := 0; ci < cin; ci++ {
-		for co := 0; co < cout; co++ {
-			oi[co*cin+ci] = wts[ci*cout+co]
-		}
-	}
+	oi := w.transposed(scope+"/weights", []int{cin, cout}, 1, 0)
 	wt := b.Const("student"+scope+"/W", []int64{int64(cout), int64(cin), 1, 1}, oi)
 	bias := b.Const("student"+scope+"/B", []int64{int64(cout)}, w.get(scope+"/bias", cout))
 	return b.Op("Conv", []string{x, wt, bias}, onnxb.Attrs{"kernel_shape": []int64{1, 1}})
