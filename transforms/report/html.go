@@ -15,58 +15,40 @@ import (
 // Curve is a plotted curve: points in [0,1]² (x, y).
 type Curve [][2]float64
 
-// rocCurve returns metrics.ROCCurve of the labelled points as (FPR, TPR),
-// from (0,0) to (1,1); nil without both classes.
-func rocCurve(pts []Point) (Curve, error) {
-	labels, scores, pos, neg := labelled(pts)
-	if pos == 0 || neg == 0 {
-		return nil, nil
-	}
-	roc, err := metrics.ROCCurve(labels, scores)
-	if err != nil {
-		return nil, err
-	}
-	c := make(Curve, len(roc))
-	for i, p := range roc {
-		c[i] = [2]float64{p.FPR, p.TPR}
-	}
-	return c, nil
-}
-
-// prCurve returns metrics.PRCurve of the labelled points as (recall,
-// precision), drawn from its point at recall 0 (precision 1) through
-// decreasing thresholds; nil without both classes.
-func prCurve(pts []Point) (Curve, error) {
-	labels, scores, pos, neg := labelled(pts)
-	if pos == 0 || neg == 0 {
-		return nil, nil
-	}
-	pr, err := metrics.PRCurve(labels, scores)
-	if err != nil {
-		return nil, err
-	}
-	c := make(Curve, len(pr))
-	for i, p := range pr {
-		c[len(pr)-1-i] = [2]float64{p.Recall, p.Precision}
-	}
-	return c, nil
-}
-
-// labelled returns the labels and scores of the points labelled 0 or 1
-// (the others are unlabelled) and the counts of each class.
-func labelled(pts []Point) (labels []int, scores []float64, pos, neg int) {
+// curves returns metrics.ROCCurve of the labelled points as (FPR, TPR), from
+// (0,0) to (1,1), and metrics.PRCurve as (recall, precision), drawn from its
+// point at recall 0 (precision 1) through decreasing thresholds; nil
+// without both classes. Points labelled other than 0 or 1 are unlabelled.
+func curves(pts []Point) (roc, pr Curve, err error) {
+	var labels []int
+	var scores []float64
+	var pos, neg int
 	for _, p := range pts {
-		switch p.Label {
-		case 1:
-			pos++
-		case 0:
-			neg++
-		default:
-			continue
+		if p.Label == 0 || p.Label == 1 {
+			labels, scores = append(labels, p.Label), append(scores, p.Score)
+			pos += p.Label
+			neg += 1 - p.Label
 		}
-		labels, scores = append(labels, p.Label), append(scores, p.Score)
 	}
-	return labels, scores, pos, neg
+	if pos == 0 || neg == 0 {
+		return nil, nil, nil
+	}
+	rp, err := metrics.ROCCurve(labels, scores)
+	if err != nil {
+		return nil, nil, err
+	}
+	pp, err := metrics.PRCurve(labels, scores)
+	if err != nil {
+		return nil, nil, err
+	}
+	roc, pr = make(Curve, len(rp)), make(Curve, len(pp))
+	for i, p := range rp {
+		roc[i] = [2]float64{p.FPR, p.TPR}
+	}
+	for i, p := range pp {
+		pr[len(pp)-1-i] = [2]float64{p.Recall, p.Precision}
+	}
+	return roc, pr, nil
 }
 
 // Histogram bins the scores of each label class (normal, anomalous,
@@ -379,9 +361,8 @@ func HTML(sum *Summary, d *Digest) ([]byte, error) {
 			data.Groups = append(data.Groups, htmlGroup{g, sum.ByGroup[g]})
 		}
 	}
-	roc, err := rocCurve(d.Points)
+	roc, pr, err := curves(d.Points)
 	data.ROC = curveSVG("ROC", "false positive rate", "true positive rate", roc, err, true)
-	pr, err := prCurve(d.Points)
 	data.PR = curveSVG("Precision–recall", "recall", "precision", pr, err, false)
 	data.Hist = histogramSVG(NewHistogram(d.Points, 30, sum.Threshold), sum.Threshold)
 	for _, g := range d.Gallery {

@@ -47,7 +47,7 @@ func points(c golden.BinaryCase) []Point {
 // precision) its average precision: the curves drawn are the real ones.
 func TestCurvesMatchScikitLearn(t *testing.T) {
 	for _, c := range goldenCases(t) {
-		roc, err := rocCurve(points(c))
+		roc, pr, err := curves(points(c))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -60,10 +60,6 @@ func TestCurvesMatchScikitLearn(t *testing.T) {
 		}
 		if roc[0] != [2]float64{0, 0} || roc[len(roc)-1] != [2]float64{1, 1} {
 			t.Errorf("%s: ROC from %v to %v", c.Name, roc[0], roc[len(roc)-1])
-		}
-		pr, err := prCurve(points(c))
-		if err != nil {
-			t.Fatal(err)
 		}
 		var ap float64
 		for i := 1; i < len(pr); i++ {
