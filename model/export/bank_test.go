@@ -91,17 +91,9 @@ func TestBankDistances(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sess, err := ort.NewSession(model, []string{"f8", "f16"}, nil, ort.Options{IntraOpThreads: 1, Device: ort.DeviceCPU})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sess.Close()
 	q := ss[3]
-	out, err := sess.Run(ort.Tensor{Shape: []int64{1, int64(bk.C8), int64(h8), int64(h8)}, Data: q.Feats[1]},
+	out := runModel(t, model, []string{"f8", "f16"}, nil, ort.Tensor{Shape: []int64{1, int64(bk.C8), int64(h8), int64(h8)}, Data: q.Feats[1]},
 		ort.Tensor{Shape: []int64{1, int64(bk.C16), int64(h16), int64(h16)}, Data: q.Feats[2]})
-	if err != nil {
-		t.Fatal(err)
-	}
 	e, err := bank.Embed(q.Feats[1], q.Feats[2], S)
 	if err != nil {
 		t.Fatal(err)

@@ -60,15 +60,7 @@ func randomImages(n, S int, seed uint64) []float32 {
 // teacherSamples runs the stand-in teacher in ONNX Runtime.
 func teacherSamples(t *testing.T, tch []byte, images []float32, n, S int) []train.Sample {
 	t.Helper()
-	sess, err := ort.NewSession(tch, nil, teacher.FeatureOutputs[:], ort.Options{IntraOpThreads: 1, Device: ort.DeviceCPU})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sess.Close()
-	outs, err := sess.Run(ort.Tensor{Shape: []int64{int64(n), 3, int64(S), int64(S)}, Data: images})
-	if err != nil {
-		t.Fatal(err)
-	}
+	outs := runModel(t, tch, nil, teacher.FeatureOutputs[:], ort.Tensor{Shape: []int64{int64(n), 3, int64(S), int64(S)}, Data: images})
 	ss := make([]train.Sample, n)
 	for i := range ss {
 		ss[i].Image = images[i*3*S*S : (i+1)*3*S*S]
@@ -170,19 +162,27 @@ func studentOptions(r *train.Result) Options {
 	return Options{Size: r.Config.Size, Student: r.Config.Student, Map: r.Config.Map, Weights: r.Student}
 }
 
-// runGraph runs the scoring model on N images in ONNX Runtime, checks the
-// shapes of its outputs and returns the maps and scores.
-func runGraph(t *testing.T, model []byte, images []float32, N, S int) (maps, scores []float32) {
+// runModel runs an ONNX model in ONNX Runtime (CPU, one thread) on the
+// named inputs and returns the named outputs (nil: the model's own).
+func runModel(t *testing.T, model []byte, inputs, outputs []string, in ...ort.Tensor) []ort.Tensor {
 	t.Helper()
-	sess, err := ort.NewSession(model, []string{InputName}, []string{MapName, ScoreName}, ort.Options{IntraOpThreads: 1, Device: ort.DeviceCPU})
+	sess, err := ort.NewSession(model, inputs, outputs, ort.Options{IntraOpThreads: 1, Device: ort.DeviceCPU})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer sess.Close()
-	out, err := sess.Run(ort.Tensor{Shape: []int64{int64(N), 3, int64(S), int64(S)}, Data: images})
+	out, err := sess.Run(in...)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return out
+}
+
+// runGraph runs the scoring model on N images in ONNX Runtime, checks the
+// shapes of its outputs and returns the maps and scores.
+func runGraph(t *testing.T, model []byte, images []float32, N, S int) (maps, scores []float32) {
+	t.Helper()
+	out := runModel(t, model, []string{InputName}, []string{MapName, ScoreName}, ort.Tensor{Shape: []int64{int64(N), 3, int64(S), int64(S)}, Data: images})
 	if got := out[0].Shape; len(got) != 4 || got[0] != int64(N) || got[1] != 1 || got[2] != int64(S) || got[3] != int64(S) {
 		t.Fatalf("%s shape %v", MapName, got)
 	}
