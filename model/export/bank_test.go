@@ -16,7 +16,6 @@ import (
 	"github.com/multiad/multiad/model/preprocess"
 	"github.com/multiad/multiad/model/student"
 	"github.com/multiad/multiad/model/teacher"
-	"github.com/multiad/multiad/model/train"
 )
 
 // standInBank builds a memory bank from the features of n random images
@@ -33,49 +32,6 @@ func standInBank(t *testing.T, tch []byte, S, n, size int) *bank.Bank {
 		t.Fatal(err)
 	}
 	return bk
-}
-
-// runGraph runs model on images and returns the maps and scores.
-func runGraph(t *testing.T, model []byte, images []float32, N, S int) (maps, scores []float32) {
-	t.Helper()
-	sess, err := ort.NewSession(model, []string{InputName}, []string{MapName, ScoreName}, ort.Options{IntraOpThreads: 1, Device: ort.DeviceCPU})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sess.Close()
-	out, err := sess.Run(ort.Tensor{Shape: []int64{int64(N), 3, int64(S), int64(S)}, Data: images})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out[0].Data, out[1].Data
-}
-
-// compareMaps checks ONNX maps and scores against Go's within 1e-4 of the
-// Go maps' range.
-func compareMaps(t *testing.T, S int, gotMaps, gotScores []float32, want [][]float32) {
-	t.Helper()
-	lo, hi := math.Inf(1), math.Inf(-1)
-	for _, m := range want {
-		for _, v := range m {
-			lo, hi = math.Min(lo, float64(v)), math.Max(hi, float64(v))
-		}
-	}
-	tol := 1e-4 * (hi - lo)
-	var maxDiff float64
-	for i, m := range want {
-		top := math.Inf(-1)
-		for j, v := range m {
-			maxDiff = math.Max(maxDiff, math.Abs(float64(v)-float64(gotMaps[i*S*S+j])))
-			top = math.Max(top, float64(v))
-		}
-		if d := math.Abs(top - float64(gotScores[i])); d > tol {
-			t.Errorf("image %d: score %g (ONNX) vs %g (Go)", i, gotScores[i], top)
-		}
-	}
-	t.Logf("map range [%g, %g], max |ONNX − Go| = %g (tolerance %g)", lo, hi, maxDiff, tol)
-	if maxDiff > tol || !(hi-lo > 0) {
-		t.Errorf("maps differ by %g > %g (range %g)", maxDiff, tol, hi-lo)
-	}
 }
 
 // TestBankHead exports the bank head and compares ONNX Runtime's maps and
@@ -98,7 +54,7 @@ func TestBankHead(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		compareMaps(t, S, gotMaps, gotScores, want)
+		compareMaps(t, S, gotMaps, gotScores, want, nil)
 	}
 }
 
@@ -135,17 +91,9 @@ func TestBankDistances(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sess, err := ort.NewSession(model, []string{"f8", "f16"}, nil, ort.Options{IntraOpThreads: 1, Device: ort.DeviceCPU})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sess.Close()
 	q := ss[3]
-	out, err := sess.Run(ort.Tensor{Shape: []int64{1, int64(bk.C8), int64(h8), int64(h8)}, Data: q.Feats[1]},
+	out := runModel(t, model, []string{"f8", "f16"}, nil, ort.Tensor{Shape: []int64{1, int64(bk.C8), int64(h8), int64(h8)}, Data: q.Feats[1]},
 		ort.Tensor{Shape: []int64{1, int64(bk.C16), int64(h16), int64(h16)}, Data: q.Feats[2]})
-	if err != nil {
-		t.Fatal(err)
-	}
 	e, err := bank.Embed(q.Feats[1], q.Feats[2], S)
 	if err != nil {
 		t.Fatal(err)
@@ -187,21 +135,11 @@ func TestFusedHead(t *testing.T) {
 	bk := standInBank(t, tch, S, 5, 150)
 	images := randomImages(N, S, 13)
 	samples := teacherSamples(t, tch, images, N, S)
-	cfg := train.DefaultConfig(S)
-	cfg.Student.Width, cfg.Student.Depth, cfg.Student.SEReduction = 8, 1, 2
-	cfg.Epochs, cfg.MaxSteps, cfg.BatchSize, cfg.WarmupSteps, cfg.LR = 0, 3, 4, 0, 1e-2
-	res, err := train.Train(cfg, train.Dataset{Train: samples}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	smaps, _, err := train.Score(cfg, res.Student, samples)
-	if err != nil {
-		t.Fatal(err)
-	}
+	res, smaps, _ := tinyStudent(t, S, samples, nil)
 	norms := [2]Norm{{Mean: 0.3, Std: 0.05}, {Mean: 2, Std: 0.7}}
 	want := make([][]float32, N)
 	for i, s := range samples {
-		bm, _, err := bk.Score(s.Feats[1], s.Feats[2], cfg.Map.Sigma, 1)
+		bm, _, err := bk.Score(s.Feats[1], s.Feats[2], res.Config.Map.Sigma, 1)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -213,14 +151,14 @@ func TestFusedHead(t *testing.T) {
 			t.Fatalf("Fuse %g, want %g", f[7], want[i][7])
 		}
 	}
-	opt := FromResult(res)
+	opt := studentOptions(res)
 	opt.Head, opt.Bank, opt.Norms = HeadFused, bk, norms
 	model, err := Build(tch, opt)
 	if err != nil {
 		t.Fatal(err)
 	}
 	gotMaps, gotScores := runGraph(t, model, images, N, S)
-	compareMaps(t, S, gotMaps, gotScores, want)
+	compareMaps(t, S, gotMaps, gotScores, want, nil)
 	opt.Norms[1].Std = 0
 	if _, err := Build(tch, opt); err == nil {
 		t.Error("fused head with a zero standard deviation: no error")

@@ -13,7 +13,7 @@ import (
 	"github.com/multiad/multiad/model/nn"
 	"github.com/multiad/multiad/model/onnxb"
 	"github.com/multiad/multiad/model/student"
-	"github.com/multiad/multiad/model/train"
+	"github.com/multiad/multiad/model/teacher"
 )
 
 // Graph input and output names.
@@ -23,16 +23,13 @@ const (
 	ScoreName = "score"
 )
 
-// TeacherOutputs are the teacher graph's feature outputs at strides 4, 8, 16.
-var TeacherOutputs = [3]string{"feat_s4", "feat_s8", "feat_s16"}
-
 // Options describe the scoring graph.
 type Options struct {
 	Size    int               // image side S
 	Student student.Config    // student architecture
 	Map     student.MapConfig // fusion and blur
 	// Weights are the student's variables (train.Result.Student).
-	Weights map[string]train.Tensor
+	Weights map[string]student.Tensor
 	// Head makes the map: the student's ("" or HeadStudent), the memory
 	// bank's (Bank; Student and Weights unused) or both fused (Norms).
 	Head Head
@@ -42,21 +39,16 @@ type Options struct {
 	Norms [2]Norm
 }
 
-// FromResult returns the Options of a training result.
-func FromResult(r *train.Result) Options {
-	return Options{Size: r.Config.Size, Student: r.Config.Student, Map: r.Config.Map, Weights: r.Student}
-}
-
 // TeacherFunc adds the teacher to b, reading image (a value [N,3,S,S]),
 // and returns the names in b of its stride-4, -8 and -16 feature maps
 // (NCHW). teacher.(*Teacher).BuildFeatures has this form (with a prefix).
 type TeacherFunc func(b *onnxb.Builder, image string) ([3]string, error)
 
-// Build returns the serialized scoring model. teacher is an ONNX model with
-// input "image" [N,3,S,S] and outputs feat_s4, feat_s8, feat_s16 (NCHW);
-// its other outputs are dropped.
-func Build(teacher []byte, opt Options) ([]byte, error) {
-	tb, err := onnxb.Load(teacher)
+// Build returns the serialized scoring model. teacherONNX is an ONNX model with
+// one input [N,3,S,S] and the outputs teacher.FeatureOutputs (NCHW, at
+// strides 4, 8 and 16); its other outputs are dropped.
+func Build(teacherONNX []byte, opt Options) ([]byte, error) {
+	tb, err := onnxb.Load(teacherONNX)
 	if err != nil {
 		return nil, fmt.Errorf("export: teacher: %w", err)
 	}
@@ -69,7 +61,7 @@ func Build(teacher []byte, opt Options) ([]byte, error) {
 		if err != nil {
 			return tf, err
 		}
-		for i, name := range TeacherOutputs {
+		for i, name := range teacher.FeatureOutputs {
 			v, ok := outs[name]
 			if !ok {
 				return tf, fmt.Errorf("teacher has no output %q", name)
@@ -83,7 +75,7 @@ func Build(teacher []byte, opt Options) ([]byte, error) {
 // BuildWith is Build with the teacher added by a function, on a builder of
 // the given default-domain opset (≥ 13; onnxb.DefaultOpset for teachers
 // built with onnxb.New).
-func BuildWith(opset int64, teacher TeacherFunc, opt Options) ([]byte, error) {
+func BuildWith(opset int64, addTeacher TeacherFunc, opt Options) ([]byte, error) {
 	head, err := ParseHead(string(opt.Head))
 	if err != nil {
 		return nil, err
@@ -119,7 +111,7 @@ func BuildWith(opset int64, teacher TeacherFunc, opt Options) ([]byte, error) {
 	b := onnxb.NewOpset(opset)
 	S := opt.Size
 	img := b.Input(InputName, onnx.TensorProto_FLOAT, "N", 3, S, S)
-	tf, err := teacher(b, img)
+	tf, err := addTeacher(b, img)
 	if err != nil {
 		return nil, fmt.Errorf("export: teacher: %w", err)
 	}
@@ -157,7 +149,7 @@ func BuildWith(opset int64, teacher TeacherFunc, opt Options) ([]byte, error) {
 
 // weights hands out the student's variables, checking their shapes.
 type weights struct {
-	m    map[string]train.Tensor
+	m    map[string]student.Tensor
 	used map[string]bool
 	err  error
 }
@@ -180,6 +172,19 @@ func (w *weights) get(path string, dims ...int) []float32 {
 	return t.Data
 }
 
+// transposed returns the variable at path, of shape dims, with its axes
+// permuted by perm (onnxb.Transpose).
+func (w *weights) transposed(path string, dims []int, perm ...int) []float32 {
+	t, err := onnxb.Transpose(w.get(path, dims...), dims, perm...)
+	if err != nil && w.err == nil {
+		w.err = fmt.Errorf("export: student weight %q: %w", path, err)
+	}
+	if err != nil {
+		return make([]float32, prod(dims))
+	}
+	return t
+}
+
 func prod(d []int) int {
 	n := 1
 	for _, v := range d {
@@ -192,17 +197,7 @@ func prod(d []int) int {
 // scope+"/kernel" transposed to [Cout,Cin,k,k], bias scope+"/bias",
 // symmetric padding k/2.
 func conv(b *onnxb.Builder, w *weights, scope, x string, cin, cout, k, stride int) string {
-	kern := w.get(scope+"/kernel", k, k, cin, cout)
-	oihw := make([]float32, len(kern))
-	for ky := 0; ky < k; ky++ {
-		for kx := 0; kx < k; kx++ {
-			for ci := 0; ci < cin; ci++ {
-				for co := 0; co < cout; co++ {
-					oihw[((co*cin+ci)*k+ky)*k+kx] = kern[((ky*k+kx)*cin+ci)*cout+co]
-				}
-			}
-		}
-	}
+	oihw := w.transposed(scope+"/kernel", []int{k, k, cin, cout}, 3, 2, 0, 1)
 	wt := b.Const("student"+scope+"/W", []int64{int64(cout), int64(cin), int64(k), int64(k)}, oihw)
 	bias := b.Const("student"+scope+"/B", []int64{int64(cout)}, w.get(scope+"/bias", cout))
 	p := k / 2
@@ -216,13 +211,7 @@ func conv(b *onnxb.Builder, w *weights, scope, x string, cin, cout, k, stride in
 // dense1x1 adds a Dense layer (weights [Cin,Cout], bias) acting on
 // [N,C,1,1] as a 1×1 Conv.
 func dense1x1(b *onnxb.Builder, w *weights, scope, x string, cin, cout int) string {
-	wts := w.get(scope+"/weights", cin, cout)
-	oi := make([]float32, len(wts))
-	for ci := 0; ci < cin; ci++ {
-		for co := 0; co < cout; co++ {
-			oi[co*cin+ci] = wts[ci*cout+co]
-		}
-	}
+	oi := w.transposed(scope+"/weights", []int{cin, cout}, 1, 0)
 	wt := b.Const("student"+scope+"/W", []int64{int64(cout), int64(cin), 1, 1}, oi)
 	bias := b.Const("student"+scope+"/B", []int64{int64(cout)}, w.get(scope+"/bias", cout))
 	return b.Op("Conv", []string{x, wt, bias}, onnxb.Attrs{"kernel_shape": []int64{1, 1}})

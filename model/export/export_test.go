@@ -39,7 +39,7 @@ func standInTeacher(t *testing.T, S int) []byte {
 		x = b.Op("Relu", []string{b.Op("Conv", []string{x, wt, bt}, onnxb.Attrs{
 			"kernel_shape": []int64{int64(ks[i]), int64(ks[i])}, "strides": []int64{int64(ks[i]), int64(ks[i])}})}, nil)
 		h := S / student.Strides[i]
-		b.Output(b.Identity(x, TeacherOutputs[i]), onnx.TensorProto_FLOAT, "N", couts[i], h, h)
+		b.Output(b.Identity(x, teacher.FeatureOutputs[i]), onnx.TensorProto_FLOAT, "N", couts[i], h, h)
 	}
 	m, err := b.Marshal()
 	if err != nil {
@@ -58,17 +58,9 @@ func randomImages(n, S int, seed uint64) []float32 {
 }
 
 // teacherSamples runs the stand-in teacher in ONNX Runtime.
-func teacherSamples(t *testing.T, teacher []byte, images []float32, n, S int) []train.Sample {
+func teacherSamples(t *testing.T, tch []byte, images []float32, n, S int) []train.Sample {
 	t.Helper()
-	sess, err := ort.NewSession(teacher, nil, TeacherOutputs[:], ort.Options{IntraOpThreads: 1, Device: ort.DeviceCPU})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sess.Close()
-	outs, err := sess.Run(ort.Tensor{Shape: []int64{int64(n), 3, int64(S), int64(S)}, Data: images})
-	if err != nil {
-		t.Fatal(err)
-	}
+	outs := runModel(t, tch, nil, teacher.FeatureOutputs[:], ort.Tensor{Shape: []int64{int64(n), 3, int64(S), int64(S)}, Data: images})
 	ss := make([]train.Sample, n)
 	for i := range ss {
 		ss[i].Image = images[i*3*S*S : (i+1)*3*S*S]
@@ -82,9 +74,9 @@ func teacherSamples(t *testing.T, teacher []byte, images []float32, n, S int) []
 
 func TestParity(t *testing.T) {
 	const S, N = 64, 8
-	teacher := standInTeacher(t, S)
+	tch := standInTeacher(t, S)
 	images := randomImages(N, S, 3)
-	samples := teacherSamples(t, teacher, images, N, S)
+	samples := teacherSamples(t, tch, images, N, S)
 	for name, mc := range map[string]student.MapConfig{
 		"sum":            {Fuse: student.FuseSum},
 		"product":        {Fuse: student.FuseProduct},
@@ -94,7 +86,7 @@ func TestParity(t *testing.T) {
 		"pooled product": {Fuse: student.FuseProduct, Pool: [3]int{0, 3, 3}},
 	} {
 		t.Run(name, func(t *testing.T) {
-			checkParity(t, S, N, images, samples, mc, func(o Options) ([]byte, error) { return Build(teacher, o) })
+			checkParity(t, S, N, images, samples, mc, func(o Options) ([]byte, error) { return Build(tch, o) })
 		})
 	}
 }
@@ -139,85 +131,125 @@ func TestParityMobileNetV2(t *testing.T) {
 	}
 }
 
-// checkParity trains a tiny student for a few steps on samples, exports it
-// with build and compares ONNX Runtime's maps and scores with GoMLX's.
-// se, when given, overrides the SE reduction ratio (0: no SE blocks).
-func checkParity(t *testing.T, S, N int, images []float32, samples []train.Sample, mc student.MapConfig, build func(Options) ([]byte, error), se ...int) {
+// tinyStudent trains a tiny student (width 8, one block a stage, SE
+// reduction 2, three steps) on samples, sized to the samples' teacher
+// channels, after edit (if any) has changed the configuration. It returns
+// the result and GoMLX's maps and scores of samples.
+func tinyStudent(t *testing.T, S int, samples []train.Sample, edit func(*train.Config)) (*train.Result, [][]float32, []float64) {
+	t.Helper()
 	cfg := train.DefaultConfig(S)
-	cfg.Student.Width = 8
-	cfg.Student.Depth = 1
-	cfg.Student.SEReduction = 2
-	if len(se) > 0 {
-		cfg.Student.SEReduction = se[0]
-	}
-	cfg.Map.Fuse, cfg.Map.Weights, cfg.Map.Pool = mc.Fuse, mc.Weights, mc.Pool
+	cfg.Student.Width, cfg.Student.Depth, cfg.Student.SEReduction = 8, 1, 2
 	for k, st := range student.Strides { // the student adapts to the teacher's channels
 		cfg.Student.Channels[k] = len(samples[0].Feats[k]) / ((S / st) * (S / st))
 	}
-	if mc.Sigma < 0 {
-		cfg.Map.Sigma = 0
+	cfg.Epochs, cfg.MaxSteps, cfg.BatchSize, cfg.WarmupSteps, cfg.LR = 0, 3, 4, 0, 1e-2
+	if edit != nil {
+		edit(&cfg)
 	}
-	cfg.Epochs = 0
-	cfg.MaxSteps = 3
-	cfg.BatchSize = 4
-	cfg.WarmupSteps = 0
-	cfg.LR = 1e-2
 	res, err := train.Train(cfg, train.Dataset{Train: samples}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	model, err := build(FromResult(res))
+	maps, scores, err := train.Score(cfg, res.Student, samples)
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantMaps, wantScores, err := train.Score(cfg, res.Student, samples)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sess, err := ort.NewSession(model, []string{InputName}, []string{MapName, ScoreName}, ort.Options{IntraOpThreads: 1, Device: ort.DeviceCPU})
+	return res, maps, scores
+}
+
+// studentOptions are the export options of a trained student.
+func studentOptions(r *train.Result) Options {
+	return Options{Size: r.Config.Size, Student: r.Config.Student, Map: r.Config.Map, Weights: r.Student}
+}
+
+// runModel runs an ONNX model in ONNX Runtime (CPU, one thread) on the
+// named inputs and returns the named outputs (nil: the model's own).
+func runModel(t *testing.T, model []byte, inputs, outputs []string, in ...ort.Tensor) []ort.Tensor {
+	t.Helper()
+	sess, err := ort.NewSession(model, inputs, outputs, ort.Options{IntraOpThreads: 1, Device: ort.DeviceCPU})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer sess.Close()
-	out, err := sess.Run(ort.Tensor{Shape: []int64{int64(N), 3, int64(S), int64(S)}, Data: images})
+	out, err := sess.Run(in...)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return out
+}
+
+// runGraph runs the scoring model on N images in ONNX Runtime, checks the
+// shapes of its outputs and returns the maps and scores.
+func runGraph(t *testing.T, model []byte, images []float32, N, S int) (maps, scores []float32) {
+	t.Helper()
+	out := runModel(t, model, []string{InputName}, []string{MapName, ScoreName}, ort.Tensor{Shape: []int64{int64(N), 3, int64(S), int64(S)}, Data: images})
 	if got := out[0].Shape; len(got) != 4 || got[0] != int64(N) || got[1] != 1 || got[2] != int64(S) || got[3] != int64(S) {
-		t.Fatalf("anomaly_map shape %v", got)
+		t.Fatalf("%s shape %v", MapName, got)
 	}
 	if got := out[1].Shape; len(got) != 1 || got[0] != int64(N) {
-		t.Fatalf("score shape %v", got)
+		t.Fatalf("%s shape %v", ScoreName, got)
 	}
+	return out[0].Data, out[1].Data
+}
+
+// compareMaps checks ONNX maps and scores against the reference's within
+// 1e-4 of the reference maps' range, and returns that tolerance. A nil
+// want score is the maximum of its map.
+func compareMaps(t *testing.T, S int, gotMaps, gotScores []float32, want [][]float32, wantScores []float64) float64 {
+	t.Helper()
 	lo, hi := math.Inf(1), math.Inf(-1)
-	for _, m := range wantMaps {
+	for _, m := range want {
 		for _, v := range m {
 			lo, hi = math.Min(lo, float64(v)), math.Max(hi, float64(v))
 		}
 	}
 	tol := 1e-4 * (hi - lo)
 	var maxDiff float64
-	for i := range wantMaps {
-		for j, v := range wantMaps[i] {
-			maxDiff = math.Max(maxDiff, math.Abs(float64(v)-float64(out[0].Data[i*S*S+j])))
+	for i, m := range want {
+		top := math.Inf(-1)
+		for j, v := range m {
+			maxDiff = math.Max(maxDiff, math.Abs(float64(v)-float64(gotMaps[i*S*S+j])))
+			top = math.Max(top, float64(v))
 		}
-		if d := math.Abs(wantScores[i] - float64(out[1].Data[i])); d > tol {
-			t.Errorf("image %d: score %g (ONNX) vs %g (GoMLX)", i, out[1].Data[i], wantScores[i])
+		if wantScores != nil {
+			top = wantScores[i]
+		}
+		if d := math.Abs(top - float64(gotScores[i])); d > tol {
+			t.Errorf("image %d: score %g (ONNX) vs %g (reference)", i, gotScores[i], top)
 		}
 	}
-	t.Logf("map range [%g, %g], max |ONNX − GoMLX| = %g (tolerance %g)", lo, hi, maxDiff, tol)
-	if maxDiff > tol || hi-lo <= 0 {
+	t.Logf("map range [%g, %g], max |ONNX − reference| = %g (tolerance %g)", lo, hi, maxDiff, tol)
+	if maxDiff > tol || !(hi-lo > 0) {
 		t.Errorf("maps differ by %g > %g (range %g)", maxDiff, tol, hi-lo)
 	}
+	return tol
+}
+
+// checkParity trains a tiny student for a few steps on samples, exports it
+// with build and compares ONNX Runtime's maps and scores with GoMLX's.
+// se, when given, overrides the SE reduction ratio (0: no SE blocks).
+func checkParity(t *testing.T, S, N int, images []float32, samples []train.Sample, mc student.MapConfig, build func(Options) ([]byte, error), se ...int) {
+	res, wantMaps, wantScores := tinyStudent(t, S, samples, func(cfg *train.Config) {
+		if len(se) > 0 {
+			cfg.Student.SEReduction = se[0]
+		}
+		cfg.Map.Fuse, cfg.Map.Weights, cfg.Map.Pool = mc.Fuse, mc.Weights, mc.Pool
+		if mc.Sigma < 0 {
+			cfg.Map.Sigma = 0
+		}
+	})
+	model, err := build(studentOptions(res))
+	if err != nil {
+		t.Fatal(err)
+	}
+	gotMaps, gotScores := runGraph(t, model, images, N, S)
+	tol := compareMaps(t, S, gotMaps, gotScores, wantMaps, wantScores)
 	// Batch 1 agrees with batch 8.
 	for i := 0; i < 2; i++ {
-		one, err := sess.Run(ort.Tensor{Shape: []int64{1, 3, int64(S), int64(S)}, Data: images[i*3*S*S : (i+1)*3*S*S]})
-		if err != nil {
-			t.Fatal(err)
-		}
+		one, _ := runGraph(t, model, images[i*3*S*S:(i+1)*3*S*S], 1, S)
 		var d float64
-		for j, v := range one[0].Data {
-			d = math.Max(d, math.Abs(float64(v)-float64(out[0].Data[i*S*S+j])))
+		for j, v := range one {
+			d = math.Max(d, math.Abs(float64(v)-float64(gotMaps[i*S*S+j])))
 		}
 		if d > tol {
 			t.Errorf("image %d: batch 1 and batch 8 maps differ by %g", i, d)
@@ -240,7 +272,7 @@ func TestBuildErrors(t *testing.T) {
 		{"bad size", stand, Options{Size: 50, Student: cfg, Map: mc}},
 		{"bad fusion", stand, Options{Size: S, Student: cfg, Map: student.MapConfig{Fuse: "max"}}},
 		{"wrong weight shape", stand, Options{Size: S, Student: cfg, Map: mc,
-			Weights: map[string]train.Tensor{"/stem/kernel": {Dims: []int{1}, Data: []float32{1}}}}},
+			Weights: map[string]student.Tensor{"/stem/kernel": {Dims: []int{1}, Data: []float32{1}}}}},
 	} {
 		if _, err := Build(tc.teacher, tc.opt); err == nil {
 			t.Errorf("%s: no error", tc.name)

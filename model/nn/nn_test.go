@@ -31,19 +31,14 @@ func randn(r *rand.Rand, n int) []float32 {
 	return out
 }
 
-// nchwToNHWC transposes [N,C,H,W] data to [N,H,W,C].
-func nchwToNHWC(x []float32, n, c, h, w int) []float32 {
-	out := make([]float32, len(x))
-	for i := 0; i < n; i++ {
-		for ch := 0; ch < c; ch++ {
-			for y := 0; y < h; y++ {
-				for xx := 0; xx < w; xx++ {
-					out[((i*h+y)*w+xx)*c+ch] = x[((i*c+ch)*h+y)*w+xx]
-				}
-			}
-		}
+// transpose is onnxb.Transpose, failing the test on an error.
+func transpose(t *testing.T, x []float32, dims []int, perm ...int) []float32 {
+	t.Helper()
+	y, err := onnxb.Transpose(x, dims, perm...)
+	if err != nil {
+		t.Fatal(err)
 	}
-	return out
+	return y
 }
 
 func runORT(t *testing.T, b *onnxb.Builder, inputs ...ort.Tensor) []ort.Tensor {
@@ -110,29 +105,13 @@ func TestConvMatchesONNX(t *testing.T) {
 				kernel = randn(r, tc.k*tc.k*tc.cin)
 				kdims = []int64{int64(tc.k), int64(tc.k), int64(tc.cin)}
 				wdims = []int64{int64(tc.cin), 1, int64(tc.k), int64(tc.k)}
-				wonnx = make([]float32, len(kernel))
-				for ky := 0; ky < tc.k; ky++ {
-					for kx := 0; kx < tc.k; kx++ {
-						for c := 0; c < tc.cin; c++ {
-							wonnx[(c*tc.k+ky)*tc.k+kx] = kernel[(ky*tc.k+kx)*tc.cin+c]
-						}
-					}
-				}
+				wonnx = transpose(t, kernel, []int{tc.k, tc.k, tc.cin}, 2, 0, 1)
 				group = tc.cin
 			} else {
 				kernel = randn(r, tc.k*tc.k*tc.cin*tc.cout)
 				kdims = []int64{int64(tc.k), int64(tc.k), int64(tc.cin), int64(tc.cout)}
 				wdims = []int64{int64(tc.cout), int64(tc.cin), int64(tc.k), int64(tc.k)}
-				wonnx = make([]float32, len(kernel))
-				for ky := 0; ky < tc.k; ky++ {
-					for kx := 0; kx < tc.k; kx++ {
-						for ci := 0; ci < tc.cin; ci++ {
-							for co := 0; co < tc.cout; co++ {
-								wonnx[((co*tc.cin+ci)*tc.k+ky)*tc.k+kx] = kernel[((ky*tc.k+kx)*tc.cin+ci)*tc.cout+co]
-							}
-						}
-					}
-				}
+				wonnx = transpose(t, kernel, []int{tc.k, tc.k, tc.cin, tc.cout}, 3, 2, 0, 1)
 			}
 			b := onnxb.New()
 			in := b.Input("x", onnx.TensorProto_FLOAT, n, tc.cin, tc.h, tc.w)
@@ -152,12 +131,12 @@ func TestConvMatchesONNX(t *testing.T) {
 					return DepthwiseConv2D(x, k, tc.stride, p)
 				}
 				return Conv2D(x, k, tc.stride, p)
-			}, tensors.FromFlatDataAndDimensions(nchwToNHWC(x, n, tc.cin, tc.h, tc.w), n, tc.h, tc.w, tc.cin),
+			}, tensors.FromFlatDataAndDimensions(transpose(t, x, []int{n, tc.cin, tc.h, tc.w}, 0, 2, 3, 1), n, tc.h, tc.w, tc.cin),
 				tensors.FromFlatDataAndDimensions(kernel, kd...))
 			if d := got.Shape().Dimensions; d[1] != ho || d[2] != wo || d[3] != tc.cout {
 				t.Fatalf("shape %v, ONNX %v", d, ref.Shape)
 			}
-			want := nchwToNHWC(ref.Data, n, tc.cout, ho, wo)
+			want := transpose(t, ref.Data, []int{n, tc.cout, ho, wo}, 0, 2, 3, 1)
 			if d := maxAbsDiff(tensors.MustCopyFlatData[float32](got), want); d > 1e-4 {
 				t.Errorf("max diff %g", d)
 			}

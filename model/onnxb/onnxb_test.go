@@ -42,27 +42,35 @@ func smallGraph(t *testing.T) (*Builder, []float32) {
 	return b, k
 }
 
+// run runs model in ONNX Runtime (CPU, one thread) on its inputs and
+// returns all its outputs.
+func run(t *testing.T, model []byte, in ...ort.Tensor) []ort.Tensor {
+	t.Helper()
+	sess, err := ort.NewSession(model, nil, nil, ort.Options{IntraOpThreads: 1, Device: ort.DeviceCPU})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sess.Close()
+	out, err := sess.Run(in...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
 func TestBuildAndRun(t *testing.T) {
 	b, k := smallGraph(t)
 	data, err := b.Marshal()
 	if err != nil {
 		t.Fatal(err)
 	}
-	sess, err := ort.NewSession(data, nil, nil, ort.Options{IntraOpThreads: 1, Device: ort.DeviceCPU})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sess.Close()
 	for _, hw := range [][2]int{{4, 5}, {7, 3}} {
 		h, w := hw[0], hw[1]
 		img := make([]float32, 2*h*w)
 		for i := range img {
 			img[i] = float32(i%7)/3 - 1
 		}
-		outs, err := sess.Run(ort.Tensor{Shape: []int64{2, 1, int64(h), int64(w)}, Data: img})
-		if err != nil {
-			t.Fatal(err)
-		}
+		outs := run(t, data, ort.Tensor{Shape: []int64{2, 1, int64(h), int64(w)}, Data: img})
 		for n := 0; n < 2; n++ {
 			want := conv3(img[n*h*w:(n+1)*h*w], h, w, k, -0.5)
 			for i, v := range want {
@@ -97,16 +105,8 @@ func TestEmbed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sess, err := ort.NewSession(data, nil, nil, ort.Options{IntraOpThreads: 1, Device: ort.DeviceCPU})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sess.Close()
 	img := []float32{1, -2, 3, 0.5, 0, 2, -1, 1, 1}
-	res, err := sess.Run(ort.Tensor{Shape: []int64{1, 1, 3, 3}, Data: img})
-	if err != nil {
-		t.Fatal(err)
-	}
+	res := run(t, data, ort.Tensor{Shape: []int64{1, 1, 3, 3}, Data: img})
 	negImg := make([]float32, len(img))
 	for i, v := range img {
 		negImg[i] = -v
@@ -189,4 +189,74 @@ func TestAttribute(t *testing.T) {
 			t.Errorf("Attribute(%T): %v %v", c.v, a, err)
 		}
 	}
+}
+
+// TestTranspose checks Transpose against ONNX Runtime's Transpose operator
+// for every permutation of a rank-4 tensor and a few other ranks, and its
+// errors.
+func TestTranspose(t *testing.T) {
+	cases := []struct {
+		dims, perm []int
+	}{{[]int{5}, []int{0}}, {[]int{3, 4}, []int{1, 0}}, {[]int{2, 3, 4}, []int{2, 0, 1}}, {[]int{3, 1, 2, 5}, []int{0, 1, 2, 3}}}
+	for _, p := range permutations([]int{0, 1, 2, 3}) {
+		cases = append(cases, struct{ dims, perm []int }{[]int{2, 3, 4, 5}, p})
+	}
+	for _, c := range cases {
+		n := 1
+		shape := make([]int64, len(c.dims))
+		for i, d := range c.dims {
+			n, shape[i] = n*d, int64(d)
+		}
+		x := make([]float32, n)
+		for i := range x {
+			x[i] = float32(i)
+		}
+		got, err := Transpose(x, c.dims, c.perm...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b := New()
+		in := b.Input("x", onnx.TensorProto_FLOAT, anyDims(shape)...)
+		b.Output(b.Identity(b.Op("Transpose", []string{in}, Attrs{"perm": c.perm}), "y"), onnx.TensorProto_FLOAT)
+		m, err := b.Marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := run(t, m, ort.Tensor{Shape: shape, Data: x})
+		for i, v := range out[0].Data {
+			if got[i] != v {
+				t.Fatalf("dims %v perm %v: value %d is %v, ONNX Runtime %v", c.dims, c.perm, i, got[i], v)
+			}
+		}
+	}
+	for _, c := range []struct {
+		n          int
+		dims, perm []int
+	}{{6, []int{2, 2}, []int{1, 0}}, {4, []int{2, 2}, []int{0}}, {4, []int{2, 2}, []int{0, 0}}, {4, []int{2, 2}, []int{0, 2}}, {4, []int{-2, -2}, []int{1, 0}}} {
+		if _, err := Transpose(make([]float32, c.n), c.dims, c.perm...); err == nil {
+			t.Errorf("Transpose of %d values, dims %v, perm %v: no error", c.n, c.dims, c.perm)
+		}
+	}
+}
+
+func permutations(a []int) [][]int {
+	if len(a) <= 1 {
+		return [][]int{append([]int(nil), a...)}
+	}
+	var out [][]int
+	for i := range a {
+		rest := append(append([]int(nil), a[:i]...), a[i+1:]...)
+		for _, p := range permutations(rest) {
+			out = append(out, append([]int{a[i]}, p...))
+		}
+	}
+	return out
+}
+
+func anyDims(shape []int64) []any {
+	out := make([]any, len(shape))
+	for i, d := range shape {
+		out[i] = int(d)
+	}
+	return out
 }

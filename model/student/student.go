@@ -42,6 +42,14 @@ func DefaultConfig() Config {
 // Strides are the feature strides of the three scales.
 var Strides = [3]int{4, 8, 16}
 
+// Tensor is one of the student's variables as a plain float32 tensor (a
+// trained student is a map from each variable's path below the student's
+// scope, e.g. "/stage0/block1/conv2/kernel", to its Tensor).
+type Tensor struct {
+	Dims []int
+	Data []float32
+}
+
 // Validate checks the configuration.
 func (c Config) Validate() error {
 	if c.Width < 2 || c.Width > 1024 {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 
+	"github.com/multiad/multiad/model/onnxb"
 	"github.com/multiad/multiad/model/tflite"
 )
 
@@ -242,17 +243,10 @@ func (c *converter) operand(op *tflite.Operator, k int, outRank int) (string, er
 	case len(t.Shape) == 4:
 		// NHWC constant to NCHW.
 		n, h, w, ch := int(t.Shape[0]), int(t.Shape[1]), int(t.Shape[2]), int(t.Shape[3])
-		nv := make([]float32, len(v))
-		for a := 0; a < n; a++ {
-			for y := 0; y < h; y++ {
-				for x := 0; x < w; x++ {
-					for q := 0; q < ch; q++ {
-						nv[((a*ch+q)*h+y)*w+x] = v[((a*h+y)*w+x)*ch+q]
-					}
-				}
-			}
+		if v, err = onnxb.Transpose(v, []int{n, h, w, ch}, 0, 3, 1, 2); err != nil {
+			return "", fmt.Errorf("teacher: tensor %s: %w", t.Name, err)
 		}
-		v, shape = nv, []int64{int64(n), int64(ch), int64(h), int64(w)}
+		shape = []int64{int64(n), int64(ch), int64(h), int64(w)}
 	case len(t.Shape) == 1 && outRank == 4:
 		shape = []int64{int64(t.Shape[0]), 1, 1} // per-channel, broadcast over H, W
 	default:
@@ -353,15 +347,8 @@ func (c *converter) op(i int) error {
 			if ic != int(x0.Shape[3]) {
 				return fail("weights %v do not match input channels %d", wt.Shape, x0.Shape[3])
 			}
-			op.Weight = make([]float32, len(w))
-			for a := 0; a < oc; a++ {
-				for y := 0; y < kh; y++ {
-					for x := 0; x < kw; x++ {
-						for q := 0; q < ic; q++ {
-							op.Weight[((a*ic+q)*kh+y)*kw+x] = w[((a*kh+y)*kw+x)*ic+q]
-						}
-					}
-				}
+			if op.Weight, err = onnxb.Transpose(w, []int{oc, kh, kw, ic}, 0, 3, 1, 2); err != nil {
+				return fail("weights: %v", err)
 			}
 			op.WeightShape = []int64{int64(oc), int64(ic), int64(kh), int64(kw)}
 			op.Group = 1
@@ -377,13 +364,8 @@ func (c *converter) op(i int) error {
 			if wt.Shape[0] != 1 || ic == 0 || oc%ic != 0 {
 				return fail("depthwise weights %v for %d input channels", wt.Shape, ic)
 			}
-			op.Weight = make([]float32, len(w))
-			for y := 0; y < kh; y++ {
-				for x := 0; x < kw; x++ {
-					for q := 0; q < oc; q++ {
-						op.Weight[(q*kh+y)*kw+x] = w[(y*kw+x)*oc+q]
-					}
-				}
+			if op.Weight, err = onnxb.Transpose(w, []int{1, kh, kw, oc}, 3, 0, 1, 2); err != nil {
+				return fail("depthwise weights: %v", err)
 			}
 			op.WeightShape = []int64{int64(oc), 1, int64(kh), int64(kw)}
 			op.Group = ic

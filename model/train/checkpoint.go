@@ -113,16 +113,16 @@ func readCheckpoint(path string) (*ckptFile, error) {
 // CheckpointStudent reads the checkpoint at path and returns the
 // configuration it was written with and its student weights, keyed as
 // Result.Student (for Score or StudentStore).
-func CheckpointStudent(path string) (Config, map[string]Tensor, error) {
+func CheckpointStudent(path string) (Config, map[string]student.Tensor, error) {
 	f, err := readCheckpoint(path)
 	if err != nil {
 		return Config{}, nil, err
 	}
-	weights := map[string]Tensor{}
+	weights := map[string]student.Tensor{}
 	prefix := "/" + StudentScope + "/"
 	for _, v := range f.Vars {
 		if v.Trainable && v.F32 != nil && strings.HasPrefix(v.Path, prefix) {
-			weights[v.Path[len(prefix)-1:]] = Tensor{Dims: v.Dims, Data: v.F32}
+			weights[v.Path[len(prefix)-1:]] = student.Tensor{Dims: v.Dims, Data: v.F32}
 		}
 	}
 	return f.Config, weights, nil

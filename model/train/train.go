@@ -71,12 +71,6 @@ type Progress struct {
 	Phase         string // "train" or "validate"
 }
 
-// Tensor is a plain float32 tensor.
-type Tensor struct {
-	Dims []int
-	Data []float32
-}
-
 // Calibration holds statistics of the anomaly maps of held-out normal images.
 type Calibration struct {
 	Quantile       float64   // quantile used for the thresholds
@@ -93,7 +87,7 @@ type Result struct {
 	Config Config
 	// Student holds the student's variables by path relative to the student
 	// scope (e.g. "/stage0/block1/conv2/kernel").
-	Student map[string]Tensor
+	Student map[string]student.Tensor
 	// Steps is the number of optimisation steps taken (including resumed).
 	Steps int
 	// EpochKDLoss is the mean KD loss of each epoch of this run.
@@ -508,7 +502,7 @@ func (t *trainer) score(ss []Sample) ([][]float32, []float64, error) {
 // Score computes anomaly maps [N][S·S] and image scores of samples in GoMLX
 // with the given student weights (train.Result.Student), as the exported
 // ONNX graph does.
-func Score(cfg Config, weights map[string]Tensor, samples []Sample) (maps [][]float32, scores []float64, err error) {
+func Score(cfg Config, weights map[string]student.Tensor, samples []Sample) (maps [][]float32, scores []float64, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, nil, err
 	}
@@ -544,7 +538,7 @@ func Score(cfg Config, weights map[string]Tensor, samples []Sample) (maps [][]fl
 // StudentStore returns a variable store holding the student weights
 // (train.Result.Student) under StudentScope, for graphs built on
 // student.Forward.
-func StudentStore(weights map[string]Tensor) (*model.Store, error) {
+func StudentStore(weights map[string]student.Tensor) (*model.Store, error) {
 	store := model.NewStore()
 	for p, w := range weights {
 		if len(w.Data) != prod(w.Dims) {
@@ -566,15 +560,15 @@ func prod(d []int) int {
 }
 
 // studentWeights copies the student's trainable variables.
-func (t *trainer) studentWeights() map[string]Tensor {
-	out := map[string]Tensor{}
+func (t *trainer) studentWeights() map[string]student.Tensor {
+	out := map[string]student.Tensor{}
 	prefix := "/" + StudentScope + "/"
 	for v := range t.store.IterVariables() {
 		p := v.Path()
 		if !v.Trainable || !strings.HasPrefix(p, prefix) || v.DType() != dtypes.Float32 {
 			continue
 		}
-		out[p[len(prefix)-1:]] = Tensor{Dims: v.Shape().Dimensions, Data: tensors.MustCopyFlatData[float32](v.MustValue())}
+		out[p[len(prefix)-1:]] = student.Tensor{Dims: v.Shape().Dimensions, Data: tensors.MustCopyFlatData[float32](v.MustValue())}
 	}
 	return out
 }

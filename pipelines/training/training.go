@@ -308,7 +308,7 @@ func Run(ctx context.Context, opt Options) (*Result, error) {
 	if len(calibSet) == 0 {
 		calibSet, calibWhat = trainSet, "training images: nothing held out"
 	}
-	eopt := export.FromResult(res)
+	eopt := export.Options{Size: res.Config.Size, Student: res.Config.Student, Map: res.Config.Map, Weights: res.Student}
 	eopt.Head = head
 	headInfo := map[string]any{"head": head}
 	if head != export.HeadStudent {

@@ -8,72 +8,47 @@ import (
 	"math"
 	"sort"
 	"strings"
+
+	"github.com/multiad/multiad/metrics"
 )
 
 // Curve is a plotted curve: points in [0,1]² (x, y).
 type Curve [][2]float64
 
-// ROC returns the ROC curve (FPR, TPR) of the labelled points, one vertex
-// per distinct score, from (0,0) to (1,1); nil without both classes.
-func ROC(pts []Point) Curve {
-	pos, neg, sorted := labelled(pts)
-	if pos == 0 || neg == 0 {
-		return nil
-	}
-	c := Curve{{0, 0}}
-	tp, fp := 0, 0
-	for i, p := range sorted {
-		if p.Label == 1 {
-			tp++
-		} else {
-			fp++
-		}
-		if i+1 < len(sorted) && sorted[i+1].Score == p.Score {
-			continue
-		}
-		c = append(c, [2]float64{float64(fp) / float64(neg), float64(tp) / float64(pos)})
-	}
-	return c
-}
-
-// PR returns the precision–recall curve (recall, precision) of the
-// labelled points, one vertex per distinct score; nil without positives.
-func PR(pts []Point) Curve {
-	pos, neg, sorted := labelled(pts)
-	if pos == 0 || neg == 0 {
-		return nil
-	}
-	var c Curve
-	tp, n := 0, 0
-	for i, p := range sorted {
-		n++
-		if p.Label == 1 {
-			tp++
-		}
-		if i+1 < len(sorted) && sorted[i+1].Score == p.Score {
-			continue
-		}
-		c = append(c, [2]float64{float64(tp) / float64(pos), float64(tp) / float64(n)})
-	}
-	return append(Curve{{0, c[0][1]}}, c...)
-}
-
-// labelled returns the counts of positives and negatives and the labelled
-// points sorted by decreasing score.
-func labelled(pts []Point) (pos, neg int, sorted []Point) {
+// curves returns metrics.ROCCurve of the labelled points as (FPR, TPR), from
+// (0,0) to (1,1), and metrics.PRCurve as (recall, precision), drawn from its
+// point at recall 0 (precision 1) through decreasing thresholds; nil
+// without both classes. Points labelled other than 0 or 1 are unlabelled.
+func curves(pts []Point) (roc, pr Curve, err error) {
+	var labels []int
+	var scores []float64
+	var pos, neg int
 	for _, p := range pts {
-		switch p.Label {
-		case 1:
-			pos++
-		case 0:
-			neg++
-		default:
-			continue
+		if p.Label == 0 || p.Label == 1 {
+			labels, scores = append(labels, p.Label), append(scores, p.Score)
+			pos += p.Label
+			neg += 1 - p.Label
 		}
-		sorted = append(sorted, p)
 	}
-	sort.SliceStable(sorted, func(i, j int) bool { return sorted[i].Score > sorted[j].Score })
-	return pos, neg, sorted
+	if pos == 0 || neg == 0 {
+		return nil, nil, nil
+	}
+	rp, err := metrics.ROCCurve(labels, scores)
+	if err != nil {
+		return nil, nil, err
+	}
+	pp, err := metrics.PRCurve(labels, scores)
+	if err != nil {
+		return nil, nil, err
+	}
+	roc, pr = make(Curve, len(rp)), make(Curve, len(pp))
+	for i, p := range rp {
+		roc[i] = [2]float64{p.FPR, p.TPR}
+	}
+	for i, p := range pp {
+		pr[len(pp)-1-i] = [2]float64{p.Recall, p.Precision}
+	}
+	return roc, pr, nil
 }
 
 // Histogram bins the scores of each label class (normal, anomalous,
@@ -115,8 +90,9 @@ func NewHistogram(pts []Point, n int, extra float64) Histogram {
 
 var classColors = [3]string{"#3b7dd8", "#d8453b", "#8c8c8c"}
 
-// curveSVG draws a curve in a unit square with axes.
-func curveSVG(title, xl, yl string, c Curve, diagonal bool) template.HTML {
+// curveSVG draws a curve in a unit square with axes; in place of an empty
+// curve, it says what it needs or, when err is not nil, why it is missing.
+func curveSVG(title, xl, yl string, c Curve, err error, diagonal bool) template.HTML {
 	const w, h, m = 320.0, 280.0, 40.0
 	pw, ph := w-m-10, h-m-25
 	X := func(x float64) float64 { return m + x*pw }
@@ -136,9 +112,12 @@ func curveSVG(title, xl, yl string, c Curve, diagonal bool) template.HTML {
 	if diagonal {
 		fmt.Fprintf(&b, `<line x1="%g" y1="%g" x2="%g" y2="%g" stroke="#999" stroke-dasharray="4 3"/>`, X(0), Y(0), X(1), Y(1))
 	}
-	if len(c) == 0 {
+	switch {
+	case err != nil:
+		fmt.Fprintf(&b, `<text x="%g" y="%g" font-size="12" text-anchor="middle" fill="#888">%s</text>`, m+pw/2, 25+ph/2, template.HTMLEscapeString(err.Error()))
+	case len(c) == 0:
 		fmt.Fprintf(&b, `<text x="%g" y="%g" font-size="12" text-anchor="middle" fill="#888">needs labelled normal and anomalous images</text>`, m+pw/2, 25+ph/2)
-	} else {
+	default:
 		b.WriteString(`<polyline fill="none" stroke="#d8453b" stroke-width="2" points="`)
 		for _, p := range c {
 			fmt.Fprintf(&b, "%.2f,%.2f ", X(p[0]), Y(p[1]))
@@ -382,8 +361,9 @@ func HTML(sum *Summary, d *Digest) ([]byte, error) {
 			data.Groups = append(data.Groups, htmlGroup{g, sum.ByGroup[g]})
 		}
 	}
-	data.ROC = curveSVG("ROC", "false positive rate", "true positive rate", ROC(d.Points), true)
-	data.PR = curveSVG("Precision–recall", "recall", "precision", PR(d.Points), false)
+	roc, pr, err := curves(d.Points)
+	data.ROC = curveSVG("ROC", "false positive rate", "true positive rate", roc, err, true)
+	data.PR = curveSVG("Precision–recall", "recall", "precision", pr, err, false)
 	data.Hist = histogramSVG(NewHistogram(d.Points, 30, sum.Threshold), sum.Threshold)
 	for _, g := range d.Gallery {
 		t := htmlTile{Caption: g.Record.URI, Score: fmt.Sprintf("%.4f", g.Record.Score), Anomalous: g.Record.Anomalous,

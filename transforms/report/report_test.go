@@ -3,11 +3,15 @@ package report
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"image/png"
 	"math"
+	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -18,6 +22,7 @@ import (
 	"github.com/multiad/multiad/internal/shared"
 	"github.com/multiad/multiad/internal/testenv"
 	"github.com/multiad/multiad/io/pixels"
+	"github.com/multiad/multiad/metrics"
 	"github.com/multiad/multiad/transforms/read"
 	"github.com/multiad/multiad/transforms/score"
 )
@@ -42,7 +47,10 @@ func points(c golden.BinaryCase) []Point {
 // precision) its average precision: the curves drawn are the real ones.
 func TestCurvesMatchScikitLearn(t *testing.T) {
 	for _, c := range goldenCases(t) {
-		roc := ROC(points(c))
+		roc, pr, err := curves(points(c))
+		if err != nil {
+			t.Fatal(err)
+		}
 		var area float64
 		for i := 1; i < len(roc); i++ {
 			area += (roc[i][0] - roc[i-1][0]) * (roc[i][1] + roc[i-1][1]) / 2
@@ -53,7 +61,6 @@ func TestCurvesMatchScikitLearn(t *testing.T) {
 		if roc[0] != [2]float64{0, 0} || roc[len(roc)-1] != [2]float64{1, 1} {
 			t.Errorf("%s: ROC from %v to %v", c.Name, roc[0], roc[len(roc)-1])
 		}
-		pr := PR(points(c))
 		var ap float64
 		for i := 1; i < len(pr); i++ {
 			ap += (pr[i][0] - pr[i-1][0]) * pr[i][1]
@@ -62,6 +69,119 @@ func TestCurvesMatchScikitLearn(t *testing.T) {
 			t.Errorf("%s: PR step area %.12f, scikit-learn AP %.12f", c.Name, ap, c.AveragePrecision)
 		}
 	}
+}
+
+// The curves report.html draws are metrics.ROCCurve's and
+// metrics.PRCurve's points (the PR curve drawn from its point at recall 0),
+// read back from the SVG polylines through each plot's frame: unlabelled
+// points are left out, tied scores make one vertex, and the PR curve starts
+// at precision 1 even when the top-scoring image is normal.
+func TestDrawnCurvesAreMetricsCurves(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 5))
+	random := make([]Point, 200)
+	for i := range random {
+		random[i] = Point{Score: math.Round(r.Float64()*40) / 40, Label: r.IntN(3) - 1} // ties, a third unlabelled
+	}
+	for name, pts := range map[string][]Point{
+		"top normal":    {{0.9, 0}, {0.8, 1}, {0.8, 0}, {0.5, -1}, {0.4, 1}, {0.1, 1}, {0.1, 0}},
+		"top anomalous": {{3, 1}, {2, 0}, {1, 1}, {math.Inf(-1), 0}},
+		"random":        random,
+	} {
+		var labels []int
+		var scores []float64
+		for _, p := range pts {
+			if p.Label == 0 || p.Label == 1 {
+				labels, scores = append(labels, p.Label), append(scores, p.Score)
+			}
+		}
+		roc, err := metrics.ROCCurve(labels, scores)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pr, err := metrics.PRCurve(labels, scores)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var wantROC, wantPR [][2]float64
+		for _, p := range roc {
+			wantROC = append(wantROC, [2]float64{p.FPR, p.TPR})
+		}
+		for i := len(pr) - 1; i >= 0; i-- {
+			wantPR = append(wantPR, [2]float64{pr[i].Recall, pr[i].Precision})
+		}
+		drawn := drawnCurves(t, pts)
+		if len(drawn) != 2 {
+			t.Fatalf("%s: %d curves drawn, want 2", name, len(drawn))
+		}
+		for k, want := range [][][2]float64{wantROC, wantPR} {
+			got := drawn[k]
+			if len(got) != len(want) {
+				t.Fatalf("%s: curve %d has %d points, metrics %d", name, k, len(got), len(want))
+			}
+			for i := range want {
+				// 0.005 px of rounding in a plot over 100 px wide.
+				if math.Abs(got[i][0]-want[i][0]) > 1e-4 || math.Abs(got[i][1]-want[i][1]) > 1e-4 {
+					t.Errorf("%s: curve %d point %d drawn at %v, metrics %v", name, k, i, got[i], want[i])
+				}
+			}
+		}
+	}
+	// Without both classes nothing is drawn; a NaN score says why.
+	for _, pts := range [][]Point{{{1, 1}, {0.5, 1}, {0.2, -1}}, {{1, 1}, {math.NaN(), 0}}} {
+		html, err := HTML(&Summary{Started: time.Unix(0, 0)}, &Digest{Points: pts})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := strings.Count(string(html), "<polyline"); n != 0 {
+			t.Errorf("%v: %d curves drawn", pts, n)
+		}
+		if math.IsNaN(pts[1].Score) != strings.Contains(string(html), "NaN") {
+			t.Errorf("%v: the report does not say that a score is NaN", pts)
+		}
+	}
+}
+
+var (
+	svgFrame    = regexp.MustCompile(`<rect x="([-0-9.e]+)" y="([-0-9.e]+)" width="([-0-9.e]+)" height="([-0-9.e]+)"`)
+	svgPolyline = regexp.MustCompile(`<polyline [^>]*points="([^"]*)"`)
+)
+
+// drawnCurves renders report.html for pts and reads back each plotted
+// curve's points in the unit square of its frame (the first rect of its
+// SVG).
+func drawnCurves(t *testing.T, pts []Point) [][][2]float64 {
+	t.Helper()
+	html, err := HTML(&Summary{Started: time.Unix(0, 0)}, &Digest{Points: pts})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var curves [][][2]float64
+	for _, svg := range strings.Split(string(html), "<svg")[1:] {
+		pl := svgPolyline.FindStringSubmatch(svg)
+		if pl == nil {
+			continue
+		}
+		fr := svgFrame.FindStringSubmatch(svg)
+		if fr == nil {
+			t.Fatalf("a curve without a frame: %s", svg)
+		}
+		var x0, y0, w, h float64
+		for i, p := range []*float64{&x0, &y0, &w, &h} {
+			if *p, err = strconv.ParseFloat(fr[i+1], 64); err != nil {
+				t.Fatal(err)
+			}
+		}
+		var c [][2]float64
+		for _, xy := range strings.Fields(pl[1]) {
+			var x, y float64
+			if _, err := fmt.Sscanf(xy, "%g,%g", &x, &y); err != nil {
+				t.Fatalf("polyline point %q: %v", xy, err)
+			}
+			c = append(c, [2]float64{(x - x0) / w, 1 - (y-y0)/h})
+		}
+		curves = append(curves, c)
+	}
+	return curves
 }
 
 func TestHistogram(t *testing.T) {
