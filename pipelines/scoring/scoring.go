@@ -369,9 +369,9 @@ func loadModelInfo(ctx context.Context, uri string) (*modelInfo, error) {
 	}, nil
 }
 
-// Build adds the scoring pipeline to s. It validates opt and reads the bundle's manifest
-// (threshold, display range) at construction time. It refuses --state,
-// whose ledger only Run can update.
+// Build adds the scoring pipeline to s. It validates opt and reads the
+// bundle's manifest (threshold, display range) at construction time. It
+// refuses --state, whose ledger only Run can update.
 func Build(s beam.Scope, opt Options) error {
 	if err := opt.Validate(); err != nil {
 		return err
