@@ -91,9 +91,10 @@ func runTrain(ctx context.Context, args []string) int {
 	cfg.Epochs, cfg.MaxSteps, cfg.BatchSize, cfg.LR, cfg.DiscLR, cfg.Schedule = *epochs, *maxSteps, *batch, *lr, *discLR, *schedule
 	cfg.Seed, cfg.Quantile, cfg.AdvWeight, cfg.Checkpoint, cfg.Denoise = *seed, *quantile, *adv, *ckpt, *denoise
 	cfg.Student.Width, cfg.Student.Depth, cfg.Student.SEReduction = *width, *depth, *seRed
-	sigmaOpt := training.SigmaAuto
+	// --sigma 0 (or below) picks the blur by modality.
+	sigmaOpt, sigmaAuto := 0.0, true
 	if *sigma > 0 {
-		sigmaOpt = *sigma
+		sigmaOpt, sigmaAuto = *sigma, false
 	}
 	if *weights != "" && !training.ParseScales(*weights, &cfg.Map.Weights) {
 		fmt.Fprintf(os.Stderr, "multiad train: --scale-weights %q: want three numbers\n", *weights)
@@ -116,7 +117,7 @@ func runTrain(ctx context.Context, args []string) int {
 	}
 	res, err := training.Run(ctx, training.Options{
 		Data: *data, Out: *out, Teacher: *teacherPath, TeacherFeatures: feats, Train: cfg, Preprocess: pcfg,
-		Augment: *augment, Shift: *shift, HardMining: *hard, Fusion: *fusion, FeaturePool: *pool, Sigma: sigmaOpt, ValFraction: *valFrac, MaxImages: *maxImages, Threads: *threads, VerifyExport: *verify,
+		Augment: *augment, Shift: *shift, HardMining: *hard, Fusion: *fusion, FeaturePool: *pool, Sigma: sigmaOpt, SigmaAuto: sigmaAuto, ValFraction: *valFrac, MaxImages: *maxImages, Threads: *threads, VerifyExport: *verify,
 		Head: *head, BankSize: *bankSize, CoresetProj: *coresetProj,
 	})
 	if err != nil {

@@ -2,7 +2,7 @@ package main
 
 import (
 	"context"
-	"fmt"
+	"encoding/json"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -12,6 +12,7 @@ import (
 
 	"github.com/multiad/multiad/internal/shared"
 	"github.com/multiad/multiad/model/bundle"
+	"github.com/multiad/multiad/model/student"
 	"github.com/multiad/multiad/pipelines/training"
 )
 
@@ -85,8 +86,9 @@ func TestTrainCLI(t *testing.T) {
 			t.Fatal(err)
 		}
 		// Industrial images get feature pooling by default (3 wide at 64 px).
-		if m, _ := b.Manifest.Training["map"].(map[string]any); fmt.Sprint(m["Pool"]) != "[1 3 1]" {
-			t.Errorf("flags %v: map %v, want Pool [1 3 1] (auto)", c.flags, m)
+		var m student.MapConfig
+		if err := json.Unmarshal(b.Manifest.Training.Map, &m); err != nil || m.Pool != [3]int{1, 3, 1} {
+			t.Errorf("flags %v: map %s (%v), want Pool [1 3 1] (auto)", c.flags, b.Manifest.Training.Map, err)
 		}
 		if got := b.Manifest.Preprocess.Resize; got != c.resize {
 			t.Errorf("flags %v: bundle resize %q, want %q", c.flags, got, c.resize)
@@ -97,12 +99,12 @@ func TestTrainCLI(t *testing.T) {
 		if !strings.Contains(log, c.log) {
 			t.Errorf("flags %v: log lacks %q:\n%s", c.flags, c.log, log)
 		}
-		p, ok := b.Manifest.Training["parity_max_abs_score_diff"].(float64)
+		p := b.Manifest.Training.ParityMaxAbsScoreDiff
 		switch {
-		case ok != c.verify:
-			t.Errorf("flags %v: parity recorded %v, want %v\n%s", c.flags, ok, c.verify, log)
-		case ok && !(p <= training.ParityTolerance(b.Manifest.Scores)):
-			t.Errorf("flags %v: ONNX vs training scores differ by %g, tolerance %g", c.flags, p, training.ParityTolerance(b.Manifest.Scores))
+		case (p != nil) != c.verify:
+			t.Errorf("flags %v: parity recorded %v, want %v\n%s", c.flags, p != nil, c.verify, log)
+		case p != nil && !(*p <= training.ParityTolerance(b.Manifest.Scores)):
+			t.Errorf("flags %v: ONNX vs training scores differ by %g, tolerance %g", c.flags, *p, training.ParityTolerance(b.Manifest.Scores))
 		}
 	}
 }
@@ -117,14 +119,14 @@ func TestTrainCLIHeads(t *testing.T) {
 		t.Fatal(err)
 	}
 	tr := b.Manifest.Training
-	if tr["head"] != "bank" || tr["bank_size"] != float64(200) {
-		t.Errorf("bundle head %v, bank size %v; want bank, 200", tr["head"], tr["bank_size"])
+	if tr.Head != "bank" || tr.BankSize != 200 {
+		t.Errorf("bundle head %v, bank size %v; want bank, 200", tr.Head, tr.BankSize)
 	}
 	if !strings.Contains(log, "ONNX vs Go max score diff") || strings.Contains(log, "epoch 1/1") {
 		t.Errorf("log of a bank head:\n%s", log)
 	}
-	if p, ok := tr["parity_max_abs_score_diff"].(float64); !ok || !(p <= training.ParityTolerance(b.Manifest.Scores)) {
-		t.Errorf("parity %v (tolerance %g)", tr["parity_max_abs_score_diff"], training.ParityTolerance(b.Manifest.Scores))
+	if p := tr.ParityMaxAbsScoreDiff; p == nil || !(*p <= training.ParityTolerance(b.Manifest.Scores)) {
+		t.Errorf("parity %v (tolerance %g)", p, training.ParityTolerance(b.Manifest.Scores))
 	}
 	cmd := exec.Command(multiadBinary(t), "train", "--data", t.TempDir(), "--out", filepath.Join(t.TempDir(), "x"), "--head", "knn")
 	cmd.Dir = repoRoot(t)

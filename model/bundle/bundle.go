@@ -149,9 +149,68 @@ type Manifest struct {
 	Outputs     []string          `json:"outputs"`
 	Scores      Scores            `json:"scores"`
 	Data        Data              `json:"training_data"`
-	Training    map[string]any    `json:"training,omitempty"`
+	Training    *Training         `json:"training,omitempty"`
 	Trained     time.Time         `json:"trained_at"`
 	TrainSecs   float64           `json:"training_seconds"`
+}
+
+// Training is model.json's "training" section: how the model was trained.
+// Its fields are in the order of their JSON keys, the order encoding/json
+// wrote them when the section was a map, so that a bundle's bytes are what
+// they were. Fields a head does not use are left out of the JSON; keys of
+// older bundles that no field names are dropped when such a bundle is
+// loaded and saved again.
+type Training struct {
+	AdvWeight float64 `json:"adv_weight"`
+	// Augment, Map and Student are the run's train.Augment,
+	// student.MapConfig and student.Config as JSON: a bundle is read where
+	// the training packages (and GoMLX) are not linked.
+	Augment json.RawMessage `json:"augment,omitempty"`
+	// BankChannels, BankPatches, BankSize and CoresetRadius describe the
+	// memory bank of the bank and fused heads (absent for the student
+	// head): the teacher's stride-8 and stride-16 channels, the training
+	// patches the coreset was selected from, the vectors kept and the
+	// coreset's covering radius.
+	BankChannels  []int    `json:"bank_channels,omitempty"`
+	BankPatches   int      `json:"bank_patches,omitempty"`
+	BankSize      int      `json:"bank_size,omitempty"`
+	Batch         int      `json:"batch"`
+	CoresetRadius *float64 `json:"coreset_radius,omitempty"`
+	Denoise       float64  `json:"denoise"`
+	// EpochKDLoss is the mean KD loss of each epoch (null when no student
+	// was trained).
+	EpochKDLoss []float64 `json:"epoch_kd_loss"`
+	Epochs      int       `json:"epochs"`
+	// FuseNorms are the fused head's per-map standardisations.
+	FuseNorms  *FuseNorms `json:"fuse_norms,omitempty"`
+	HardMining float64    `json:"hard_mining"`
+	// Head is the map's head: student, bank or fused.
+	Head string          `json:"head,omitempty"`
+	LR   float64         `json:"lr"`
+	Map  json.RawMessage `json:"map,omitempty"`
+	// ParityMaxAbsScoreDiff is the largest score difference between the
+	// exported graph in ONNX Runtime and training's own pass on the
+	// held-out images; nil when it was not checked.
+	ParityMaxAbsScoreDiff *float64        `json:"parity_max_abs_score_diff,omitempty"`
+	Seed                  uint64          `json:"seed"`
+	Size                  int             `json:"size"`
+	Steps                 int             `json:"steps"`
+	Student               json.RawMessage `json:"student,omitempty"`
+	ValFraction           float64         `json:"val_fraction"`
+}
+
+// FuseNorms are the means and standard deviations of the student's and
+// the bank's map pixels over the held-out normals, which the fused head
+// standardises each map by.
+type FuseNorms struct {
+	Bank    Norm `json:"bank"`
+	Student Norm `json:"student"`
+}
+
+// Norm is a mean and standard deviation.
+type Norm struct {
+	Mean float64 `json:"mean"`
+	Std  float64 `json:"std"`
 }
 
 // Bundle is a loaded model bundle.

@@ -8,47 +8,43 @@ import (
 	"time"
 )
 
-// Printer returns a progress callback that writes to w: a one-line bar
-// redrawn in place when w is a terminal, else a plain line at most every
-// interval.
+// Printer returns a progress callback that writes training progress to w:
+// a one-line bar redrawn in place when w is a terminal, else a line
+// prefixed "train: " at the first call, at the last step and at most every
+// interval in between. Validation progress is not printed.
 func Printer(w io.Writer, interval time.Duration) func(Progress) {
 	tty := isTerminal(w)
 	var last time.Time
 	return func(p Progress) {
 		if p.Phase == "validate" {
-			if tty {
+			return
+		}
+		done := p.Step >= p.Steps
+		if !tty && !done && time.Since(last) < interval {
+			return
+		}
+		last = time.Now()
+		line := Line(p)
+		if tty {
+			fmt.Fprintf(w, "\r%s", line)
+			if done {
 				fmt.Fprintln(w)
 			}
-			fmt.Fprintln(w, "train: "+Line(p, 0))
-			return
-		}
-		if tty {
-			fmt.Fprintf(w, "\r%s", Line(p, 30))
-			return
-		}
-		if p.Step == p.Steps || time.Since(last) >= interval {
-			last = time.Now()
-			fmt.Fprintln(w, Line(p, 0))
+		} else {
+			fmt.Fprintln(w, "train: "+line)
 		}
 	}
 }
 
-// Line formats one progress line, with a bar of the given width (0: none).
-func Line(p Progress, bar int) string {
-	if p.Phase == "validate" {
-		return fmt.Sprintf("calibrating on held-out normals after %d steps", p.Step)
-	}
-	var b strings.Builder
-	if bar > 0 && p.Steps > 0 {
-		n := bar * p.Step / p.Steps
-		fmt.Fprintf(&b, "[%s%s] ", strings.Repeat("=", n), strings.Repeat(" ", bar-n))
-	}
-	fmt.Fprintf(&b, "epoch %d/%d step %d/%d kd %.4f", p.Epoch, p.Epochs, p.Step, p.Steps, p.KDLoss)
-	if p.DiscLoss != 0 || p.AdvLoss != 0 {
-		fmt.Fprintf(&b, " adv %.3f disc %.3f", p.AdvLoss, p.DiscLoss)
-	}
-	fmt.Fprintf(&b, " %.1f img/s elapsed %s eta %s", p.ImagesPerSec, p.Elapsed.Round(time.Second), p.ETA.Round(time.Second))
-	return b.String()
+// Line formats one training progress line: a 24-character bar, the share
+// done, epoch, step, the losses, the rate and the time left.
+func Line(p Progress) string {
+	frac := float64(p.Step) / float64(max(p.Steps, 1))
+	const width = 24
+	n := int(frac * width)
+	bar := strings.Repeat("=", n) + strings.Repeat(" ", width-n)
+	return fmt.Sprintf("[%s] %3.0f%% epoch %d/%d step %d/%d kd %.4f adv %.3f disc %.3f %.1f img/s ETA %s",
+		bar, 100*frac, p.Epoch, p.Epochs, p.Step, p.Steps, p.KDLoss, p.AdvLoss, p.DiscLoss, p.ImagesPerSec, p.ETA.Round(time.Second))
 }
 
 func isTerminal(w io.Writer) bool {

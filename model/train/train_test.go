@@ -372,7 +372,7 @@ func TestLearning(t *testing.T) {
 	cfg.HardMining = 0
 	cfg.ProgressEvery = 10 * time.Second
 	start := time.Now()
-	res, err := Train(cfg, Dataset{Train: data[:4], Val: data[4:]}, func(p Progress) { t.Log(Line(p, 0)) })
+	res, err := Train(cfg, Dataset{Train: data[:4], Val: data[4:]}, func(p Progress) { t.Log(Line(p)) })
 	if err != nil {
 		t.Fatal(err)
 	}

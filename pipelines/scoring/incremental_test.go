@@ -205,9 +205,10 @@ func TestNightly(t *testing.T) {
 	// Night 3: three new files, a crash before the commit, then the rerun.
 	added3 := copySlices(t, data, patients[2], 10, 13)
 	all = append(all, added3...)
-	crash := opt
-	crash.crashAt = crashBeforeCommit
-	if _, err := Run(ctx, crash); !errors.Is(err, errCrash) {
+	setCrashAt(t, crashBeforeCommit)
+	_, err = Run(ctx, opt)
+	setCrashAt(t, "")
+	if !errors.Is(err, errCrash) {
 		t.Fatalf("night 3 with a crash: %v", err)
 	}
 	n3 := readNight(t, out, ledger)
@@ -230,8 +231,10 @@ func TestNightly(t *testing.T) {
 	// rerun scores the file again and latest/ holds it once.
 	added4 := copySlices(t, data, patients[2], 13, 14)
 	all = append(all, added4...)
-	crash.crashAt = crashBeforeLedger
-	if _, err := Run(ctx, crash); !errors.Is(err, errCrash) {
+	setCrashAt(t, crashBeforeLedger)
+	_, err = Run(ctx, opt)
+	setCrashAt(t, "")
+	if !errors.Is(err, errCrash) {
 		t.Fatalf("night 4 with a crash: %v", err)
 	}
 	sum, _ = night("night 4 rerun", opt)

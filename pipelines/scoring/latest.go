@@ -81,7 +81,7 @@ func updateLatest(ctx context.Context, opt Options, info *modelInfo, run *Summar
 	}
 
 	// Studies, recomputed from every latest score.
-	k, _ := study.ParseScore(opt.StudyScore)
+	k := opt.parsed.studyK
 	slices := make([]study.Slice, len(scores))
 	for i, r := range scores {
 		slices[i] = sliceOf(r)

@@ -53,12 +53,13 @@ func (e *OutputError) Unwrap() error { return e.Err }
 // *BundleError; an output folder that cannot take the run an *OutputError,
 // wrapping ErrEarlierRun when it holds an earlier run.
 func Check(ctx context.Context, opt Options) error {
-	_, err := check(ctx, opt)
+	_, err := check(ctx, &opt)
 	return err
 }
 
-// check is Check, returning the bundle's manifest information.
-func check(ctx context.Context, opt Options) (*modelInfo, error) {
+// check is Check, returning the bundle's manifest information; it leaves
+// *opt validated (Validate).
+func check(ctx context.Context, opt *Options) (*modelInfo, error) {
 	if err := opt.Validate(); err != nil {
 		return nil, err
 	}
@@ -69,7 +70,7 @@ func check(ctx context.Context, opt Options) (*modelInfo, error) {
 	if err != nil {
 		return nil, err // a *BundleError
 	}
-	if err := checkOutput(ctx, opt); err != nil {
+	if err := checkOutput(ctx, *opt); err != nil {
 		return nil, err
 	}
 	return info, nil

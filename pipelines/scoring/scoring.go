@@ -79,7 +79,7 @@ type Options struct {
 	Output string
 	// BatchSize is the number of images per model call.
 	BatchSize int
-	// Heatmaps is none, anomalous or all.
+	// Heatmaps is none (also ""), anomalous or all.
 	Heatmaps string
 	// GroupBy is a manifest column to report metrics by (default: the
 	// MVTec defect type).
@@ -106,9 +106,6 @@ type Options struct {
 	RawMaps bool
 	// Gallery is the number of top-scoring images in report.html.
 	Gallery int
-	// Loader selects a score.Loader registered with score.RegisterLoader
-	// ("" loads bundles with model/inference); for tests.
-	Loader string
 	// StudyScore is how a study's or series' score comes from its slices:
 	// "max" (default) or "topk:K", the mean of the K highest.
 	StudyScore string
@@ -137,10 +134,21 @@ type Options struct {
 	stage string
 	// run names an incremental run (its folder under runs/).
 	run string
-	// crashAt makes Run fail at a point of an incremental run, as if the
-	// process died there (tests): "before-commit", "before-latest" or
-	// "before-ledger".
-	crashAt string
+	// parsed holds the string options above as Validate parsed them.
+	parsed parsedOptions
+}
+
+// parsedOptions are the Options strings that have a meaning beyond their
+// text, parsed once by Validate, which Build, Check and Run call on their
+// own copy of the Options before they use these.
+type parsedOptions struct {
+	// heatmaps is Heatmaps: report.HeatmapsNone, HeatmapsAnomalous or
+	// HeatmapsAll.
+	heatmaps string
+	// studyK is StudyScore's K (study.ParseScore; 1 for max).
+	studyK int
+	// maxFailures is MaxFailures.
+	maxFailures failureLimit
 }
 
 // uidSaltEnv is the environment variable that supplies --uid-salt when the
@@ -175,7 +183,8 @@ func RegisterFlags(fs *flag.FlagSet) *Options {
 	return o
 }
 
-// Validate checks the options.
+// Validate checks the options, and parses the ones that are more than text
+// (Heatmaps, StudyScore, MaxFailures) for Build and Run.
 func (o *Options) Validate() error {
 	var missing []string
 	for _, f := range []struct{ name, v string }{{"--model", o.Model}, {"--input", o.Input}, {"--output", o.Output}} {
@@ -192,13 +201,15 @@ func (o *Options) Validate() error {
 	if o.BatchSize < 0 {
 		return fmt.Errorf("score: --batch-size %d must be positive", o.BatchSize)
 	}
-	if _, err := report.ParseHeatmaps(o.Heatmaps); err != nil {
+	var p parsedOptions
+	var err error
+	if p.heatmaps, err = report.ParseHeatmaps(o.Heatmaps); err != nil {
 		return fmt.Errorf("score: --heatmaps: %w", err)
 	}
-	if _, _, err := ParseMaxFailures(o.MaxFailures); err != nil {
+	if p.maxFailures, err = parseFailureLimit(o.MaxFailures); err != nil {
 		return err
 	}
-	if _, err := study.ParseScore(o.StudyScore); err != nil {
+	if p.studyK, err = study.ParseScore(o.StudyScore); err != nil {
 		return fmt.Errorf("score: --study-score: %w", err)
 	}
 	if o.DicomOut != "" {
@@ -212,6 +223,7 @@ func (o *Options) Validate() error {
 	if err := state.Validate(o.State); err != nil {
 		return fmt.Errorf("score: --state: %w", err)
 	}
+	o.parsed = p
 	return nil
 }
 
@@ -286,17 +298,38 @@ var ErrTooManyFailures = errors.New("too many failures")
 
 // CheckFailures applies --max-failures to a finished run's counts.
 func CheckFailures(maxFailures string, scored, failed int) error {
-	n, f, err := ParseMaxFailures(maxFailures)
+	l, err := parseFailureLimit(maxFailures)
 	if err != nil {
 		return err
 	}
+	return l.check(scored, failed)
+}
+
+// failureLimit is a parsed --max-failures.
+type failureLimit struct {
+	// count is the number of failures allowed (-1: see fraction).
+	count int
+	// fraction is the share of failures allowed when count is -1.
+	fraction float64
+	// text is the option as given ("": no limit).
+	text string
+}
+
+func parseFailureLimit(s string) (failureLimit, error) {
+	n, f, err := ParseMaxFailures(s)
+	return failureLimit{count: n, fraction: f, text: s}, err
+}
+
+// check applies the limit to a finished run's counts.
+func (l failureLimit) check(scored, failed int) error {
+	n, f := l.count, l.fraction
 	total := scored + failed
 	switch {
 	case n >= 0 && failed > n:
 		return fmt.Errorf("score: %d of %d images failed, more than --max-failures %d: %w", failed, total, n, ErrTooManyFailures)
-	case n < 0 && maxFailures != "" && total > 0 && float64(failed) > f*float64(total):
+	case n < 0 && l.text != "" && total > 0 && float64(failed) > f*float64(total):
 		return fmt.Errorf("score: %d of %d images failed (%.2f%%), more than --max-failures %s: %w",
-			failed, total, 100*float64(failed)/float64(total), maxFailures, ErrTooManyFailures)
+			failed, total, 100*float64(failed)/float64(total), l.text, ErrTooManyFailures)
 	}
 	return nil
 }
@@ -336,9 +369,9 @@ func loadModelInfo(ctx context.Context, uri string) (*modelInfo, error) {
 	}, nil
 }
 
-// Build adds the scoring pipeline to s. It reads the bundle's manifest
-// (threshold, display range) at construction time. It refuses --state,
-// whose ledger only Run can update.
+// Build adds the scoring pipeline to s. It validates opt and reads the
+// bundle's manifest (threshold, display range) at construction time. It
+// refuses --state, whose ledger only Run can update.
 func Build(s beam.Scope, opt Options) error {
 	if err := opt.Validate(); err != nil {
 		return err
@@ -359,7 +392,7 @@ func build(s beam.Scope, opt Options, info *modelInfo) {
 	if dir == "" {
 		dir = opt.Output
 	}
-	heatmaps, _ := report.ParseHeatmaps(opt.Heatmaps)
+	heatmaps := opt.parsed.heatmaps
 	files := read.ListFiles(s.Scope("ReadImages"), opt.Input)
 	var entries, tally beam.PCollection
 	if opt.State != "" {
@@ -368,7 +401,7 @@ func build(s beam.Scope, opt Options, info *modelInfo) {
 	in := read.ReadFiles(s.Scope("ReadImages"), files, read.Options{})
 	results, pix, scoreFailures := score.Score(s, in.Images, score.Options{
 		Bundle: opt.Model, BatchSize: opt.BatchSize, Device: opt.Device, Threads: opt.Threads, InFlight: opt.InFlight, GPUMemLimit: opt.GPUMemLimit,
-		KeepMaps: true, KeepIdentity: opt.IncludePHI || opt.DicomOut != "", GroupBy: opt.GroupBy, Loader: opt.Loader,
+		KeepMaps: true, KeepIdentity: opt.IncludePHI || opt.DicomOut != "", GroupBy: opt.GroupBy,
 	})
 	results = study.Identify(s, results, opt.salt())
 	if opt.DicomOut != "" {
@@ -382,8 +415,7 @@ func build(s beam.Scope, opt Options, info *modelInfo) {
 	if opt.State != "" {
 		state.WriteEntries(s, entries, failures, tally, dir)
 	}
-	k, _ := study.ParseScore(opt.StudyScore)
-	studies := study.Groups(s, results, study.Options{K: k, Threshold: info.threshold, Heatmaps: heatmaps, SkipWritten: true})
+	studies := study.Groups(s, results, study.Options{K: opt.parsed.studyK, Threshold: info.threshold, Heatmaps: heatmaps, SkipWritten: true})
 	study.Write(s, studies, study.WriteOptions{Dir: dir, Score: opt.StudyScore, Heatmaps: heatmaps, SkipWritten: true,
 		Calibration: info.scores, IncludePHI: opt.IncludePHI})
 
@@ -434,7 +466,12 @@ func checkLocalInput(input string) error {
 // Summary is the run's summary.json.
 type Summary = report.Summary
 
-// Crash points of an incremental run (Options.crashAt, for tests).
+// crashAt makes Run fail at a point of an incremental run, as if the
+// process died there: one of the crash points below, set by tests only
+// (export_test.go); empty in production.
+var crashAt string
+
+// Crash points of an incremental run (crashAt).
 const (
 	crashBeforeCommit = "before-commit"
 	crashBeforeLatest = "before-latest"
@@ -464,7 +501,7 @@ func runName(t time.Time) string { return t.UTC().Format("20060102T150405.000Z")
 // ErrTooManyFailures when failures exceed opt.MaxFailures (after
 // committing the outputs).
 func Run(ctx context.Context, opt Options) (*Summary, error) {
-	info, err := check(ctx, opt)
+	info, err := check(ctx, &opt)
 	if err != nil {
 		return nil, err
 	}
@@ -498,18 +535,17 @@ func Run(ctx context.Context, opt Options) (*Summary, error) {
 			return nil, err
 		}
 	}
-	heatmaps, _ := report.ParseHeatmaps(opt.Heatmaps)
 	sum, err := report.Finish(ctx, opt.stage, report.RunInfo{
 		Input: opt.Input, Output: out, Threshold: info.threshold, Model: info.properties,
-		Heatmaps: heatmaps, GroupBy: opt.GroupBy, Started: start, Elapsed: time.Since(start), Incremental: inc,
+		Heatmaps: opt.parsed.heatmaps, GroupBy: opt.GroupBy, Started: start, Elapsed: time.Since(start), Incremental: inc,
 		TrainingDomains: info.domains,
 	})
 	if err != nil {
 		report.Discard(ctx, opt.stage)
 		return nil, err
 	}
-	if opt.crashAt == crashBeforeCommit {
-		return nil, fmt.Errorf("score: %w %s", errCrash, opt.crashAt)
+	if crashAt == crashBeforeCommit {
+		return nil, fmt.Errorf("score: %w %s", errCrash, crashAt)
 	}
 	if err := report.Commit(ctx, opt.stage, out); err != nil {
 		return nil, err
@@ -520,14 +556,14 @@ func Run(ctx context.Context, opt Options) (*Summary, error) {
 		log.Printf("multiad: warning: %s", w)
 	}
 	if opt.State != "" {
-		if opt.crashAt == crashBeforeLatest {
-			return nil, fmt.Errorf("score: %w %s", errCrash, opt.crashAt)
+		if crashAt == crashBeforeLatest {
+			return nil, fmt.Errorf("score: %w %s", errCrash, crashAt)
 		}
 		if err := updateLatest(ctx, opt, info, sum); err != nil {
 			return nil, err
 		}
-		if opt.crashAt == crashBeforeLedger {
-			return nil, fmt.Errorf("score: %w %s", errCrash, opt.crashAt)
+		if crashAt == crashBeforeLedger {
+			return nil, fmt.Errorf("score: %w %s", errCrash, crashAt)
 		}
 		n, err := state.Merge(ctx, opt.State, entries)
 		if err != nil {
@@ -536,7 +572,7 @@ func Run(ctx context.Context, opt Options) (*Summary, error) {
 		log.Printf("multiad: incremental run %s: %d listed, %d new, %d changed, %d with a new model, %d unchanged; ledger %s has %d inputs",
 			opt.run, inc.Listed, inc.New, inc.Changed, inc.ModelChanged, inc.Unchanged, opt.State, n)
 	}
-	if err := CheckFailures(opt.MaxFailures, sum.Scored, sum.Failed); err != nil {
+	if err := opt.parsed.maxFailures.check(sum.Scored, sum.Failed); err != nil {
 		return sum, err
 	}
 	return sum, nil

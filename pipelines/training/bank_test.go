@@ -44,17 +44,17 @@ func TestHeadsParity(t *testing.T) {
 				t.Errorf("ONNX vs Go validation scores differ by %g (tolerance %g)", res.ParityMax, tol)
 			}
 			tr := res.Bundle.Manifest.Training
-			if tr["head"] != export.Head(head) || tr["bank_size"] != 300 || tr["bank_patches"] != 9*8*8 {
-				t.Errorf("manifest head %v, bank size %v of %v patches; want %s, 300 of %d", tr["head"], tr["bank_size"], tr["bank_patches"], head, 9*8*8)
+			if tr.Head != head || tr.BankSize != 300 || tr.BankPatches != 9*8*8 || tr.CoresetRadius == nil {
+				t.Errorf("manifest head %v, bank size %v of %v patches, radius %v; want %s, 300 of %d", tr.Head, tr.BankSize, tr.BankPatches, tr.CoresetRadius, head, 9*8*8)
 			}
 			want := []int{32, 96} // the teacher's stride-8 and stride-16 channels
 			if c.teacher == teacher.MobileNetEdgeTPU {
 				want = []int{48, 96}
 			}
-			if got, _ := tr["bank_channels"].([]int); !slices.Equal(got, want) {
-				t.Errorf("bank channels %v, want %v", tr["bank_channels"], want)
+			if !slices.Equal(tr.BankChannels, want) {
+				t.Errorf("bank channels %v, want %v", tr.BankChannels, want)
 			}
-			if _, ok := tr["fuse_norms"]; ok != (head == "fused") {
+			if ok := tr.FuseNorms != nil; ok != (head == "fused") {
 				t.Errorf("fuse_norms recorded: %v", ok)
 			}
 			trained := strings.Contains(logs.String(), "epoch 1/1")

@@ -4,12 +4,16 @@
 // Multi-AD student and discriminator in GoMLX, exports the single ONNX
 // scoring graph, and calibrates thresholds on held-out normals by running
 // that exported graph, so the bundle's thresholds are the deployed model's.
+//
+// It is the driver behind `multiad train`, a sequence of plain Go steps
+// (Run lists them), not a Beam pipeline.
 package training
 
 import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -72,10 +76,12 @@ type Options struct {
 	// measured worse on lgg_flair: bench/ACCURACY.md), three window widths
 	// ("1,5,1"), which override Train.Map.Pool, or "" to keep it.
 	FeaturePool string
-	// Sigma, when positive, overrides Train.Map.Sigma; SigmaAuto picks it by
-	// modality (MedicalSigma for medical images, student.DefaultSigma
-	// otherwise); 0 keeps it.
-	Sigma float64
+	// Sigma, when positive, overrides Train.Map.Sigma. Otherwise SigmaAuto
+	// picks it by modality (MedicalSigma for medical images,
+	// student.DefaultSigma otherwise), and without SigmaAuto Train.Map.Sigma
+	// is kept.
+	Sigma     float64
+	SigmaAuto bool
 	// HardMining is "auto" (train.DefaultHardMining for industrial images,
 	// 0 for medical ones, where it measured worse: see bench/ACCURACY.md) or
 	// a number, which override Train.HardMining, or "" to keep it.
@@ -128,7 +134,8 @@ type sample struct {
 // threshold earns a warning (the log and model.json's scores.warning).
 const fewNormals = 20
 
-// Run trains a model and writes its bundle.
+// Run trains a model and writes its bundle. It is the training driver (not
+// a Beam pipeline), and reads as its steps.
 func Run(ctx context.Context, opt Options) (*Result, error) {
 	start := time.Now()
 	logw := opt.Log
@@ -136,9 +143,53 @@ func Run(ctx context.Context, opt Options) (*Result, error) {
 		logw = os.Stderr
 	}
 	logf := func(format string, args ...any) { fmt.Fprintf(logw, "train: "+format+"\n", args...) }
+	cfg, pcfg, err := checkOptions(opt)
+	if err != nil {
+		return nil, err
+	}
+	set, err := loadSamples(ctx, opt, pcfg, cfg.Seed, logf)
+	if err != nil {
+		return nil, err
+	}
+	head, tname, err := resolveAuto(opt, &cfg, set.medical, logf)
+	if err != nil {
+		return nil, err
+	}
+	tch, err := LoadTeacher(tname, opt.TeacherFeatures)
+	if err != nil {
+		return nil, err
+	}
+	logf("teacher %s (%s), features %v, channels %v", tch.Name, tch.Path, tch.Features, tch.FeatureChannels())
+	ft, err := teacherFeatures(tch, set, cfg.Size, opt.Threads, logf)
+	if err != nil {
+		return nil, err
+	}
+	defer ft.sess.Close()
+	cfg.Student.Channels = tch.FeatureChannels()
+	h, err := trainHead(cfg, head, ft, opt, train.Printer(logw, 10*time.Second), logf)
+	if err != nil {
+		return nil, err
+	}
+	b, err := writeBundle(ctx, opt, pcfg, tch, ft.tonnx, set, h, logf, start)
+	if err != nil {
+		return nil, err
+	}
+	parity, check, err := verifyExport(ctx, opt, b, h)
+	if err != nil {
+		return nil, err
+	}
+	cal := h.res.Calibration
+	logf("wrote %s: threshold %.5f (q%.2f of %d %s), %s, %.0fs",
+		opt.Out, cal.ImageThreshold, cal.Quantile, len(h.calib), h.calibWhat, check, b.Manifest.TrainSecs)
+	return &Result{Bundle: b, Train: h.res, Images: len(set.all), Failed: set.failed, ParityMax: parity, Elapsed: time.Since(start)}, nil
+}
+
+// checkOptions checks opt and returns the training configuration and the
+// preprocessing (opt.Preprocess, or the default, at the model size).
+func checkOptions(opt Options) (train.Config, preprocess.Config, error) {
 	cfg := opt.Train
 	if cfg.Size == 0 {
-		return nil, errors.New("training: no image size")
+		return cfg, preprocess.Config{}, errors.New("training: no image size")
 	}
 	pcfg := opt.Preprocess
 	if pcfg.Mode == "" {
@@ -146,13 +197,31 @@ func Run(ctx context.Context, opt Options) (*Result, error) {
 	}
 	pcfg.Size = cfg.Size
 	if err := pcfg.Validate(); err != nil {
-		return nil, err
+		return cfg, pcfg, err
 	}
 	if opt.ValFraction < 0 || opt.ValFraction >= 1 {
-		return nil, fmt.Errorf("training: validation fraction %g out of range [0, 1)", opt.ValFraction)
+		return cfg, pcfg, fmt.Errorf("training: validation fraction %g out of range [0, 1)", opt.ValFraction)
 	}
+	return cfg, pcfg, nil
+}
 
-	// 1. List and decode the normal images, as the scoring pipeline does.
+// sampleSet is the decoded normals, split into training and held-out
+// images.
+type sampleSet struct {
+	// all is every image used, shuffled; val and trn split it.
+	all, val, trn []sample
+	// failed are the inputs that could not be used, with reasons.
+	failed []string
+	// medical is set when an image is DICOM or NIfTI: the auto choices
+	// depend on it.
+	medical bool
+}
+
+// loadSamples lists and decodes the normal images of opt.Data (its
+// train/good for an MVTec root) as the scoring pipeline does, preprocesses
+// them with pcfg, shuffles them with seed, keeps opt.MaxImages and holds
+// out opt.ValFraction.
+func loadSamples(ctx context.Context, opt Options, pcfg preprocess.Config, seed uint64, logf func(string, ...any)) (*sampleSet, error) {
 	data := opt.Data
 	if good := storage.Join(data, "train", "good"); isDir(good) {
 		data = good
@@ -191,7 +260,7 @@ func Run(ctx context.Context, opt Options) (*Result, error) {
 		return nil, fmt.Errorf("training: no usable images in %s (%d failed)", opt.Data, len(failed))
 	}
 	sort.Slice(samples, func(i, j int) bool { return samples[i].key < samples[j].key })
-	rng := rand.New(rand.NewPCG(cfg.Seed, 0x6d756c7469616421))
+	rng := rand.New(rand.NewPCG(seed, 0x6d756c7469616421))
 	rng.Shuffle(len(samples), func(i, j int) { samples[i], samples[j] = samples[j], samples[i] })
 	if opt.MaxImages > 0 && len(samples) > opt.MaxImages {
 		samples = samples[:opt.MaxImages]
@@ -203,34 +272,41 @@ func Run(ctx context.Context, opt Options) (*Result, error) {
 	if len(samples)-nVal < 1 {
 		return nil, fmt.Errorf("training: %d images leave none for training after holding out %d", len(samples), nVal)
 	}
-	val, trn := samples[:nVal], samples[nVal:]
-	logf("%d images (%d train, %d validation) from %s; %d unreadable", len(samples), len(trn), len(val), data, len(failed))
-
-	medical := false
+	set := &sampleSet{all: samples, val: samples[:nVal], trn: samples[nVal:], failed: failed}
+	logf("%d images (%d train, %d validation) from %s; %d unreadable", len(samples), len(set.trn), len(set.val), data, len(failed))
 	for _, s := range samples {
 		if s.format == "dicom" || s.format == "nifti" {
-			medical = true
+			set.medical = true
 			break
 		}
 	}
+	return set, nil
+}
+
+// resolveAuto applies the options that override cfg (augmentation, hard
+// mining, blur, fusion, feature pooling), resolving their auto choices for
+// a training set that is medical or not, logs the result, and resolves the
+// head and the teacher's name.
+func resolveAuto(opt Options, cfg *train.Config, medical bool, logf func(string, ...any)) (export.Head, string, error) {
+	var err error
 	switch opt.Augment {
 	case "on":
 		cfg.Augment = train.Augment{HFlip: true, VFlip: true}
 	case "", "auto", "off":
 		cfg.Augment = train.Augment{}
 	default:
-		return nil, fmt.Errorf("training: augment %q: want on or off", opt.Augment)
+		return "", "", fmt.Errorf("training: augment %q: want on or off", opt.Augment)
 	}
 	cfg.Augment.Shift = opt.Shift
 	if opt.HardMining != "" {
 		if cfg.HardMining, err = hardMining(opt.HardMining, medical); err != nil {
-			return nil, err
+			return "", "", err
 		}
 	}
 	switch {
 	case opt.Sigma > 0:
 		cfg.Map.Sigma = opt.Sigma
-	case opt.Sigma == SigmaAuto:
+	case opt.SigmaAuto:
 		cfg.Map.Sigma = student.DefaultSigma(cfg.Size)
 		if medical {
 			cfg.Map.Sigma = MedicalSigma(cfg.Size)
@@ -238,12 +314,12 @@ func Run(ctx context.Context, opt Options) (*Result, error) {
 	}
 	if opt.Fusion != "" {
 		if cfg.Map.Fuse, err = fusion(opt.Fusion, medical); err != nil {
-			return nil, err
+			return "", "", err
 		}
 	}
 	if opt.FeaturePool != "" {
 		if cfg.Map.Pool, err = featurePool(opt.FeaturePool, medical, cfg.Size); err != nil {
-			return nil, err
+			return "", "", err
 		}
 	}
 	pooling := ""
@@ -254,82 +330,144 @@ func Run(ctx context.Context, opt Options) (*Result, error) {
 
 	head, err := resolveHead(opt.Head, medical)
 	if err != nil {
-		return nil, err
+		return "", "", err
 	}
-
-	// 2. Teacher features, computed once in ONNX Runtime.
 	tname := opt.Teacher
 	if tname == TeacherAuto {
 		tname = AutoTeacher(medical)
 	}
-	tch, err := LoadTeacher(tname, opt.TeacherFeatures)
-	if err != nil {
-		return nil, err
-	}
-	logf("teacher %s (%s), features %v, channels %v", tch.Name, tch.Path, tch.Features, tch.FeatureChannels())
+	return head, tname, nil
+}
+
+// teacherBatch is the number of images per teacher call.
+const teacherBatch = 8
+
+// features are the teacher's features of a sample set, with the open
+// teacher session that computed them (training computes those of
+// augmented images with it).
+type features struct {
+	tonnx    []byte // the teacher's feature graph
+	sess     *ort.Session
+	trn, val []train.Sample
+}
+
+// teacherFeatures computes the teacher's features of every sample once, in
+// ONNX Runtime. The caller closes the returned session.
+func teacherFeatures(tch *LoadedTeacher, set *sampleSet, S, threads int, logf func(string, ...any)) (*features, error) {
 	tonnx, err := tch.FeaturesONNX()
 	if err != nil {
 		return nil, fmt.Errorf("training: teacher: %w", err)
 	}
-	sess, err := ort.NewSession(tonnx, []string{teacher.InputImage}, teacher.FeatureOutputs[:], ort.Options{IntraOpThreads: opt.Threads, Device: ort.DeviceCPU})
+	sess, err := ort.NewSession(tonnx, []string{teacher.InputImage}, teacher.FeatureOutputs[:], ort.Options{IntraOpThreads: threads, Device: ort.DeviceCPU})
 	if err != nil {
 		return nil, fmt.Errorf("training: teacher: %w", err)
 	}
-	defer sess.Close()
-	const teacherBatch = 8
 	feats := func(ss []sample) ([]train.Sample, error) {
 		imgs := make([][]float32, len(ss))
 		for i, s := range ss {
 			imgs[i] = s.tensor
 		}
-		return train.TeacherFeatures(sess, imgs, cfg.Size, teacherBatch)
+		return train.TeacherFeatures(sess, imgs, S, teacherBatch)
 	}
 	t0 := time.Now()
-	trainSet, err := feats(trn)
-	if err != nil {
+	ft := &features{tonnx: tonnx, sess: sess}
+	if ft.trn, err = feats(set.trn); err != nil {
+		sess.Close()
 		return nil, fmt.Errorf("training: teacher features: %w", err)
 	}
-	valSet, err := feats(val)
-	if err != nil {
+	if ft.val, err = feats(set.val); err != nil {
+		sess.Close()
 		return nil, fmt.Errorf("training: teacher features: %w", err)
 	}
-	logf("teacher features for %d images in %.1fs", len(samples), time.Since(t0).Seconds())
+	logf("teacher features for %d images in %.1fs", len(set.all), time.Since(t0).Seconds())
+	return ft, nil
+}
 
-	// 3. Train the student, select the memory bank, or both.
-	cfg.Student.Channels = tch.FeatureChannels()
+// trained is what trainHead made: the run's configuration (what the bundle
+// records; the student's channels are the teacher's), the training result
+// (calibrated), the export options of the scoring graph, and the images it
+// was calibrated on.
+type trained struct {
+	cfg       train.Config
+	res       *train.Result
+	eopt      export.Options
+	calib     []train.Sample
+	calibWhat string
+}
+
+// trainHead trains the student, selects the memory bank, or both, as head
+// asks, and calibrates the head's scores on the held-out normals (on the
+// training images when none are held out).
+func trainHead(cfg train.Config, head export.Head, ft *features, opt Options, progress func(train.Progress), logf func(string, ...any)) (*trained, error) {
 	res := &train.Result{Config: cfg}
+	var err error
 	if head != export.HeadBank {
-		res, err = train.Train(cfg, train.Dataset{Train: trainSet, Val: valSet, Teacher: train.SessionTeacher(sess, cfg.Size, teacherBatch)}, ProgressPrinter(logw))
+		res, err = train.Train(cfg, train.Dataset{Train: ft.trn, Val: ft.val, Teacher: train.SessionTeacher(ft.sess, cfg.Size, teacherBatch)}, progress)
 		if err != nil {
 			return nil, err
 		}
 	}
-	calibSet, calibWhat := valSet, "held-out normals"
-	if len(calibSet) == 0 {
-		calibSet, calibWhat = trainSet, "training images: nothing held out"
+	h := &trained{cfg: cfg, res: res, calib: ft.val, calibWhat: "held-out normals"}
+	if len(h.calib) == 0 {
+		h.calib, h.calibWhat = ft.trn, "training images: nothing held out"
 	}
-	eopt := export.Options{Size: res.Config.Size, Student: res.Config.Student, Map: res.Config.Map, Weights: res.Student}
-	eopt.Head = head
-	headInfo := map[string]any{"head": head}
+	h.eopt = export.Options{Size: res.Config.Size, Student: res.Config.Student, Map: res.Config.Map, Weights: res.Student}
+	h.eopt.Head = head
 	if head != export.HeadStudent {
-		if eopt.Bank, err = buildBank(trainSet, cfg.Size, BankSize(opt.BankSize, head), opt, logf); err != nil {
+		if h.eopt.Bank, err = buildBank(ft.trn, cfg.Size, BankSize(opt.BankSize, head), opt, logf); err != nil {
 			return nil, err
 		}
-		maps, scores, norms, err := headMaps(head, eopt.Bank, res, calibSet, opt.Threads)
+		maps, scores, norms, err := headMaps(head, h.eopt.Bank, res, h.calib, opt.Threads)
 		if err != nil {
 			return nil, err
 		}
 		res.Calibration = train.Calibrate(maps, scores, cfg.Quantile)
-		eopt.Norms = norms
-		headInfo["bank_size"], headInfo["bank_patches"], headInfo["coreset_radius"] = eopt.Bank.M(), eopt.Bank.Patches, eopt.Bank.Radius
-		headInfo["bank_channels"] = []int{eopt.Bank.C8, eopt.Bank.C16}
-		if head == export.HeadFused {
-			headInfo["fuse_norms"] = map[string]export.Norm{"student": norms[0], "bank": norms[1]}
+		h.eopt.Norms = norms
+	}
+	return h, nil
+}
+
+// trainingSection is the bundle's record of the run: its configuration,
+// the head and its memory bank.
+func trainingSection(h *trained, valFraction float64) (*bundle.Training, error) {
+	cfg := h.cfg
+	tr := &bundle.Training{
+		Size: cfg.Size, Epochs: cfg.Epochs, Batch: cfg.BatchSize, LR: cfg.LR, Seed: cfg.Seed,
+		AdvWeight: cfg.AdvWeight, HardMining: cfg.HardMining, Denoise: cfg.Denoise,
+		Steps: h.res.Steps, EpochKDLoss: h.res.EpochKDLoss, ValFraction: valFraction, Head: string(h.eopt.Head),
+	}
+	var err error
+	if tr.Student, err = json.Marshal(cfg.Student); err != nil {
+		return nil, fmt.Errorf("training: student configuration: %w", err)
+	}
+	if tr.Map, err = json.Marshal(cfg.Map); err != nil {
+		return nil, fmt.Errorf("training: map configuration: %w", err)
+	}
+	if tr.Augment, err = json.Marshal(cfg.Augment); err != nil {
+		return nil, fmt.Errorf("training: augmentation: %w", err)
+	}
+	if bk := h.eopt.Bank; h.eopt.Head != export.HeadStudent {
+		radius := bk.Radius
+		tr.BankSize, tr.BankPatches, tr.CoresetRadius = bk.M(), bk.Patches, &radius
+		tr.BankChannels = []int{bk.C8, bk.C16}
+		if h.eopt.Head == export.HeadFused {
+			tr.FuseNorms = &bundle.FuseNorms{Student: bundle.Norm(h.eopt.Norms[0]), Bank: bundle.Norm(h.eopt.Norms[1])}
 		}
 	}
+	return tr, nil
+}
 
-	// 4. Export the scoring graph and calibrate it on the held-out normals.
-	model, err := export.Build(tonnx, eopt)
+// writeBundle exports the scoring graph (the teacher's feature graph tonnx
+// and the head) and writes the bundle, with the calibration of GoMLX's (or
+// the bank's Go) validation pass. The bundle is written before the export
+// is verified, so that nothing after it can cost the training.
+func writeBundle(ctx context.Context, opt Options, pcfg preprocess.Config, tch *LoadedTeacher, tonnx []byte, set *sampleSet, h *trained,
+	logf func(string, ...any), start time.Time) (*bundle.Bundle, error) {
+	model, err := export.Build(tonnx, h.eopt)
+	if err != nil {
+		return nil, err
+	}
+	tr, err := trainingSection(h, opt.ValFraction)
 	if err != nil {
 		return nil, err
 	}
@@ -340,69 +478,63 @@ func Run(ctx context.Context, opt Options) (*Result, error) {
 		Teacher:    bundle.Teacher{Name: tch.Name, Source: tch.Path, SHA256: tch.SHA256, Features: tch.Features[:]},
 		Input:      export.InputName,
 		Outputs:    []string{export.MapName, export.ScoreName},
-		Data:       bundle.Data{Count: len(samples), URIHash: hashKeys(samples), Source: opt.Data, Domains: domains(samples)},
-		Training: map[string]any{
-			"size": cfg.Size, "epochs": cfg.Epochs, "batch": cfg.BatchSize, "lr": cfg.LR, "seed": cfg.Seed,
-			"adv_weight": cfg.AdvWeight, "hard_mining": cfg.HardMining, "student": cfg.Student, "map": cfg.Map, "augment": cfg.Augment,
-			"denoise": cfg.Denoise, "steps": res.Steps, "epoch_kd_loss": res.EpochKDLoss, "val_fraction": opt.ValFraction,
-		},
-		Trained: time.Now().UTC(),
-	}
-	for k, v := range headInfo {
-		man.Training[k] = v
+		Data:       bundle.Data{Count: len(set.all), URIHash: hashKeys(set.all), Source: opt.Data, Domains: domains(set.all)},
+		Training:   tr,
+		Trained:    time.Now().UTC(),
 	}
 	b := &bundle.Bundle{Model: model, Manifest: man}
 	b.Manifest.ModelSHA256 = bundle.SHA256(model)
 	b.Manifest.Format = bundle.FormatVersion
-	// Calibration comes from GoMLX's validation pass. The bundle is written
-	// first, so that nothing after it (the optional check below) can cost
-	// the training.
-	cal := res.Calibration
+	cal := h.res.Calibration
 	b.Manifest.Scores = bundle.Scores{
 		Threshold: cal.ImageThreshold, Quantile: cal.Quantile, PixelThreshold: cal.PixelThreshold,
-		Min: cal.ScoreMin, Max: cal.ScoreMax, PixelMin: cal.MapMin, PixelMax: cal.MapMax, Validation: len(calibSet),
+		Min: cal.ScoreMin, Max: cal.ScoreMax, PixelMin: cal.MapMin, PixelMax: cal.MapMax, Validation: len(h.calib),
 	}
-	if len(valSet) < fewNormals {
+	if len(set.val) < fewNormals {
 		b.Manifest.Scores.Warning = fmt.Sprintf("the threshold comes from %d held-out normal images (fewer than %d): "+
-			"it may flag too many or too few; train on more normal images or raise --val-fraction", len(valSet), fewNormals)
+			"it may flag too many or too few; train on more normal images or raise --val-fraction", len(set.val), fewNormals)
 		logf("warning: %s", b.Manifest.Scores.Warning)
 	}
 	b.Manifest.TrainSecs = time.Since(start).Seconds()
 	if err := bundle.Save(ctx, opt.Out, b); err != nil {
 		return nil, err
 	}
-	// With VerifyExport the exported graph is also run in ONNX Runtime on
-	// the validation images, and the largest score difference is recorded
-	// in the bundle (and must stay tiny).
-	parity := math.NaN()
-	check := "export parity not checked"
-	if opt.VerifyExport {
-		scores, err := scoreONNX(b, opt, calibSet)
-		if err != nil {
-			return nil, fmt.Errorf("training: %s is written, but verifying it failed: %w", opt.Out, err)
-		}
-		if len(scores) != len(cal.Scores) {
-			return nil, fmt.Errorf("training: %s is written, but ONNX scored %d validation images, GoMLX %d", opt.Out, len(scores), len(cal.Scores))
-		}
-		parity = 0
-		for i := range scores {
-			parity = math.Max(parity, math.Abs(scores[i]-cal.Scores[i]))
-		}
-		b.Manifest.Training["parity_max_abs_score_diff"] = parity
-		if err := bundle.Save(ctx, opt.Out, b); err != nil {
-			return nil, err
-		}
-		if tol := ParityTolerance(b.Manifest.Scores); !(parity <= tol) {
-			return nil, fmt.Errorf("training: %s is written, but its ONNX Runtime scores differ from training's by up to %.3g on the %s (tolerance %.3g): do not use it", opt.Out, parity, calibWhat, tol)
-		}
-		check = fmt.Sprintf("ONNX vs GoMLX max score diff %.2e", parity)
-		if head == export.HeadBank {
-			check = fmt.Sprintf("ONNX vs Go max score diff %.2e", parity)
-		}
+	return b, nil
+}
+
+// verifyExport runs the written bundle's graph in ONNX Runtime on the
+// calibration images when opt.VerifyExport, records the largest score
+// difference from training's own pass in the bundle (rewriting it), and
+// fails when it exceeds ParityTolerance. It returns the difference (NaN
+// when not checked) and a phrase for the log.
+func verifyExport(ctx context.Context, opt Options, b *bundle.Bundle, h *trained) (float64, string, error) {
+	if !opt.VerifyExport {
+		return math.NaN(), "export parity not checked", nil
 	}
-	logf("wrote %s: threshold %.5f (q%.2f of %d %s), %s, %.0fs",
-		opt.Out, cal.ImageThreshold, cal.Quantile, len(calibSet), calibWhat, check, b.Manifest.TrainSecs)
-	return &Result{Bundle: b, Train: res, Images: len(samples), Failed: failed, ParityMax: parity, Elapsed: time.Since(start)}, nil
+	cal := h.res.Calibration
+	scores, err := scoreONNX(b, opt, h.calib)
+	if err != nil {
+		return 0, "", fmt.Errorf("training: %s is written, but verifying it failed: %w", opt.Out, err)
+	}
+	if len(scores) != len(cal.Scores) {
+		return 0, "", fmt.Errorf("training: %s is written, but ONNX scored %d validation images, GoMLX %d", opt.Out, len(scores), len(cal.Scores))
+	}
+	parity := 0.0
+	for i := range scores {
+		parity = math.Max(parity, math.Abs(scores[i]-cal.Scores[i]))
+	}
+	recorded := parity
+	b.Manifest.Training.ParityMaxAbsScoreDiff = &recorded
+	if err := bundle.Save(ctx, opt.Out, b); err != nil {
+		return 0, "", err
+	}
+	if tol := ParityTolerance(b.Manifest.Scores); !(parity <= tol) {
+		return 0, "", fmt.Errorf("training: %s is written, but its ONNX Runtime scores differ from training's by up to %.3g on the %s (tolerance %.3g): do not use it", opt.Out, parity, h.calibWhat, tol)
+	}
+	if h.eopt.Head == export.HeadBank {
+		return parity, fmt.Sprintf("ONNX vs Go max score diff %.2e", parity), nil
+	}
+	return parity, fmt.Sprintf("ONNX vs GoMLX max score diff %.2e", parity), nil
 }
 
 func isDir(p string) bool {
@@ -420,9 +552,6 @@ func hashKeys(ss []sample) string {
 	h := sha256.Sum256([]byte(strings.Join(keys, "\n")))
 	return hex.EncodeToString(h[:])
 }
-
-// SigmaAuto is the Options.Sigma that picks the blur by modality.
-const SigmaAuto float64 = -1
 
 // MedicalSigma is the blur σ for medical images at size S: three times
 // student.DefaultSigma. On lgg_flair (128 px, product fusion, 10 epochs)
@@ -558,42 +687,6 @@ func LoadTeacher(name string, features []string) (*LoadedTeacher, error) {
 		return nil, err
 	}
 	return &LoadedTeacher{Teacher: t, Name: label, Path: path, SHA256: hex.EncodeToString(sum[:])}, nil
-}
-
-// ProgressPrinter returns a train progress callback that draws a one-line
-// bar on a terminal and prints periodic lines otherwise.
-func ProgressPrinter(w io.Writer) func(train.Progress) {
-	tty := false
-	if f, ok := w.(*os.File); ok {
-		if st, err := f.Stat(); err == nil && st.Mode()&os.ModeCharDevice != 0 {
-			tty = true
-		}
-	}
-	last := time.Time{}
-	return func(p train.Progress) {
-		if p.Phase == "validate" {
-			return
-		}
-		done := p.Step >= p.Steps
-		if !tty && !done && time.Since(last) < 10*time.Second {
-			return
-		}
-		last = time.Now()
-		frac := float64(p.Step) / float64(max(p.Steps, 1))
-		const width = 24
-		n := int(frac * width)
-		bar := strings.Repeat("=", n) + strings.Repeat(" ", width-n)
-		line := fmt.Sprintf("[%s] %3.0f%% epoch %d/%d step %d/%d kd %.4f adv %.3f disc %.3f %.1f img/s ETA %s",
-			bar, 100*frac, p.Epoch, p.Epochs, p.Step, p.Steps, p.KDLoss, p.AdvLoss, p.DiscLoss, p.ImagesPerSec, p.ETA.Round(time.Second))
-		if tty {
-			fmt.Fprintf(w, "\r%s", line)
-			if done {
-				fmt.Fprintln(w)
-			}
-		} else {
-			fmt.Fprintln(w, "train: "+line)
-		}
-	}
 }
 
 // LoadTeacherDir returns the folder of the default teacher (it also holds labels.txt).

@@ -138,8 +138,8 @@ func TestTrainExportAgree(t *testing.T) {
 		t.Errorf("training_data.domains %v count %d images, want 12", m.Bundle.Manifest.Data.Domains, n)
 	}
 	// The bundle is written before the check and rewritten with its result.
-	if p, ok := m.Bundle.Manifest.Training["parity_max_abs_score_diff"].(float64); !ok || p != res.ParityMax {
-		t.Errorf("saved bundle's parity_max_abs_score_diff = %v, want %g", m.Bundle.Manifest.Training["parity_max_abs_score_diff"], res.ParityMax)
+	if p := m.Bundle.Manifest.Training.ParityMaxAbsScoreDiff; p == nil || *p != res.ParityMax {
+		t.Errorf("saved bundle's parity_max_abs_score_diff = %v, want %g", p, res.ParityMax)
 	}
 	// Score every image through decode → runtime: the held-out scores are
 	// among them (same images, same numbers).

@@ -80,9 +80,8 @@ func FLOPs(b *bundle.Bundle, teacherPath string) (teacherFLOPs, studentFLOPs int
 	}
 	cfg := student.DefaultConfig()
 	cfg.Channels = t.FeatureChannels()
-	if raw, ok := b.Manifest.Training["student"]; ok {
-		js, _ := json.Marshal(raw)
-		if err := json.Unmarshal(js, &cfg); err != nil {
+	if tr := b.Manifest.Training; tr != nil && len(tr.Student) > 0 {
+		if err := json.Unmarshal(tr.Student, &cfg); err != nil {
 			return 0, 0, fmt.Errorf("workload: manifest student config: %w", err)
 		}
 	}

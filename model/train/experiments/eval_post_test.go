@@ -80,7 +80,7 @@ func TestExperimentPost(t *testing.T) {
 	}
 	cfg.ProgressEvery = 60 * time.Second
 	start := time.Now()
-	res, err := train.Train(cfg, train.Dataset{Train: normals, Val: val, Teacher: mobileNetTeacher(t, S)}, func(p train.Progress) { t.Log(train.Line(p, 0)) })
+	res, err := train.Train(cfg, train.Dataset{Train: normals, Val: val, Teacher: mobileNetTeacher(t, S)}, func(p train.Progress) { t.Log(train.Line(p)) })
 	if err != nil {
 		t.Fatal(err)
 	}
