@@ -154,12 +154,9 @@ func Run(ctx context.Context, opt Options) (*Result, error) {
 
 	// 1. List and decode the normal images, as the scoring pipeline does.
 	data := opt.Data
-	if good := storage.Join(data, "train", "good"); isDir(good) {
+	good := storage.Join(data, "train", "good")
+	if ok, _ := storage.IsDir(ctx, good); ok { // no train/good: not an MVTec layout
 		data = good
-	} else if storage.IsRemote(good) {
-		if l, err := storage.List(ctx, good); err == nil && len(l) > 0 {
-			data = good
-		}
 	}
 	files, err := read.List(ctx, data)
 	if err != nil {
@@ -403,11 +400,6 @@ func Run(ctx context.Context, opt Options) (*Result, error) {
 	logf("wrote %s: threshold %.5f (q%.2f of %d %s), %s, %.0fs",
 		opt.Out, cal.ImageThreshold, cal.Quantile, len(calibSet), calibWhat, check, b.Manifest.TrainSecs)
 	return &Result{Bundle: b, Train: res, Images: len(samples), Failed: failed, ParityMax: parity, Elapsed: time.Since(start)}, nil
-}
-
-func isDir(p string) bool {
-	st, err := os.Stat(p)
-	return err == nil && st.IsDir()
 }
 
 // hashKeys is the sha256 of the sorted image keys (uri#index).
