@@ -18,8 +18,9 @@ func init() {
 	}
 }
 
-// Backend is the io/storage backend of the DICOMweb schemes; it uses the
-// process-wide client (Default).
+// Backend is the io/storage backend of the DICOMweb schemes: read-only (no
+// storage.WritableBackend), with its own Glob (a query is its pattern). It
+// uses the process-wide client (Default).
 type Backend struct{}
 
 // Open retrieves the instance at uri with WADO-RS.

@@ -1,16 +1,21 @@
 // Package storage reads and writes files through one API for local paths,
-// file:// URIs and Google Cloud Storage objects (gs://bucket/object).
+// file:// URIs, Google Cloud Storage objects (gs://bucket/object) and any
+// store registered with RegisterScheme.
+//
+// Each scheme is served by a Backend, as in Beam's filesystem package: a
+// new store (S3, Azure, an HTTP archive) is one file with a type that
+// implements Backend (and WritableBackend to write) and an init function
+// that calls RegisterScheme. io/dicomweb registers dicomweb://,
+// dicomweb+http:// and dicomweb+https:// (read-only). A URI with any other
+// scheme gives a *SchemeError.
 //
 // GCS access uses one client per process, created on first use. When the
 // environment variable STORAGE_EMULATOR_HOST (host:port, no scheme) is set
 // at that moment, the client talks plain HTTP to that emulator without
 // credentials; otherwise it uses Application Default Credentials.
 //
-// Paths are slash-separated for GCS. A GCS "directory" is an object-name
-// prefix ending in '/'.
-//
-// Other read-only sources plug in with RegisterScheme (io/dicomweb
-// registers dicomweb://, dicomweb+http:// and dicomweb+https://).
+// Names in URIs with a scheme are slash-separated. A GCS "directory" is an
+// object-name prefix ending in '/'.
 package storage
 
 import (
@@ -19,17 +24,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"net/url"
-	"os"
-	"path"
-	"path/filepath"
-	"sort"
-	"strings"
-	"sync"
 	"time"
-
-	gcs "cloud.google.com/go/storage"
-	"google.golang.org/api/iterator"
 )
 
 // Info describes a file or object.
@@ -40,92 +35,6 @@ type Info struct {
 	ModTime time.Time
 	// Generation is the GCS object generation; 0 for local files.
 	Generation int64
-}
-
-var (
-	clientMu  sync.Mutex
-	client    *gcs.Client
-	clientErr error
-)
-
-// gcsClient returns the process's GCS client, creating it on first use.
-func gcsClient() (*gcs.Client, error) {
-	clientMu.Lock()
-	defer clientMu.Unlock()
-	if client == nil && clientErr == nil {
-		// The client outlives any one request: not tied to a caller's context.
-		client, clientErr = gcs.NewClient(context.Background())
-		if clientErr != nil {
-			clientErr = fmt.Errorf("storage: creating GCS client: %w", clientErr)
-		}
-	}
-	return client, clientErr
-}
-
-// resetClient drops the shared client so that the next use creates a new one
-// (for tests that change STORAGE_EMULATOR_HOST).
-func resetClient() {
-	clientMu.Lock()
-	defer clientMu.Unlock()
-	if client != nil {
-		client.Close()
-	}
-	client, clientErr = nil, nil
-}
-
-// IsRemote reports whether uri names a GCS object (gs://...).
-func IsRemote(uri string) bool { return strings.HasPrefix(uri, "gs://") }
-
-// splitGS splits gs://bucket/object into bucket and object.
-func splitGS(uri string) (bucket, object string, err error) {
-	rest := strings.TrimPrefix(uri, "gs://")
-	bucket, object, _ = strings.Cut(rest, "/")
-	if bucket == "" {
-		return "", "", fmt.Errorf("storage: %q: no bucket name", uri)
-	}
-	return bucket, object, nil
-}
-
-// object returns the GCS handle for uri, which must name an object.
-func object(uri string) (*gcs.ObjectHandle, error) {
-	b, o, err := splitGS(uri)
-	if err != nil {
-		return nil, err
-	}
-	if o == "" || strings.HasSuffix(o, "/") {
-		return nil, fmt.Errorf("storage: %q: not an object name", uri)
-	}
-	c, err := gcsClient()
-	if err != nil {
-		return nil, err
-	}
-	return c.Bucket(b).Object(o), nil
-}
-
-// localPath turns a local path or file:// URI into a file system path.
-func localPath(uri string) (string, error) {
-	if !strings.HasPrefix(uri, "file://") {
-		if strings.Contains(uri, "://") {
-			return "", fmt.Errorf("storage: %q: unsupported scheme", uri)
-		}
-		return uri, nil
-	}
-	u, err := url.Parse(uri)
-	if err != nil {
-		return "", fmt.Errorf("storage: %w", err)
-	}
-	if u.Host != "" && u.Host != "localhost" {
-		return "", fmt.Errorf("storage: %q: file URI with host %q", uri, u.Host)
-	}
-	return filepath.FromSlash(u.Path), nil
-}
-
-// wrapNotExist makes GCS's not-found errors match fs.ErrNotExist.
-func wrapNotExist(uri string, err error) error {
-	if errors.Is(err, gcs.ErrObjectNotExist) || errors.Is(err, gcs.ErrBucketNotExist) {
-		return fmt.Errorf("storage: %s: %w (%v)", uri, fs.ErrNotExist, err)
-	}
-	return fmt.Errorf("storage: %s: %w", uri, err)
 }
 
 // ReadFile reads the whole file or object at uri. A file larger than
@@ -169,349 +78,150 @@ func Open(ctx context.Context, uri string) (io.ReadCloser, error) {
 	return r, err
 }
 
-// open opens uri and returns its size.
+// open opens uri and returns its size (-1: unknown).
 func open(ctx context.Context, uri string) (io.ReadCloser, int64, error) {
-	if b := backend(uri); b != nil {
-		return b.Open(ctx, uri)
-	}
-	if IsRemote(uri) {
-		o, err := object(uri)
-		if err != nil {
-			return nil, 0, err
-		}
-		r, err := o.NewReader(ctx)
-		if err != nil {
-			return nil, 0, wrapNotExist(uri, err)
-		}
-		return r, r.Attrs.Size, nil
-	}
-	p, err := localPath(uri)
+	b, err := lookup(uri)
 	if err != nil {
 		return nil, 0, err
 	}
-	f, err := os.Open(p)
-	if err != nil {
-		return nil, 0, fmt.Errorf("storage: %w", err)
-	}
-	st, err := f.Stat()
-	if err == nil && st.IsDir() {
-		err = fmt.Errorf("%s is a directory", p)
-	}
-	if err != nil {
-		f.Close()
-		return nil, 0, fmt.Errorf("storage: %w", err)
-	}
-	return f, st.Size(), nil
+	return b.Open(ctx, uri)
 }
 
 // Create creates (or truncates) the file or object at uri for writing. Local
 // parent directories are created. A GCS object appears when Close returns
 // without error; cancelling ctx abandons the write.
 func Create(ctx context.Context, uri string) (io.WriteCloser, error) {
-	if IsRemote(uri) {
-		o, err := object(uri)
-		if err != nil {
-			return nil, err
-		}
-		return &gcsWriter{w: o.NewWriter(ctx), uri: uri}, nil
-	}
-	p, err := localPath(uri)
+	b, _, err := writable(uri)
 	if err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-		return nil, fmt.Errorf("storage: %w", err)
-	}
-	f, err := os.Create(p)
-	if err != nil {
-		return nil, fmt.Errorf("storage: %w", err)
-	}
-	return f, nil
-}
-
-// gcsWriter adds the URI to errors from a GCS object writer.
-type gcsWriter struct {
-	w   *gcs.Writer
-	uri string
-}
-
-func (g *gcsWriter) Write(p []byte) (int, error) {
-	n, err := g.w.Write(p)
-	if err != nil {
-		err = fmt.Errorf("storage: writing %s: %w", g.uri, err)
-	}
-	return n, err
-}
-
-func (g *gcsWriter) Close() error {
-	if err := g.w.Close(); err != nil {
-		return fmt.Errorf("storage: writing %s: %w", g.uri, err)
-	}
-	return nil
+	return b.Create(ctx, uri)
 }
 
 // WriteFileAtomic writes data to uri so that readers see either the old
 // content or all of the new: locally through a temporary file in the same
 // directory and a rename; on GCS object writes are atomic already.
 func WriteFileAtomic(ctx context.Context, uri string, data []byte) error {
-	if IsRemote(uri) {
-		w, err := Create(ctx, uri)
-		if err != nil {
-			return err
-		}
-		if _, err := w.Write(data); err != nil {
-			w.Close()
-			return err
-		}
-		return w.Close()
-	}
-	p, err := localPath(uri)
+	b, _, err := writable(uri)
 	if err != nil {
 		return err
 	}
-	dir := filepath.Dir(p)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return fmt.Errorf("storage: %w", err)
+	if a, ok := b.(AtomicWriter); ok {
+		return a.WriteFileAtomic(ctx, uri, data)
 	}
-	f, err := os.CreateTemp(dir, "."+filepath.Base(p)+".tmp*")
+	w, err := b.Create(ctx, uri)
 	if err != nil {
-		return fmt.Errorf("storage: %w", err)
+		return err
 	}
-	tmp := f.Name()
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Sync()
+	if _, err := w.Write(data); err != nil {
+		w.Close()
+		return err
 	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Chmod(tmp, 0o644)
-	}
-	if err == nil {
-		err = os.Rename(tmp, p)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("storage: writing %s: %w", uri, err)
-	}
-	return nil
+	return w.Close()
 }
 
 // Stat returns the size and modification time of the file or object at uri.
 // A missing file or object gives an error matching fs.ErrNotExist.
 func Stat(ctx context.Context, uri string) (Info, error) {
-	if b := backend(uri); b != nil {
-		return b.Stat(ctx, uri)
-	}
-	if IsRemote(uri) {
-		o, err := object(uri)
-		if err != nil {
-			return Info{}, err
-		}
-		a, err := o.Attrs(ctx)
-		if err != nil {
-			return Info{}, wrapNotExist(uri, err)
-		}
-		return Info{Size: a.Size, ModTime: a.Updated, Generation: a.Generation}, nil
-	}
-	p, err := localPath(uri)
+	b, err := lookup(uri)
 	if err != nil {
 		return Info{}, err
 	}
-	st, err := os.Stat(p)
+	return b.Stat(ctx, uri)
+}
+
+// IsDir reports whether uri names a folder: a local directory (empty or
+// not), or a prefix with at least one object under it.
+func IsDir(ctx context.Context, uri string) (bool, error) {
+	b, err := lookup(uri)
 	if err != nil {
-		return Info{}, fmt.Errorf("storage: %w", err)
+		return false, err
 	}
-	if st.IsDir() {
-		return Info{}, fmt.Errorf("storage: %s is a directory", uri)
+	if d, ok := b.(DirChecker); ok {
+		return d.IsDir(ctx, uri)
 	}
-	return Info{Size: st.Size(), ModTime: st.ModTime()}, nil
-}
-
-// Join joins path elements onto base, for gs:// URIs, file:// URIs and local
-// paths alike.
-func Join(base string, elem ...string) string {
-	for _, scheme := range []string{"gs://", "file://"} {
-		if strings.HasPrefix(base, scheme) {
-			rest := strings.TrimPrefix(base, scheme)
-			return scheme + path.Join(append([]string{rest}, elem...)...)
-		}
-	}
-	return filepath.Join(append([]string{base}, elem...)...)
-}
-
-// Dir returns all but the last element of uri: gs://b/x/y gives gs://b/x,
-// and gs://b/x gives gs://b.
-func Dir(uri string) string {
-	for _, scheme := range []string{"gs://", "file://"} {
-		if strings.HasPrefix(uri, scheme) {
-			rest := strings.TrimSuffix(strings.TrimPrefix(uri, scheme), "/")
-			if i := strings.LastIndex(rest, "/"); i >= 0 {
-				rest = rest[:i]
-			} else if scheme == "file://" {
-				rest = "."
-			}
-			return scheme + rest
-		}
-	}
-	return filepath.Dir(uri)
+	l, err := b.List(ctx, uri)
+	return err == nil && len(l) > 0, err
 }
 
 // List returns every file (object) under dir, recursively, sorted. The
 // results have the same form as dir (gs://, file:// or plain path).
 func List(ctx context.Context, dir string) ([]string, error) {
-	if b := backend(dir); b != nil {
-		return b.List(ctx, dir)
+	b, err := lookup(dir)
+	if err != nil {
+		return nil, err
 	}
-	return find(ctx, dir, nil)
+	return b.List(ctx, dir)
 }
 
 // Glob returns the files (objects) whose names match pattern, sorted.
 // '*' matches any run of characters except '/', '?' one character, '[...]'
 // a character class (as path.Match), and a path element '**' any number of
-// directories (zero or more). Directories themselves are not returned.
+// directories (zero or more). Directories themselves are not returned. A
+// backend may have its own syntax (a DICOMweb query is its own pattern).
 func Glob(ctx context.Context, pattern string) ([]string, error) {
-	if b := backend(pattern); b != nil {
-		return b.Glob(ctx, pattern)
-	}
-	segs := strings.Split(patternPath(pattern), "/")
-	// The directory to walk is the longest prefix free of metacharacters.
-	n := 0
-	for n < len(segs)-1 && !hasMeta(segs[n]) {
-		n++
-	}
-	for _, s := range segs {
-		if _, err := path.Match(s, ""); err != nil && s != "**" {
-			return nil, fmt.Errorf("storage: bad pattern %q: %w", pattern, err)
-		}
-	}
-	root := strings.Join(segs[:n], "/")
-	if n == 0 {
-		root = "."
-		if strings.HasPrefix(patternPath(pattern), "/") {
-			root = "/"
-		}
-	}
-	prefix := pattern[:len(pattern)-len(patternPath(pattern))]
-	if IsRemote(pattern) && n == 0 {
-		return nil, fmt.Errorf("storage: bad pattern %q: wildcards in the bucket name", pattern)
-	}
-	match := func(rel string) bool { return matchSegs(segs[n:], strings.Split(rel, "/")) }
-	return find(ctx, prefix+root, match)
-}
-
-// patternPath strips the scheme from a URI.
-func patternPath(uri string) string {
-	for _, scheme := range []string{"gs://", "file://"} {
-		if strings.HasPrefix(uri, scheme) {
-			return strings.TrimPrefix(uri, scheme)
-		}
-	}
-	return filepath.ToSlash(uri)
-}
-
-func hasMeta(s string) bool { return strings.ContainsAny(s, `*?[\`) }
-
-// matchSegs matches path elements against pattern elements, '**' matching
-// any number of elements.
-func matchSegs(pat, name []string) bool {
-	for len(pat) > 0 {
-		if pat[0] == "**" {
-			for i := 0; i <= len(name); i++ {
-				if matchSegs(pat[1:], name[i:]) {
-					return true
-				}
-			}
-			return false
-		}
-		if len(name) == 0 {
-			return false
-		}
-		if ok, _ := path.Match(pat[0], name[0]); !ok {
-			return false
-		}
-		pat, name = pat[1:], name[1:]
-	}
-	return len(name) == 0
-}
-
-// find lists the files under dir whose slash-separated path relative to dir
-// satisfies match (all when match is nil), sorted.
-func find(ctx context.Context, dir string, match func(rel string) bool) ([]string, error) {
-	var out []string
-	if IsRemote(dir) {
-		bucket, prefix, err := splitGS(dir)
-		if err != nil {
-			return nil, err
-		}
-		if prefix != "" && !strings.HasSuffix(prefix, "/") {
-			prefix += "/"
-		}
-		c, err := gcsClient()
-		if err != nil {
-			return nil, err
-		}
-		q := &gcs.Query{Prefix: prefix}
-		if err := q.SetAttrSelection([]string{"Name"}); err != nil {
-			return nil, fmt.Errorf("storage: %w", err)
-		}
-		it := c.Bucket(bucket).Objects(ctx, q)
-		for {
-			a, err := it.Next()
-			if err == iterator.Done {
-				break
-			}
-			if err != nil {
-				return nil, wrapNotExist(dir, err)
-			}
-			rel := strings.TrimPrefix(a.Name, prefix)
-			if rel == "" || strings.HasSuffix(rel, "/") {
-				continue // a directory placeholder
-			}
-			if match == nil || match(rel) {
-				out = append(out, "gs://"+bucket+"/"+a.Name)
-			}
-		}
-		sort.Strings(out)
-		return out, nil
-	}
-	root, err := localPath(dir)
+	b, err := lookup(pattern)
 	if err != nil {
 		return nil, err
 	}
-	scheme := ""
-	if strings.HasPrefix(dir, "file://") {
-		scheme = "file://"
+	if g, ok := b.(Globber); ok {
+		return g.Glob(ctx, pattern)
 	}
-	err = filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			if p == root && errors.Is(err, fs.ErrNotExist) && match != nil {
-				return filepath.SkipDir // a glob under a missing directory matches nothing
-			}
-			return err
-		}
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		if d.IsDir() {
-			return nil
-		}
-		rel, err := filepath.Rel(root, p)
-		if err != nil {
-			return err
-		}
-		if match == nil || match(filepath.ToSlash(rel)) {
-			if scheme != "" {
-				p = scheme + filepath.ToSlash(p)
-			}
-			out = append(out, p)
-		}
-		return nil
-	})
+	return globList(ctx, b, pattern)
+}
+
+// Remove deletes the file or object at uri. A missing one is not an error.
+func Remove(ctx context.Context, uri string) error {
+	b, _, err := writable(uri)
 	if err != nil {
-		return nil, fmt.Errorf("storage: listing %s: %w", dir, err)
+		return err
 	}
-	sort.Strings(out)
-	return out, nil
+	return b.Remove(ctx, uri)
+}
+
+// RemoveAll deletes a folder: every object under a GCS prefix, or a local
+// directory tree. A missing folder is not an error.
+func RemoveAll(ctx context.Context, dir string) error {
+	b, _, err := writable(dir)
+	if err != nil {
+		return err
+	}
+	if t, ok := b.(TreeRemover); ok {
+		return t.RemoveAll(ctx, dir)
+	}
+	files, err := b.List(ctx, dir)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	for _, f := range files {
+		if err := b.Remove(ctx, f); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Rename moves the file at src to dst, replacing dst: locally by a rename
+// (creating dst's directory), elsewhere, or between two stores, by a copy
+// then a delete.
+func Rename(ctx context.Context, src, dst string) error {
+	sb, sr, err := writable(src)
+	if err != nil {
+		return err
+	}
+	_, dr, err := writable(dst)
+	if err != nil {
+		return err
+	}
+	if r, ok := sb.(Renamer); ok && sr == dr {
+		return r.Rename(ctx, src, dst)
+	}
+	data, err := ReadFile(ctx, src, 0)
+	if err != nil {
+		return err
+	}
+	if err := WriteFileAtomic(ctx, dst, data); err != nil {
+		return err
+	}
+	return sb.Remove(ctx, src)
 }

@@ -166,8 +166,50 @@ func TestJoinDir(t *testing.T) {
 			t.Errorf("got %q, want %q", c.got, c.want)
 		}
 	}
-	if !storage.IsRemote("gs://b/o") || storage.IsRemote("/gs://") || storage.IsRemote("file:///x") {
-		t.Error("IsRemote")
+	for _, c := range []struct{ base, uri, want string }{
+		{"gs://b/run", "gs://b/run/x/y.png", "x/y.png"},
+		{"gs://b/run/", "gs://b/run/x", "x"},
+		{"/tmp/run", "/tmp/run/x/y.png", "x/y.png"},
+		{"file:///tmp/run", "file:///tmp/run/s.json", "s.json"},
+	} {
+		if got := storage.Rel(c.base, c.uri); got != c.want {
+			t.Errorf("Rel(%s, %s) = %q, want %q", c.base, c.uri, got, c.want)
+		}
+	}
+	for uri, want := range map[string]string{"/tmp/x": "/tmp/x", "rel/x": "rel/x", "file:///tmp/x": "/tmp/x", "file://localhost/tmp/x": "/tmp/x",
+		"gs://b/o": "", "file://host/x": "", "s3://b/x": ""} {
+		if got, ok := storage.LocalPath(uri); got != want || ok != (want != "") {
+			t.Errorf("LocalPath(%s) = %q, %v; want %q", uri, got, ok, want)
+		}
+	}
+}
+
+func TestLocalDirRename(t *testing.T) {
+	ctx := context.Background()
+	dir := tree(t, "a.txt", "x/b.txt")
+	if err := os.Mkdir(filepath.Join(dir, "empty"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for p, want := range map[string]bool{dir: true, "file://" + filepath.Join(dir, "x"): true, filepath.Join(dir, "empty"): true, filepath.Join(dir, "a.txt"): false} {
+		if got, err := storage.IsDir(ctx, p); got != want || err != nil {
+			t.Errorf("IsDir(%s) = %v, %v", p, got, err)
+		}
+	}
+	if ok, err := storage.IsDir(ctx, filepath.Join(dir, "none")); ok || !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("IsDir of a missing folder = %v, %v", ok, err)
+	}
+	// A rename, not a copy: the file keeps its inode.
+	src, dst := filepath.Join(dir, "x", "b.txt"), filepath.Join(dir, "new", "deep", "b.txt")
+	before, _ := os.Stat(src)
+	if err := storage.Rename(ctx, "file://"+src, dst); err != nil {
+		t.Fatal(err)
+	}
+	after, err := os.Stat(dst)
+	if err != nil || !os.SameFile(before, after) {
+		t.Errorf("Rename: %v, same file %v", err, err == nil && os.SameFile(before, after))
+	}
+	if _, err := os.Stat(src); !os.IsNotExist(err) {
+		t.Errorf("Rename left %s", src)
 	}
 }
 
@@ -262,7 +304,23 @@ func TestGCS(t *testing.T) {
 	if _, err := storage.Create(ctx, "gs://bkt/"); err == nil {
 		t.Error("Create of a bucket root succeeded")
 	}
-	if _, err := storage.ReadFile(ctx, "s3://bkt/x", 0); err == nil {
-		t.Error("s3:// accepted")
+	var se *storage.SchemeError
+	if _, err := storage.ReadFile(ctx, "s3://bkt/x", 0); !errors.As(err, &se) {
+		t.Errorf("s3://: %v", err)
+	}
+	// Folders are prefixes; Rename copies then deletes.
+	for uri, want := range map[string]bool{"gs://bkt/data": true, "gs://bkt/data/jpeg/": true, "gs://bkt/dat": false, "gs://bkt/data/dicom/IM0000.dcm": false} {
+		if got, err := storage.IsDir(ctx, uri); got != want || err != nil {
+			t.Errorf("IsDir(%s) = %v, %v", uri, got, err)
+		}
+	}
+	if err := storage.Rename(ctx, "gs://bkt/out/report.json", "gs://bkt/out2/r.json"); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := storage.List(ctx, "gs://bkt/out2"); err != nil || !reflect.DeepEqual(got, []string{"gs://bkt/out2/r.json"}) {
+		t.Errorf("after Rename: %v, %v", got, err)
+	}
+	if _, err := storage.Stat(ctx, "gs://bkt/out/report.json"); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("Rename left the source: %v", err)
 	}
 }

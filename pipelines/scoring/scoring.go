@@ -450,14 +450,19 @@ func (f *imageResultFn) ProcessElement(r score.Result, emit func(evaluate.ImageR
 	emit(evaluate.ImageResult{Groups: groups, AllGroups: len(groups) == 0, Label: r.Item.Label, Score: r.Score})
 }
 
-// checkLocalInput fails early, with a short message, when a local input
-// (not a glob) does not exist; the pipeline would fail later with Beam's
-// long error chain. Remote inputs are checked by the pipeline.
+// checkLocalInput fails early, with a short message, when input's scheme
+// is unknown or a local input (not a glob) does not exist; the pipeline
+// would fail later with Beam's long error chain. Inputs in other stores
+// are checked by the pipeline.
 func checkLocalInput(input string) error {
-	if storage.IsRemote(input) || storage.Registered(input) || strings.ContainsAny(input, "*?[") {
+	if err := storage.ValidateScheme(input); err != nil {
+		return fmt.Errorf("score: --input: %w", err)
+	}
+	p, local := storage.LocalPath(input)
+	if !local || strings.ContainsAny(input, "*?[") {
 		return nil
 	}
-	if _, err := os.Stat(strings.TrimPrefix(input, "file://")); err != nil {
+	if _, err := os.Stat(p); err != nil {
 		return fmt.Errorf("score: --input: %w", err)
 	}
 	return nil

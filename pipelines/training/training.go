@@ -223,12 +223,9 @@ type sampleSet struct {
 // out opt.ValFraction.
 func loadSamples(ctx context.Context, opt Options, pcfg preprocess.Config, seed uint64, logf func(string, ...any)) (*sampleSet, error) {
 	data := opt.Data
-	if good := storage.Join(data, "train", "good"); isDir(good) {
+	good := storage.Join(data, "train", "good")
+	if ok, _ := storage.IsDir(ctx, good); ok { // no train/good: not an MVTec layout
 		data = good
-	} else if storage.IsRemote(good) {
-		if l, err := storage.List(ctx, good); err == nil && len(l) > 0 {
-			data = good
-		}
 	}
 	files, err := read.List(ctx, data)
 	if err != nil {
@@ -535,11 +532,6 @@ func verifyExport(ctx context.Context, opt Options, b *bundle.Bundle, h *trained
 		return parity, fmt.Sprintf("ONNX vs Go max score diff %.2e", parity), nil
 	}
 	return parity, fmt.Sprintf("ONNX vs GoMLX max score diff %.2e", parity), nil
-}
-
-func isDir(p string) bool {
-	st, err := os.Stat(p)
-	return err == nil && st.IsDir()
 }
 
 // hashKeys is the sha256 of the sorted image keys (uri#index).

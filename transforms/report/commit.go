@@ -3,8 +3,6 @@ package report
 import (
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 
 	"github.com/multiad/multiad/io/storage"
@@ -22,7 +20,7 @@ func Commit(ctx context.Context, stage, out string) error {
 	var rels []string
 	hasSummary := false
 	for _, f := range files {
-		r := strings.TrimPrefix(strings.TrimPrefix(filepathToSlash(f), filepathToSlash(stage)), "/")
+		r := storage.Rel(stage, f)
 		switch {
 		case IsSidecar(r):
 		case r == SummaryFile:
@@ -65,35 +63,11 @@ func Discard(ctx context.Context, stage string) error {
 	return removeAll(ctx, stage)
 }
 
-func filepathToSlash(p string) string {
-	if storage.IsRemote(p) || strings.HasPrefix(p, "file://") {
-		return p
-	}
-	return filepath.ToSlash(p)
-}
-
-// localOf returns the file system path of a local URI.
-func localOf(uri string) string { return strings.TrimPrefix(uri, "file://") }
-
 func move(ctx context.Context, src, dst string) error {
-	if !storage.IsRemote(src) && !storage.IsRemote(dst) {
-		d := localOf(dst)
-		if err := os.MkdirAll(filepath.Dir(d), 0o755); err != nil {
-			return fmt.Errorf("report: commit: %w", err)
-		}
-		if err := os.Rename(localOf(src), d); err != nil {
-			return fmt.Errorf("report: commit: %w", err)
-		}
-		return nil
-	}
-	data, err := storage.ReadFile(ctx, src, 0)
-	if err != nil {
+	if err := storage.Rename(ctx, src, dst); err != nil {
 		return fmt.Errorf("report: commit: %w", err)
 	}
-	if err := storage.WriteFileAtomic(ctx, dst, data); err != nil {
-		return fmt.Errorf("report: commit: %w", err)
-	}
-	return remove(ctx, src)
+	return nil
 }
 
 // remove deletes one file or object; a missing one is not an error.

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/multiad/multiad/bench/internal/benchutil"
+	"github.com/multiad/multiad/io/storage"
 	"github.com/multiad/multiad/transforms/read"
 )
 
@@ -60,7 +61,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	var items []read.Item
 	for _, f := range files {
 		for _, it := range f.Items {
-			if strings.HasPrefix(it.URI, "gs://") {
+			if _, ok := storage.LocalPath(it.URI); !ok {
 				return fmt.Errorf("memory: local inputs only")
 			}
 			items = append(items, it)
@@ -186,7 +187,7 @@ func repeat(dir string, items []read.Item, n int) (string, error) {
 	w.Write([]string{"uri", "label", "mask_uri"})
 	for i := 0; i < n; i++ {
 		it := items[i%len(items)]
-		src, err := filepath.Abs(strings.TrimPrefix(it.URI, "file://"))
+		src, err := localAbs(it.URI)
 		if err != nil {
 			f.Close()
 			return "", err
@@ -198,7 +199,7 @@ func repeat(dir string, items []read.Item, n int) (string, error) {
 		}
 		mask := ""
 		if it.MaskURI != "" && it.MaskURI != read.EmptyMask {
-			if mask, err = filepath.Abs(strings.TrimPrefix(it.MaskURI, "file://")); err != nil {
+			if mask, err = localAbs(it.MaskURI); err != nil {
 				f.Close()
 				return "", err
 			}
@@ -218,6 +219,15 @@ func repeat(dir string, items []read.Item, n int) (string, error) {
 }
 
 // memTotalMiB returns MemTotal from /proc/meminfo in MiB (8 GiB if unknown).
+// localAbs returns the absolute file system path of a local URI.
+func localAbs(uri string) (string, error) {
+	p, ok := storage.LocalPath(uri)
+	if !ok {
+		return "", fmt.Errorf("%s: local inputs only", uri)
+	}
+	return filepath.Abs(p)
+}
+
 func memTotalMiB() float64 {
 	data, err := os.ReadFile("/proc/meminfo")
 	if err != nil {
