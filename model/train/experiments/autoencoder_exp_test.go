@@ -4,6 +4,7 @@ package experiments
 
 import (
 	"context"
+	"encoding/json"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -343,7 +344,11 @@ func TestExperimentAutoencoder(t *testing.T) {
 	}
 	t.Logf("autoencoder %+v: %d steps of batch %d in %v", cfg, steps, bs, time.Since(start).Round(time.Second))
 
-	sigma := man.Training["map"].(map[string]any)["Sigma"].(float64)
+	var mapCfg struct{ Sigma float64 }
+	if man.Training == nil || json.Unmarshal(man.Training.Map, &mapCfg) != nil {
+		t.Fatal("the bundle's model.json has no training map settings")
+	}
+	sigma := mapCfg.Sigma
 	// aeMaps returns the autoencoder's S×S maps of samples.
 	aeMaps := func(ss []train.Sample) [][]float32 {
 		var maps [][]float32
