@@ -11,8 +11,8 @@ import (
 	"testing"
 
 	"github.com/multiad/multiad/model/bundle"
-	"github.com/multiad/multiad/model/ort"
 	"github.com/multiad/multiad/model/inference/inferencetest"
+	"github.com/multiad/multiad/model/ort"
 )
 
 func TestScoreTestBundle(t *testing.T) {

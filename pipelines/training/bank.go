@@ -84,7 +84,9 @@ func buildBank(ss []train.Sample, S, n int, opt Options, logf func(string, ...an
 	case proj < 0:
 		proj = 0 // the full space
 	}
-	progress := func(chosen, n int) { logf("coreset: %d of %d bank vectors chosen, %.0fs", chosen, n, time.Since(t0).Seconds()) }
+	progress := func(chosen, n int) {
+		logf("coreset: %d of %d bank vectors chosen, %.0fs", chosen, n, time.Since(t0).Seconds())
+	}
 	bk, err := bank.Build(f8s, f16s, S, n, bank.CoresetOptions{Proj: proj, Seed: opt.Train.Seed, Threads: opt.Threads, Progress: progress})
 	if err != nil {
 		return nil, fmt.Errorf("training: memory bank: %w", err)

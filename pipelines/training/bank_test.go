@@ -9,9 +9,9 @@ import (
 	"testing"
 
 	"github.com/multiad/multiad/model/export"
+	"github.com/multiad/multiad/model/inference"
 	"github.com/multiad/multiad/model/ort"
 	"github.com/multiad/multiad/model/preprocess"
-	"github.com/multiad/multiad/model/inference"
 	"github.com/multiad/multiad/model/teacher"
 	"github.com/multiad/multiad/model/train"
 )

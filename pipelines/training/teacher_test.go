@@ -12,9 +12,9 @@ import (
 
 	"github.com/multiad/multiad/internal/shared"
 	"github.com/multiad/multiad/model/bundle"
+	"github.com/multiad/multiad/model/inference"
 	"github.com/multiad/multiad/model/ort"
 	"github.com/multiad/multiad/model/preprocess"
-	"github.com/multiad/multiad/model/inference"
 	"github.com/multiad/multiad/model/teacher"
 )
 

@@ -15,8 +15,8 @@ import (
 	"github.com/multiad/multiad/io/decode"
 	"github.com/multiad/multiad/io/pixels"
 	"github.com/multiad/multiad/model/bundle"
-	"github.com/multiad/multiad/model/ort"
 	"github.com/multiad/multiad/model/inference"
+	"github.com/multiad/multiad/model/ort"
 	"github.com/multiad/multiad/model/student"
 	"github.com/multiad/multiad/model/train"
 )

@@ -17,9 +17,9 @@ import (
 
 	"github.com/multiad/multiad/io/pixels"
 	"github.com/multiad/multiad/model/bundle"
+	"github.com/multiad/multiad/model/inference"
 	"github.com/multiad/multiad/model/ort"
 	"github.com/multiad/multiad/model/preprocess"
-	"github.com/multiad/multiad/model/inference"
 	"github.com/multiad/multiad/transforms/evaluate"
 	"github.com/multiad/multiad/transforms/read"
 )

@@ -22,8 +22,8 @@ import (
 
 	"github.com/multiad/multiad/bench/internal/benchutil"
 	"github.com/multiad/multiad/bench/internal/workload"
-	"github.com/multiad/multiad/model/ort"
 	"github.com/multiad/multiad/model/inference"
+	"github.com/multiad/multiad/model/ort"
 	"github.com/multiad/multiad/transforms/read"
 )
 

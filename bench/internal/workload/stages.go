@@ -9,8 +9,8 @@ import (
 	"time"
 
 	"github.com/multiad/multiad/io/storage"
-	"github.com/multiad/multiad/model/inference"
 	"github.com/multiad/multiad/metrics"
+	"github.com/multiad/multiad/model/inference"
 	"github.com/multiad/multiad/transforms/read"
 	"github.com/multiad/multiad/transforms/report"
 	"github.com/multiad/multiad/transforms/score"

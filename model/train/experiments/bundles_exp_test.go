@@ -13,8 +13,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/multiad/multiad/model/ort"
 	"github.com/multiad/multiad/model/inference"
+	"github.com/multiad/multiad/model/ort"
 	"github.com/multiad/multiad/model/train"
 )
 

@@ -14,9 +14,9 @@ import (
 	"github.com/multiad/multiad/internal/shared"
 	"github.com/multiad/multiad/io/pixels"
 	"github.com/multiad/multiad/io/raster"
+	"github.com/multiad/multiad/metrics"
 	"github.com/multiad/multiad/model/preprocess"
 	"github.com/multiad/multiad/model/train"
-	"github.com/multiad/multiad/metrics"
 )
 
 // auroc is metrics.AUROC on boolean labels.

@@ -10,8 +10,8 @@ import (
 	"strconv"
 	"testing"
 
-	"github.com/multiad/multiad/model/ort"
 	"github.com/multiad/multiad/model/inference"
+	"github.com/multiad/multiad/model/ort"
 )
 
 // TestExperimentGlobal scores the tiles' test set with bundle EXP_BUNDLE
