@@ -12,7 +12,12 @@ export MULTIAD_ORT_LIB := $(CURDIR)/.cache/onnxruntime/libonnxruntime.so.1
 BIN := bin/multiad
 GO_TEST_FLAGS ?= -timeout 45m
 
-.PHONY: setup build test test-short demo eval ablation bench fuzz template clean
+.PHONY: setup build lint test test-short demo eval ablation bench fuzz template clean
+
+# The linter, pinned; installed from the Go module proxy into .cache/ the first
+# time (the versioned path makes a new pin install again). Config: .golangci.yml.
+GOLANGCI_LINT_VERSION := v2.15.0
+GOLANGCI_LINT := $(CURDIR)/.cache/golangci-lint/$(GOLANGCI_LINT_VERSION)/golangci-lint
 
 ## setup: install the C codec libraries (Debian) and fetch + verify the ONNX Runtime 1.24.1 library into .cache/ (idempotent)
 setup: $(MULTIAD_ORT_LIB)
@@ -31,6 +36,13 @@ build: setup
 	go build -ldflags "-X main.build=$$(git describe --always --dirty 2>/dev/null || echo unknown)" -o $(BIN).tmp ./cmd/multiad
 	mv -f $(BIN).tmp $(BIN)
 	cmp -s $(MULTIAD_ORT_LIB) bin/libonnxruntime.so.1 || { cp -f $(MULTIAD_ORT_LIB) bin/.libonnxruntime.so.1.tmp && mv -f bin/.libonnxruntime.so.1.tmp bin/libonnxruntime.so.1; }
+
+## lint: golangci-lint (.golangci.yml) on the default build, then on the experiment-tagged tests
+lint: setup $(GOLANGCI_LINT)
+	$(GOLANGCI_LINT) run ./...
+	$(GOLANGCI_LINT) run --build-tags experiment ./model/train/experiments/...
+$(GOLANGCI_LINT):
+	GOBIN=$(@D) go install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION)
 
 ## test: the whole test suite (what CI runs)
 test: setup

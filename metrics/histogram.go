@@ -235,7 +235,7 @@ func (h *Histogram) thresholds() thresholds {
 	t := thresholds{bins: make([]uint32, PROThresholds), fpr: make([]float64, PROThresholds)}
 	bins := sortedBins(h.Normal)
 	var i int
-	var upTo int64 = h.Normal[bins[0]] // normal pixels in bins[0..i]
+	upTo := h.Normal[bins[0]] // normal pixels in bins[0..i]
 	for k := range PROThresholds {
 		r := thresholdRank(k, n)
 		for upTo <= r {

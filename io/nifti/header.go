@@ -4,10 +4,11 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
-	gzip "github.com/klauspost/compress/gzip"
 	"io"
 	"math"
 	"strings"
+
+	gzip "github.com/klauspost/compress/gzip"
 )
 
 // Header sizes and magics of the two NIfTI versions.

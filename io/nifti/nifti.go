@@ -49,12 +49,13 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
-	gzip "github.com/klauspost/compress/gzip"
 	"io"
 	"math"
 	"math/bits"
 
 	"github.com/multiad/multiad/io/pixels"
+
+	gzip "github.com/klauspost/compress/gzip"
 )
 
 // elemInfo describes how one voxel is stored in the file and decoded.

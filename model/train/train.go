@@ -204,19 +204,17 @@ func Train(cfg Config, data Dataset, progress func(Progress)) (res *Result, err 
 }
 
 type trainer struct {
-	cfg          Config
-	backend      compute.Backend
-	store        *model.Store
-	startStep    int
-	studentExec  *model.Exec
-	discExec     *model.Exec
-	scoreExec    *model.Exec
-	studentLR    *model.Variable
-	discLR       *model.Variable
-	studentAdam  optimizer.Interface
-	discAdam     optimizer.Interface
-	rng          *rand.Rand
-	stepsPerEpoh int
+	cfg         Config
+	backend     compute.Backend
+	store       *model.Store
+	startStep   int
+	studentExec *model.Exec
+	discExec    *model.Exec
+	scoreExec   *model.Exec
+	studentLR   *model.Variable
+	discLR      *model.Variable
+	studentAdam optimizer.Interface
+	discAdam    optimizer.Interface
 }
 
 func (t *trainer) build() {

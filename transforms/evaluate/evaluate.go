@@ -12,7 +12,6 @@ package evaluate
 
 import (
 	"fmt"
-	"github.com/multiad/multiad/internal/gobcoder"
 	"math"
 	"reflect"
 	"slices"
@@ -20,6 +19,7 @@ import (
 	"github.com/apache/beam/sdks/v2/go/pkg/beam"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/register"
 
+	"github.com/multiad/multiad/internal/gobcoder"
 	"github.com/multiad/multiad/metrics"
 )
 

@@ -115,9 +115,8 @@ func (p *parser) elements(end, depth int) error {
 			}
 			return fmt.Errorf("unexpected item tag at byte %d", p.pos)
 		}
-		vr := string(p.b[p.pos+4 : p.pos+6])
 		var length uint32
-		if longVR[vr] {
+		if longVR[string(p.b[p.pos+4:p.pos+6])] {
 			if p.pos+12 > end {
 				return fmt.Errorf("truncated element at byte %d", p.pos)
 			}
