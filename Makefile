@@ -44,8 +44,8 @@ lint: setup $(GOLANGCI_LINT)
 $(GOLANGCI_LINT):
 	GOBIN=$(@D) go install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION)
 
-## test: the whole test suite (what CI runs)
-test: setup
+## test: the linter, then the whole test suite (what CI runs)
+test: setup lint
 	go vet ./...
 	go test $(GO_TEST_FLAGS) ./...
 
