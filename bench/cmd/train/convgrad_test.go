@@ -138,7 +138,6 @@ func abs32(v float32) float32 {
 	return v
 }
 
-
 func randn(r *rand.Rand, n int) []float32 {
 	out := make([]float32, n)
 	for i := range out {

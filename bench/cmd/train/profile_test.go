@@ -12,9 +12,9 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/google/pprof/profile"
 	. "github.com/gomlx/gomlx/core/graph"
 	"github.com/gomlx/gomlx/core/tensors"
+	"github.com/google/pprof/profile"
 
 	"github.com/multiad/multiad/model/student"
 	"github.com/multiad/multiad/model/train"
