@@ -412,10 +412,11 @@ func TestEndToEndGCS(t *testing.T) {
 	if sum.Inputs != len(inputs) || sum.Scored != 5 || sum.Failed != len(inputs)-5 {
 		t.Errorf("inputs %d scored %d failed %d, want %d, 5, %d", sum.Inputs, sum.Scored, sum.Failed, len(inputs), len(inputs)-5)
 	}
-	objs, _, err := srv.ListObjects("b", "out/", "", false)
+	list, err := srv.ListObjectsWithOptionsPaginated("b", fakestorage.ListOptions{Prefix: "out/"})
 	if err != nil {
 		t.Fatal(err)
 	}
+	objs := list.Objects
 	names := map[string]bool{}
 	heatmaps := 0
 	for _, o := range objs {
