@@ -48,7 +48,9 @@ func runInspect(ctx context.Context, args []string) int {
 	fail := func(uri string, err error) {
 		failed++
 		if *asJSON {
-			enc.Encode(map[string]string{"uri": uri, "error": err.Error()})
+			if err := enc.Encode(map[string]string{"uri": uri, "error": err.Error()}); err != nil {
+				fmt.Fprintf(os.Stderr, "multiad inspect: %s: %v\n", uri, err)
+			}
 		} else {
 			fmt.Printf("%s\terror: %v\n", uri, err)
 		}
@@ -76,7 +78,9 @@ func runInspect(ctx context.Context, args []string) int {
 			for _, img := range imgs {
 				s := decode.Summarize(uri, img, *showPHI)
 				if *asJSON {
-					enc.Encode(s)
+					if err := enc.Encode(s); err != nil {
+						fail(uri, err)
+					}
 					continue
 				}
 				idx := ""

@@ -46,7 +46,9 @@ func TestInspectJSON(t *testing.T) {
 	nii := shared.MustPath(t, "data", "decoders", "nifti", "example4d.nii.gz")
 	bad := filepath.Join(t.TempDir(), "truncated.dcm")
 	full, _ := os.ReadFile(filepath.Join(ddir, "CT_small.dcm"))
-	os.WriteFile(bad, full[:len(full)/2], 0o644)
+	if err := os.WriteFile(bad, full[:len(full)/2], 0o644); err != nil {
+		t.Fatal(err)
+	}
 	args = append(args, bad, nii, filepath.Join(ddir, "does-not-exist.dcm"))
 
 	cmd := exec.Command(bin, append([]string{"inspect", "--json"}, args...)...)

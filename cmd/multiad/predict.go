@@ -88,9 +88,13 @@ func runPredict(ctx context.Context, args []string) int {
 	defer m.Close()
 	cal := m.Calibration()
 	enc := json.NewEncoder(os.Stdout)
+	code := 0
 	print := func(l predictLine) {
 		if *asJSON {
-			enc.Encode(l)
+			if err := enc.Encode(l); err != nil {
+				fmt.Fprintf(os.Stderr, "multiad predict: %s: %v\n", l.URI, err)
+				code = 1
+			}
 			return
 		}
 		name := l.URI
@@ -107,7 +111,6 @@ func runPredict(ctx context.Context, args []string) int {
 		}
 		fmt.Printf("%s\tscore %.6f\tnormalised %.3f\t%s\t%s\n", name, *l.Score, *l.NormalizedScore, verdict, l.Heatmap)
 	}
-	code := 0
 	for _, uri := range fs.Args() {
 		imgs, err := decode.URI(ctx, uri, pixels.DefaultLimits)
 		if err != nil {

@@ -77,8 +77,12 @@ func tilePNG(t *testing.T, path string, w, h, shade int) {
 		}
 	}
 	var buf bytes.Buffer
-	png.Encode(&buf, img)
-	os.MkdirAll(filepath.Dir(path), 0o755)
+	if err := png.Encode(&buf, img); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
 	if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
 		t.Fatal(err)
 	}

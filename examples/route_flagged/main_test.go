@@ -50,7 +50,9 @@ func writePNG(t *testing.T, p string, dark bool) {
 func TestRoute(t *testing.T) {
 	root := t.TempDir()
 	in := filepath.Join(root, "in")
-	os.MkdirAll(in, 0o755)
+	if err := os.MkdirAll(in, 0o755); err != nil {
+		t.Fatal(err)
+	}
 	writePNG(t, filepath.Join(in, "white.png"), false)
 	writePNG(t, filepath.Join(in, "spot.png"), true)
 	src := shared.MustPath(t, "data", "medical", "lgg_dicom", "series", "TCGA_HT_7473_19970826")
@@ -59,7 +61,9 @@ func TestRoute(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		os.MkdirAll(filepath.Join(in, "mr"), 0o755)
+		if err := os.MkdirAll(filepath.Join(in, "mr"), 0o755); err != nil {
+			t.Fatal(err)
+		}
 		if err := os.WriteFile(filepath.Join(in, "mr", n), b, 0o644); err != nil {
 			t.Fatal(err)
 		}
@@ -78,13 +82,18 @@ func TestRoute(t *testing.T) {
 		t.Fatal(err)
 	}
 	var got []string
-	filepath.Walk(dest, func(p string, info os.FileInfo, err error) error {
-		if err == nil && !info.IsDir() {
+	if err := filepath.Walk(dest, func(p string, info os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		if !info.IsDir() {
 			r, _ := filepath.Rel(dest, p)
 			got = append(got, r)
 		}
 		return nil
-	})
+	}); err != nil {
+		t.Fatal(err)
+	}
 	sort.Strings(got)
 	// The DICOM files share one study (their StudyInstanceUID folder).
 	if len(got) != 3 || got[len(got)-1] != "spot.png/spot.png" {

@@ -54,7 +54,9 @@ func read(t *testing.T, elems ...string) []byte {
 func gz(t *testing.T, b []byte) []byte {
 	var buf bytes.Buffer
 	w := gzip.NewWriter(&buf)
-	w.Write(b)
+	if _, err := w.Write(b); err != nil {
+		t.Fatal(err)
+	}
 	if err := w.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -217,10 +219,11 @@ func TestURI(t *testing.T) {
 	dir := t.TempDir()
 	anat := read(t, "data", "decoders", "nifti", "anatomical.nii")
 	hdr, img := splitPair(t, anat)
-	os.WriteFile(filepath.Join(dir, "anat.hdr"), hdr, 0o644)
-	os.WriteFile(filepath.Join(dir, "anat.img"), img, 0o644)
-	os.WriteFile(filepath.Join(dir, "gzpair.hdr"), hdr, 0o644)
-	os.WriteFile(filepath.Join(dir, "gzpair.img.gz"), gz(t, img), 0o644)
+	for name, b := range map[string][]byte{"anat.hdr": hdr, "anat.img": img, "gzpair.hdr": hdr, "gzpair.img.gz": gz(t, img)} {
+		if err := os.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
 	emu.Put("bkt", "pair/anat.hdr", hdr)
 	emu.Put("bkt", "pair/anat.img", img)
 	want, err := nifti.Decode(anat, pixels.DefaultLimits)
@@ -236,7 +239,9 @@ func TestURI(t *testing.T) {
 		}
 		sameImages(t, uri, got, want)
 	}
-	os.WriteFile(filepath.Join(dir, "lonely.hdr"), hdr, 0o644)
+	if err := os.WriteFile(filepath.Join(dir, "lonely.hdr"), hdr, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := decode.URI(ctx, filepath.Join(dir, "lonely.hdr"), pixels.DefaultLimits); err == nil || !strings.Contains(err.Error(), "no .img") {
 		t.Errorf("hdr without img: %v", err)
 	}
@@ -246,7 +251,9 @@ func TestURI(t *testing.T) {
 	// A file over MaxBytes is refused before reading.
 	lim := pixels.Limits{MaxPixels: 4, MaxVoxels: 4}
 	big := filepath.Join(dir, "big.nii")
-	os.WriteFile(big, nil, 0o644)
+	if err := os.WriteFile(big, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	if err := os.Truncate(big, decode.MaxBytes(lim)+1); err != nil { // sparse: nothing is written
 		t.Fatal(err)
 	}
@@ -315,7 +322,9 @@ func TestDICOMMatchesNIfTI(t *testing.T) {
 			continue
 		}
 		var k int
-		fmt.Sscan(slice, &k)
+		if _, err := fmt.Sscan(slice, &k); err != nil {
+			t.Fatalf("%s: slice %q: %v", uri, slice, err)
+		}
 		d, n := imgs[0], vols[patient][k]
 		if d.Rows != n.Rows || d.Cols != n.Cols || d.Channels != 1 || n.Channels != 1 {
 			t.Fatalf("%s: DICOM %dx%d, NIfTI %dx%d", uri, d.Rows, d.Cols, n.Rows, n.Cols)
@@ -350,7 +359,9 @@ func TestSummarize(t *testing.T) {
 		t.Fatal(err)
 	}
 	var got map[string]any
-	json.Unmarshal(b, &got)
+	if err := json.Unmarshal(b, &got); err != nil {
+		t.Fatal(err)
+	}
 	for _, k := range []string{"uri", "slice", "rows", "cols", "channels", "dtype", "min", "max", "mean", "rescaled_min", "rescaled_max", "rescaled_mean", "format"} {
 		if _, ok := got[k]; !ok {
 			t.Errorf("JSON %s lacks %q", b, k)

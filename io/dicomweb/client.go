@@ -555,9 +555,13 @@ func (c *Client) Store(ctx context.Context, l Location, instances ...[]byte) err
 		if err != nil {
 			return fmt.Errorf("dicomweb: %w", err)
 		}
-		w.Write(in)
+		if _, err := w.Write(in); err != nil {
+			return fmt.Errorf("dicomweb: %w", err)
+		}
 	}
-	mw.Close()
+	if err := mw.Close(); err != nil {
+		return fmt.Errorf("dicomweb: %w", err)
+	}
 	body := buf.Bytes()
 	ct := fmt.Sprintf(`multipart/related; type="application/dicom"; boundary=%s`, mw.Boundary())
 	u := Location{Base: l.Base, Study: l.Study}.URL()

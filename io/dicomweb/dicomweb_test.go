@@ -183,7 +183,9 @@ func TestRetry(t *testing.T) {
 	defer srv.Close()
 	files := lggFiles(t, 1)
 	b, _ := os.ReadFile(files[0])
-	srv.Add(b)
+	if err := srv.Add(b); err != nil {
+		t.Fatal(err)
+	}
 	src, _ := dicomwrite.ReadSource(b)
 	base, _ := Parse(srv.Base())
 	inst, _ := Parse(base.InstanceURI(src.StudyInstanceUID, src.SeriesInstanceUID, src.SOPInstanceUID))
@@ -245,7 +247,9 @@ func TestTokenAndLimits(t *testing.T) {
 	defer srv.Close()
 	srv.Token = "s3cret"
 	b, _ := os.ReadFile(lggFiles(t, 1)[0])
-	srv.Add(b)
+	if err := srv.Add(b); err != nil {
+		t.Fatal(err)
+	}
 	src, _ := dicomwrite.ReadSource(b)
 	base, _ := Parse(srv.Base())
 	inst, _ := Parse(base.InstanceURI(src.StudyInstanceUID, src.SeriesInstanceUID, src.SOPInstanceUID))
@@ -273,7 +277,9 @@ func TestPaging(t *testing.T) {
 	files := lggFiles(t, 1)
 	for _, f := range files {
 		b, _ := os.ReadFile(f)
-		srv.Add(b)
+		if err := srv.Add(b); err != nil {
+			t.Fatal(err)
+		}
 	}
 	base, _ := Parse(srv.Base())
 	for _, ignore := range []bool{false, true} {

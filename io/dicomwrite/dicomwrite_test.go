@@ -285,6 +285,9 @@ func FuzzReadSource(f *testing.F) {
 		}
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		ReadSource(data) // must not panic
+		// Must not panic; a success has the UIDs ReadSource promises.
+		if src, err := ReadSource(data); err == nil && (src.StudyInstanceUID == "" || src.SOPInstanceUID == "") {
+			t.Errorf("source %+v without StudyInstanceUID or SOPInstanceUID and no error", src)
+		}
 	})
 }

@@ -25,7 +25,9 @@ func TestRemoveLocal(t *testing.T) {
 	if err := storage.Remove(ctx, f); err != nil {
 		t.Errorf("removing a missing file: %v", err)
 	}
-	storage.WriteFileAtomic(ctx, filepath.Join(dir, "a", "c", "d.txt"), []byte("y"))
+	if err := storage.WriteFileAtomic(ctx, filepath.Join(dir, "a", "c", "d.txt"), []byte("y")); err != nil {
+		t.Fatal(err)
+	}
 	if err := storage.RemoveAll(ctx, "file://"+filepath.Join(dir, "a")); err != nil {
 		t.Fatal(err)
 	}

@@ -86,15 +86,31 @@ func TestBundleErrors(t *testing.T) {
 	}
 	mutate := func(name string, f func(m map[string]any)) string {
 		dir := filepath.Join(root, name)
-		os.MkdirAll(dir, 0o755)
-		model, _ := os.ReadFile(filepath.Join(good, bundle.ModelFile))
-		os.WriteFile(filepath.Join(dir, bundle.ModelFile), model, 0o644)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		model, err := os.ReadFile(filepath.Join(good, bundle.ModelFile))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, bundle.ModelFile), model, 0o644); err != nil {
+			t.Fatal(err)
+		}
 		var m map[string]any
-		raw, _ := os.ReadFile(filepath.Join(good, bundle.ManifestFile))
-		json.Unmarshal(raw, &m)
+		raw, err := os.ReadFile(filepath.Join(good, bundle.ManifestFile))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := json.Unmarshal(raw, &m); err != nil {
+			t.Fatal(err)
+		}
 		f(m)
-		raw, _ = json.Marshal(m)
-		os.WriteFile(filepath.Join(dir, bundle.ManifestFile), raw, 0o644)
+		if raw, err = json.Marshal(m); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, bundle.ManifestFile), raw, 0o644); err != nil {
+			t.Fatal(err)
+		}
 		return dir
 	}
 	cases := []struct {

@@ -170,12 +170,14 @@ func NewSession(model []byte, inputs, outputs []string, opt Options) (*Session, 
 	if dev == "" {
 		dev = DeviceAuto
 	}
-	build := func(cuda bool) (*onnx.DynamicAdvancedSession, error) {
+	// The deferred releases update the results sess and berr (not the
+	// err variables of the blocks).
+	build := func(cuda bool) (sess *onnx.DynamicAdvancedSession, berr error) {
 		so, err := onnx.NewSessionOptions()
 		if err != nil {
 			return nil, err
 		}
-		defer so.Destroy()
+		defer releaseOptions(so, "session options", &sess, &berr)
 		if opt.IntraOpThreads > 0 {
 			if err := so.SetIntraOpNumThreads(opt.IntraOpThreads); err != nil {
 				return nil, err
@@ -201,7 +203,7 @@ func NewSession(model []byte, inputs, outputs []string, opt Options) (*Session, 
 			if err != nil {
 				return nil, err
 			}
-			defer co.Destroy()
+			defer releaseOptions(co, "CUDA provider options", &sess, &berr)
 			m := map[string]string{"device_id": fmt.Sprint(opt.DeviceID)}
 			if opt.GPUMemLimit > 0 {
 				m["gpu_mem_limit"] = fmt.Sprint(opt.GPUMemLimit)
@@ -238,6 +240,21 @@ func NewSession(model []byte, inputs, outputs []string, opt Options) (*Session, 
 	return &Session{sess: s, inputs: inputs, outputs: outputs, device: actual}, nil
 }
 
+// releaseOptions destroys the options o once the session they configured is
+// built (or not); when that fails, the build fails and its session is
+// released.
+func releaseOptions(o interface{ Destroy() error }, what string, sess **onnx.DynamicAdvancedSession, err *error) {
+	derr := o.Destroy()
+	if derr == nil {
+		return
+	}
+	*err = errors.Join(*err, fmt.Errorf("ort: releasing %s: %w", what, derr))
+	if *sess != nil {
+		*err = errors.Join(*err, (*sess).Destroy())
+		*sess = nil
+	}
+}
+
 // cudaHint condenses ONNX Runtime's provider-loading error to the missing
 // library when it names one.
 func cudaHint(err error) string {
@@ -261,15 +278,19 @@ type Tensor struct {
 
 // Run evaluates the graph on float32 inputs (in InputNames order) and
 // returns the outputs in OutputNames order.
-func (s *Session) Run(inputs ...Tensor) ([]Tensor, error) {
+func (s *Session) Run(inputs ...Tensor) (res []Tensor, err error) {
 	if len(inputs) != len(s.inputs) {
 		return nil, fmt.Errorf("ort: %d inputs given, graph takes %d (%v)", len(inputs), len(s.inputs), s.inputs)
 	}
 	ins := make([]onnx.Value, len(inputs))
 	defer func() {
-		for _, v := range ins {
-			if v != nil {
-				v.Destroy()
+		for i, v := range ins {
+			if v == nil {
+				continue
+			}
+			if derr := v.Destroy(); derr != nil {
+				err = errors.Join(err, fmt.Errorf("ort: releasing input %q: %w", s.inputs[i], derr))
+				res = nil
 			}
 		}
 	}()
@@ -291,17 +312,21 @@ func (s *Session) Run(inputs ...Tensor) ([]Tensor, error) {
 	if err := s.sess.Run(ins, outs); err != nil {
 		return nil, fmt.Errorf("ort: run: %w", err)
 	}
-	res := make([]Tensor, len(outs))
+	res = make([]Tensor, len(outs))
 	var errs []error
 	for i, v := range outs {
 		t, ok := v.(*onnx.Tensor[float32])
 		if !ok {
 			errs = append(errs, fmt.Errorf("ort: output %q is not float32", s.outputs[i]))
-			v.Destroy()
+			if derr := v.Destroy(); derr != nil {
+				errs = append(errs, fmt.Errorf("ort: releasing output %q: %w", s.outputs[i], derr))
+			}
 			continue
 		}
 		res[i] = Tensor{Shape: append([]int64(nil), t.GetShape()...), Data: append([]float32(nil), t.GetData()...)}
-		t.Destroy()
+		if derr := t.Destroy(); derr != nil {
+			errs = append(errs, fmt.Errorf("ort: releasing output %q: %w", s.outputs[i], derr))
+		}
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err

@@ -97,7 +97,9 @@ func testStudentGradient(t *testing.T, hard float64) {
 				for j := range p {
 					p[j] = orig[i][j] + sign*eps*dirs[i][j]
 				}
-				v.MustSetValue(tensors.FromFlatDataAndDimensions(p, v.Shape().Dimensions...))
+				if err := v.SetValue(tensors.FromFlatDataAndDimensions(p, v.Shape().Dimensions...)); err != nil {
+					t.Fatal(err)
+				}
 			}
 			return tensors.ToScalar[float64](lossExec.MustCall1(img, t4, t8, t16))
 		}

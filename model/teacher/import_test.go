@@ -227,7 +227,21 @@ func FuzzFromTFLite(f *testing.F) {
 			return
 		}
 		p.MACs(64, 64)
-		defaultFeatures(p)
-		p.Build(onnxb.New(), "x", "") // "x" is undefined: Build must still not panic
+		if feats, err := defaultFeatures(p); err == nil {
+			for k, name := range feats {
+				if name == "" {
+					t.Errorf("defaultFeatures: no feature %d and no error", k)
+				}
+			}
+		}
+		// "x" is undefined: Build must still not panic, and a success names
+		// every op's output.
+		if names, err := p.Build(onnxb.New(), "x", ""); err == nil {
+			for _, op := range p.Ops {
+				if _, ok := names[op.Output]; !ok {
+					t.Errorf("Build: no node for %s and no error", op.Output)
+				}
+			}
+		}
 	})
 }

@@ -317,7 +317,9 @@ func TestLabels(t *testing.T) {
 		{"\n\n", false},
 	} {
 		p := filepath.Join(dir, "l.txt")
-		os.WriteFile(p, []byte(c.text), 0o644)
+		if err := os.WriteFile(p, []byte(c.text), 0o644); err != nil {
+			t.Fatal(err)
+		}
 		if _, err := Labels(p); (err == nil) != c.ok {
 			t.Errorf("Labels(%q): err %v", c.text, err)
 		}

@@ -154,14 +154,19 @@ func TestMalformed(t *testing.T) {
 		if len(b) >= 8 && i%2 == 0 {
 			copy(b[4:], "TFL3") // get past the identifier check
 		}
-		Parse(b) // must not panic
+		// Must not panic; a success returns a model.
+		if m, err := Parse(b); err == nil && m == nil {
+			t.Error("Parse returned no model and no error")
+		}
 	}
 	// Corrupt single bytes of the tiny model.
 	for i := 0; i < len(tiny); i++ {
 		for _, v := range []byte{0, 0x7f, 0x80, 0xff} {
 			c := append([]byte(nil), tiny...)
 			c[i] = v
-			Parse(c)
+			if m, err := Parse(c); err == nil && m == nil {
+				t.Error("Parse returned no model and no error")
+			}
 		}
 	}
 	if _, err := Parse([]byte("12345678")); err == nil || !strings.Contains(err.Error(), "TFL3") {
@@ -184,7 +189,13 @@ func FuzzParse(f *testing.F) {
 		}
 		for _, sg := range m.Subgraphs {
 			for i := range sg.Tensors {
-				m.Float32(&sg.Tensors[i])
+				v, err := m.Float32(&sg.Tensors[i])
+				if err != nil {
+					continue // not a constant, or not convertible: fine
+				}
+				if n, _ := sg.Tensors[i].NumElements(); len(v) != n {
+					t.Errorf("tensor %s: %d values, want %d", sg.Tensors[i].Name, len(v), n)
+				}
 			}
 		}
 	})

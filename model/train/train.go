@@ -319,7 +319,9 @@ func (t *trainer) run(data Dataset, progress func(Progress)) (*Result, error) {
 				}
 			}
 			in := t.batchTensors(batch)
-			t.setLR(step, total)
+			if err := t.setLR(step, total); err != nil {
+				return nil, fmt.Errorf("train: step %d: learning rate: %w", step, err)
+			}
 			out, err := t.studentExec.Call(in[0], in[1], in[2], in[3])
 			if err != nil {
 				return nil, fmt.Errorf("train: student step %d: %w", step, err)
@@ -370,11 +372,14 @@ func (t *trainer) run(data Dataset, progress func(Progress)) (*Result, error) {
 	return res, nil
 }
 
-func (t *trainer) setLR(step, total int) {
-	t.studentLR.MustSetValue(tensors.FromScalar(float32(t.cfg.LearningRate(t.cfg.LR, step, total))))
-	if t.discLR != nil {
-		t.discLR.MustSetValue(tensors.FromScalar(float32(t.cfg.LearningRate(t.cfg.DiscLR, step, total))))
+func (t *trainer) setLR(step, total int) error {
+	if err := t.studentLR.SetValue(tensors.FromScalar(float32(t.cfg.LearningRate(t.cfg.LR, step, total)))); err != nil {
+		return err
 	}
+	if t.discLR != nil {
+		return t.discLR.SetValue(tensors.FromScalar(float32(t.cfg.LearningRate(t.cfg.DiscLR, step, total))))
+	}
+	return nil
 }
 
 // augmentBatch replaces the samples of batch that augs changes by their

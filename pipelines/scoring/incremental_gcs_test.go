@@ -61,10 +61,11 @@ func TestNightlyGCS(t *testing.T) {
 	if n := strings.Count(string(o.Content), "\n"); n != 4 {
 		t.Errorf("latest scores on GCS: %d lines, want 4", n)
 	}
-	objs, _, err := srv.ListObjects("n", "out/", "", false)
+	list, err := srv.ListObjectsWithOptionsPaginated("n", fakestorage.ListOptions{Prefix: "out/"})
 	if err != nil {
 		t.Fatal(err)
 	}
+	objs := list.Objects
 	runs := map[string]bool{}
 	for _, ob := range objs {
 		if strings.Contains(ob.Name, "/.tmp-") || strings.Contains(ob.Name, "/_") {

@@ -152,7 +152,9 @@ func TestNightly(t *testing.T) {
 	}
 	writeFile(t, changed, b)
 	later := time.Now().Add(time.Hour)
-	os.Chtimes(changed, later, later)
+	if err := os.Chtimes(changed, later, later); err != nil {
+		t.Fatal(err)
+	}
 	all = append(all, added...)
 	sum, incr := night("night 2", opt)
 	inc := *sum.Incremental

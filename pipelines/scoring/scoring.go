@@ -529,15 +529,13 @@ func Run(ctx context.Context, opt Options) (*Summary, error) {
 
 	log.Printf("multiad: scoring %s with %s into %s", opt.Input, opt.Model, out)
 	if err := beamx.Run(ctx, p); err != nil {
-		report.Discard(ctx, opt.stage)
-		return nil, fmt.Errorf("score: pipeline failed: %w", err)
+		return nil, discard(ctx, opt.stage, fmt.Errorf("score: pipeline failed: %w", err))
 	}
 	var inc *report.Incremental
 	var entries []state.Entry
 	if opt.State != "" {
 		if inc, entries, err = readSelection(ctx, opt); err != nil {
-			report.Discard(ctx, opt.stage)
-			return nil, err
+			return nil, discard(ctx, opt.stage, err)
 		}
 	}
 	sum, err := report.Finish(ctx, opt.stage, report.RunInfo{
@@ -546,8 +544,7 @@ func Run(ctx context.Context, opt Options) (*Summary, error) {
 		TrainingDomains: info.domains,
 	})
 	if err != nil {
-		report.Discard(ctx, opt.stage)
-		return nil, err
+		return nil, discard(ctx, opt.stage, err)
 	}
 	if crashAt == crashBeforeCommit {
 		return nil, fmt.Errorf("score: %w %s", errCrash, crashAt)
@@ -581,6 +578,15 @@ func Run(ctx context.Context, opt Options) (*Summary, error) {
 		return sum, err
 	}
 	return sum, nil
+}
+
+// discard removes the staging folder of a run that failed with err and
+// returns err, with the removal's own failure joined to it.
+func discard(ctx context.Context, stage string, err error) error {
+	if derr := report.Discard(ctx, stage); derr != nil {
+		return errors.Join(err, fmt.Errorf("score: removing staging folder %s: %w", stage, derr))
+	}
+	return err
 }
 
 // readSelection reads what state.Select and state.WriteEntries left in

@@ -62,17 +62,15 @@ func writeFile(t *testing.T, dst string, b []byte) {
 
 // hugePNG is a valid PNG signature and IHDR claiming 100000×100000 RGBA.
 func hugePNG() []byte {
-	var b bytes.Buffer
-	b.WriteString("\x89PNG\r\n\x1a\n")
+	b := []byte("\x89PNG\r\n\x1a\n")
 	ihdr := make([]byte, 13)
 	binary.BigEndian.PutUint32(ihdr[0:], 100000)
 	binary.BigEndian.PutUint32(ihdr[4:], 100000)
 	ihdr[8], ihdr[9] = 8, 6
-	binary.Write(&b, binary.BigEndian, uint32(len(ihdr)))
+	b = binary.BigEndian.AppendUint32(b, uint32(len(ihdr)))
 	chunk := append([]byte("IHDR"), ihdr...)
-	b.Write(chunk)
-	binary.Write(&b, binary.BigEndian, crc32.ChecksumIEEE(chunk))
-	return b.Bytes()
+	b = append(b, chunk...)
+	return binary.BigEndian.AppendUint32(b, crc32.ChecksumIEEE(chunk))
 }
 
 // badFiles are the undecodable inputs mixed into the test set, by path
@@ -386,7 +384,7 @@ func TestEndToEndGCS(t *testing.T) {
 	srv := fakeGCS(t)
 	srv.CreateBucketWithOpts(fakestorage.CreateBucketOpts{Name: "b"})
 	upload := func(dir, prefix string) {
-		filepath.Walk(dir, func(p string, info os.FileInfo, err error) error {
+		if err := filepath.Walk(dir, func(p string, info os.FileInfo, err error) error {
 			if err != nil || info.IsDir() {
 				return err
 			}
@@ -397,7 +395,9 @@ func TestEndToEndGCS(t *testing.T) {
 			rel, _ := filepath.Rel(dir, p)
 			srv.CreateObject(fakestorage.Object{ObjectAttrs: fakestorage.ObjectAttrs{BucketName: "b", Name: prefix + filepath.ToSlash(rel)}, Content: b})
 			return nil
-		})
+		}); err != nil {
+			t.Fatal(err)
+		}
 	}
 	root := t.TempDir()
 	inputs := mvtecSubset(t, filepath.Join(root, "tiles"), 3, 2)
@@ -412,10 +412,11 @@ func TestEndToEndGCS(t *testing.T) {
 	if sum.Inputs != len(inputs) || sum.Scored != 5 || sum.Failed != len(inputs)-5 {
 		t.Errorf("inputs %d scored %d failed %d, want %d, 5, %d", sum.Inputs, sum.Scored, sum.Failed, len(inputs), len(inputs)-5)
 	}
-	objs, _, err := srv.ListObjects("b", "out/", "", false)
+	list, err := srv.ListObjectsWithOptionsPaginated("b", fakestorage.ListOptions{Prefix: "out/"})
 	if err != nil {
 		t.Fatal(err)
 	}
+	objs := list.Objects
 	names := map[string]bool{}
 	heatmaps := 0
 	for _, o := range objs {
@@ -476,7 +477,9 @@ func writeCSV(t *testing.T, path string, rows [][]string) {
 	t.Helper()
 	var b bytes.Buffer
 	w := csv.NewWriter(&b)
-	w.WriteAll(rows)
+	if err := w.WriteAll(rows); err != nil {
+		t.Fatal(err)
+	}
 	writeFile(t, path, b.Bytes())
 }
 
@@ -504,19 +507,25 @@ print(json.dumps(sorted(x for x in out if x)))`)
 
 // grepTree returns the files under dir that contain any of needles.
 func grepTree(t *testing.T, dir string, needles []string) []string {
+	t.Helper()
 	var hits []string
-	filepath.Walk(dir, func(p string, info os.FileInfo, err error) error {
+	if err := filepath.Walk(dir, func(p string, info os.FileInfo, err error) error {
 		if err != nil || info.IsDir() {
 			return err
 		}
-		b, _ := os.ReadFile(p)
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
 		for _, n := range needles {
 			if bytes.Contains(b, []byte(n)) {
 				hits = append(hits, fmt.Sprintf("%s contains %q", p, n))
 			}
 		}
 		return nil
-	})
+	}); err != nil {
+		t.Fatal(err)
+	}
 	return hits
 }
 
@@ -573,12 +582,17 @@ func TestDICOMPHIAndFLAIR(t *testing.T) {
 		}
 	}
 	var captures []string
-	filepath.Walk(scDir, func(p string, info os.FileInfo, err error) error {
-		if err == nil && !info.IsDir() && strings.HasSuffix(p, ".dcm") {
+	if err := filepath.Walk(scDir, func(p string, info os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		if !info.IsDir() && strings.HasSuffix(p, ".dcm") {
 			captures = append(captures, p)
 		}
 		return nil
-	})
+	}); err != nil {
+		t.Fatal(err)
+	}
 	if flagged == 0 || len(captures) < flagged || sumSC.Scored != len(rows) {
 		t.Errorf("%d flagged slices, %d captures written", flagged, len(captures))
 	}

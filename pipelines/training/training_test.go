@@ -151,7 +151,9 @@ func TestTrainExportAgree(t *testing.T) {
 
 func TestEmptyTrainingSet(t *testing.T) {
 	dir := t.TempDir()
-	os.WriteFile(filepath.Join(dir, "x.txt"), []byte("hello"), 0o644)
+	if err := os.WriteFile(filepath.Join(dir, "x.txt"), []byte("hello"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	_, err := Run(context.Background(), Options{Data: dir, Out: filepath.Join(dir, "b"), Train: train.DefaultConfig(64), Log: &bytes.Buffer{}})
 	if err == nil || !strings.Contains(err.Error(), "no usable images") {
 		t.Errorf("err = %v", err)

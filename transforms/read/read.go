@@ -11,12 +11,12 @@ package read
 import (
 	"context"
 	"fmt"
-	"github.com/multiad/multiad/internal/gobcoder"
 	"reflect"
 
 	"github.com/apache/beam/sdks/v2/go/pkg/beam"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/register"
 
+	"github.com/multiad/multiad/internal/gobcoder"
 	"github.com/multiad/multiad/io/pixels"
 )
 

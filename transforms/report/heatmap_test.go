@@ -271,8 +271,13 @@ func TestReportInChromium(t *testing.T) {
 		t.Fatalf("chromium: %v\n%s", err, out)
 	}
 	if keep := os.Getenv("MULTIAD_REPORT_SHOT"); keep != "" {
-		b, _ := os.ReadFile(shot)
-		os.WriteFile(keep, b, 0o644)
+		b, err := os.ReadFile(shot)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(keep, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
 	f, err := os.Open(shot)
 	if err != nil {

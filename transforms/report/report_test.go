@@ -271,8 +271,12 @@ func TestCommitLocal(t *testing.T) {
 		filepath.Join(stage, digestFile):          "digest",
 	}
 	for p, c := range files {
-		os.MkdirAll(filepath.Dir(p), 0o755)
-		os.WriteFile(p, []byte(c), 0o644)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(c), 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if err := Commit(ctx, stage, out); err != nil {
 		t.Fatal(err)
@@ -288,8 +292,12 @@ func TestCommitLocal(t *testing.T) {
 		}
 	}
 	// A stage without a summary is refused.
-	os.MkdirAll(stage, 0o755)
-	os.WriteFile(filepath.Join(stage, "scores.jsonl"), []byte("x"), 0o644)
+	if err := os.MkdirAll(stage, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(stage, "scores.jsonl"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	if err := Commit(ctx, stage, out); err == nil {
 		t.Error("committed a stage without summary.json")
 	}

@@ -101,22 +101,13 @@ func writeShard(ctx context.Context, dir string, lines []Line) (string, error) {
 		return "", fmt.Errorf("report: %w", err)
 	}
 	bw := bufio.NewWriterSize(w, 1<<20)
-	var tmp [binary.MaxVarintLen64]byte
+	var rec []byte
 	for i := range lines {
-		l := &lines[i]
-		bw.Write(binary.AppendUvarint(tmp[:0], uint64(len(l.Key))))
-		bw.WriteString(l.Key)
-		bw.Write(binary.AppendUvarint(tmp[:0], uint64(len(l.JSON))))
-		bw.WriteString(l.JSON)
-		bw.Write(binary.LittleEndian.AppendUint64(tmp[:0], math.Float64bits(l.Score)))
-		bw.Write(binary.AppendVarint(tmp[:0], int64(l.Label)))
-		flag := byte(0)
-		if l.Anomalous {
-			flag = 1
+		rec = appendShardLine(rec[:0], &lines[i])
+		if _, err := bw.Write(rec); err != nil {
+			w.Close()
+			return "", fmt.Errorf("report: writing %s: %w", uri, err)
 		}
-		bw.WriteByte(flag)
-		bw.Write(binary.AppendUvarint(tmp[:0], uint64(len(l.Domain))))
-		bw.WriteString(l.Domain)
 	}
 	if err := bw.Flush(); err != nil {
 		w.Close()
@@ -126,6 +117,23 @@ func writeShard(ctx context.Context, dir string, lines []Line) (string, error) {
 		return "", fmt.Errorf("report: writing %s: %w", uri, err)
 	}
 	return uri, nil
+}
+
+// appendShardLine appends l's shard record to b.
+func appendShardLine(b []byte, l *Line) []byte {
+	b = binary.AppendUvarint(b, uint64(len(l.Key)))
+	b = append(b, l.Key...)
+	b = binary.AppendUvarint(b, uint64(len(l.JSON)))
+	b = append(b, l.JSON...)
+	b = binary.LittleEndian.AppendUint64(b, math.Float64bits(l.Score))
+	b = binary.AppendVarint(b, int64(l.Label))
+	flag := byte(0)
+	if l.Anomalous {
+		flag = 1
+	}
+	b = append(b, flag)
+	b = binary.AppendUvarint(b, uint64(len(l.Domain)))
+	return append(b, l.Domain...)
 }
 
 // shardReader reads one shard's lines in order.

@@ -229,7 +229,9 @@ func (f *finalFn) ProcessElement(ctx context.Context, _ []byte, shards func(*str
 				}
 				d.Domains[l.Domain]++
 			}
-			w.WriteString(l.JSON)
+			if _, err := w.WriteString(l.JSON); err != nil {
+				return err
+			}
 			return w.WriteByte('\n')
 		})
 	}); err != nil {
@@ -290,8 +292,12 @@ func (f *finalFn) ProcessElement(ctx context.Context, _ []byte, shards func(*str
 func writeLines(ctx context.Context, uri string, n int, line func(int) string) error {
 	return writeStream(ctx, uri, func(bw *bufio.Writer) error {
 		for i := 0; i < n; i++ {
-			bw.WriteString(line(i))
-			bw.WriteByte('\n')
+			if _, err := bw.WriteString(line(i)); err != nil {
+				return fmt.Errorf("report: writing %s: %w", uri, err)
+			}
+			if err := bw.WriteByte('\n'); err != nil {
+				return fmt.Errorf("report: writing %s: %w", uri, err)
+			}
 		}
 		return nil
 	})

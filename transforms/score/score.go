@@ -7,7 +7,6 @@ package score
 import (
 	"context"
 	"fmt"
-	"github.com/multiad/multiad/internal/gobcoder"
 	"reflect"
 	"sync"
 
@@ -15,6 +14,7 @@ import (
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/log"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/register"
 
+	"github.com/multiad/multiad/internal/gobcoder"
 	"github.com/multiad/multiad/io/pixels"
 	"github.com/multiad/multiad/model/bundle"
 	"github.com/multiad/multiad/model/inference"

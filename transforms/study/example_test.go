@@ -59,7 +59,9 @@ func ExampleGroups() {
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		var r study.Record
-		json.Unmarshal(sc.Bytes(), &r)
+		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
+			log.Fatal(err)
+		}
 		if r.Series == "" {
 			r.Series = "-"
 		}

@@ -138,8 +138,13 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 			return err
 		}
 		defer os.Remove(spec.Name())
-		json.NewEncoder(spec).Encode(groups)
-		spec.Close()
+		if err := json.NewEncoder(spec).Encode(groups); err != nil {
+			spec.Close()
+			return fmt.Errorf("write %s: %w", spec.Name(), err)
+		}
+		if err := spec.Close(); err != nil {
+			return fmt.Errorf("write %s: %w", spec.Name(), err)
+		}
 		benchutil.Progress("decode", "references: pydicom and nibabel, %d runs", *runs)
 		raw := map[string]json.RawMessage{}
 		if err := benchutil.RunPython(ctx, &raw, script, spec.Name(), fmt.Sprint(*runs)); err != nil {

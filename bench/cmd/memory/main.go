@@ -9,6 +9,7 @@ package main
 import (
 	"context"
 	"encoding/csv"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -184,7 +185,10 @@ func repeat(dir string, items []read.Item, n int) (string, error) {
 		return "", err
 	}
 	w := csv.NewWriter(f)
-	w.Write([]string{"uri", "label", "mask_uri"})
+	if err := w.Write([]string{"uri", "label", "mask_uri"}); err != nil {
+		f.Close()
+		return "", err
+	}
 	for i := 0; i < n; i++ {
 		it := items[i%len(items)]
 		src, err := localAbs(it.URI)
@@ -208,7 +212,10 @@ func repeat(dir string, items []read.Item, n int) (string, error) {
 		if it.Label >= 0 {
 			label = fmt.Sprint(it.Label)
 		}
-		w.Write([]string{"images/" + name, label, mask})
+		if err := w.Write([]string{"images/" + name, label, mask}); err != nil {
+			f.Close()
+			return "", err
+		}
 	}
 	w.Flush()
 	if err := w.Error(); err != nil {
@@ -257,7 +264,10 @@ func watch(pid int, budget float64) *bool {
 					kb, _ := strconv.ParseFloat(f[1], 64)
 					if kb/1024 > budget {
 						*killed = true
-						syscall.Kill(pid, syscall.SIGKILL)
+						// ESRCH: the process has already exited and been reaped.
+						if err := syscall.Kill(pid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
+							benchutil.Progress("memory", "cannot stop process %d past the budget: %v", pid, err)
+						}
 						return
 					}
 				}

@@ -77,12 +77,12 @@ func BenchmarkConvGrad(b *testing.B) {
 					loss := ReduceAllSum(Mul(y, c))
 					return append([]*Node{y}, Gradient(loss, x, w)...)
 				})
-				ref := e.MustExec(x, w, c)
+				ref := e.MustCall(x, w, c)
 				_ = ref
 				c0 := cpuSeconds()
 				b.ResetTimer()
 				for b.Loop() {
-					e.MustExec(x, w, c)
+					e.MustCall(x, w, c)
 				}
 				b.ReportMetric((cpuSeconds()-c0)/float64(b.N), "cpu-s/op")
 			})
@@ -114,7 +114,7 @@ func TestConvGradEqual(t *testing.T) {
 			loss := ReduceAllSum(Mul(y, c))
 			return append([]*Node{y}, Gradient(loss, x, w)...)
 		})
-		outs[i] = e.MustExec(x, w, c)
+		outs[i] = e.MustCall(x, w, c)
 	}
 	for i := 1; i < 3; i++ {
 		for j := range 3 {
@@ -137,7 +137,6 @@ func abs32(v float32) float32 {
 	}
 	return v
 }
-
 
 func randn(r *rand.Rand, n int) []float32 {
 	out := make([]float32, n)

@@ -226,8 +226,7 @@ func (s *Server) qido(w http.ResponseWriter, r *http.Request, study, series, lev
 		}
 		out = append(out, d)
 	}
-	w.Header().Set("Content-Type", "application/dicom+json")
-	json.NewEncoder(w).Encode(out)
+	writeJSON(w, http.StatusOK, out)
 }
 
 func (s *Server) wado(w http.ResponseWriter, r *http.Request, study, series, sop string) {
@@ -246,11 +245,18 @@ func (s *Server) wado(w http.ResponseWriter, r *http.Request, study, series, sop
 	mw := multipart.NewWriter(&buf)
 	h := textproto.MIMEHeader{}
 	h.Set("Content-Type", "application/dicom")
-	pw, _ := mw.CreatePart(h)
-	pw.Write(in.data)
-	mw.Close()
-	w.Header().Set("Content-Type", `multipart/related; type="application/dicom"; boundary=`+mw.Boundary())
-	w.Write(buf.Bytes())
+	pw, err := mw.CreatePart(h)
+	if err == nil {
+		_, err = pw.Write(in.data)
+	}
+	if err == nil {
+		err = mw.Close()
+	}
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	reply(w, http.StatusOK, `multipart/related; type="application/dicom"; boundary=`+mw.Boundary(), buf.Bytes())
 }
 
 func (s *Server) stow(w http.ResponseWriter, r *http.Request) {
@@ -290,9 +296,26 @@ func (s *Server) stow(w http.ResponseWriter, r *http.Request) {
 			code = http.StatusConflict
 		}
 	}
-	w.Header().Set("Content-Type", "application/dicom+json")
+	writeJSON(w, code, res)
+}
+
+// writeJSON answers code with v (and a newline) as application/dicom+json.
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(v); err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	reply(w, code, "application/dicom+json", buf.Bytes())
+}
+
+// reply answers code with body of content type ct.
+func reply(w http.ResponseWriter, code int, ct string, body []byte) {
+	w.Header().Set("Content-Type", ct)
 	w.WriteHeader(code)
-	json.NewEncoder(w).Encode(res)
+	// The status is sent: a failed write means the client has gone, and it
+	// sees the error itself.
+	_, _ = w.Write(body)
 }
 
 // String describes the server.

@@ -326,7 +326,9 @@ func TestExperimentAutoencoder(t *testing.T) {
 			batch[i] = trData[order[pos]]
 			pos++
 		}
-		lrVar.MustSetValue(tensors.FromScalar(float32(lr0 * 0.5 * (1 + math.Cos(math.Pi*float64(k)/float64(steps))))))
+		if err := lrVar.SetValue(tensors.FromScalar(float32(lr0 * 0.5 * (1 + math.Cos(math.Pi*float64(k)/float64(steps)))))); err != nil {
+			t.Fatal(err)
+		}
 		in, tg := aeBatch(batch, H, D)
 		out, err := step.Call(in, tg)
 		if err != nil {
