@@ -312,7 +312,7 @@ func prepareScore(fs *flag.FlagSet, sf *scoreFlags, exe, image string) (*scorePl
 	if dataflow {
 		if get("worker_binary") == "" {
 			if err := checkWorkerBinary(exe); err != nil {
-				return nil, fmt.Errorf("dataflow workers need a linux/amd64 multiad built with cgo "+
+				return nil, fmt.Errorf("workers on Dataflow need a linux/amd64 multiad built with cgo "+
 					"(Beam's own cross-compile uses CGO_ENABLED=0, which cannot build ONNX Runtime bindings): %w; "+
 					"build one with GOOS=linux GOARCH=amd64 CGO_ENABLED=1 go build ./cmd/multiad and pass --worker_binary", err)
 			}
