@@ -36,6 +36,9 @@ var (
 func trainTinyOnce(t *testing.T) (string, string) {
 	t.Helper()
 	multiadBinary(t)
+	// Each caller skips (or fails, under MULTIAD_REQUIRE_SHARED) for itself
+	// without the shared tiles: inside the Once only the first caller would.
+	shared.MustPath(t, "data", "industrial", "magnetic_tile", "train", "good")
 	tinyOnce.Do(func() { tinyPath, tinyLog = trainTinyTo(t, filepath.Join(binDir, "tiny.bundle")) })
 	if tinyPath == "" {
 		t.Fatal("training the tiny bundle failed in an earlier test")

@@ -75,6 +75,8 @@ func TestLoadTeacherNames(t *testing.T) {
 			t.Errorf("AutoTeacher(%v) = %q is not a built-in teacher", medical, AutoTeacher(medical))
 		}
 	}
+	// Loading a built-in teacher reads its weights from the shared folder.
+	shared.MustPath(t, "weights")
 	def, err := LoadTeacher("", nil)
 	if err != nil {
 		t.Fatal(err)
