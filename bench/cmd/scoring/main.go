@@ -128,7 +128,10 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	var tf, sf int64
 	shared, serr := benchutil.Shared()
 	if serr == nil {
-		tf, sf, serr = workload.FLOPs(m.Bundle, workload.TeacherPath(shared))
+		var tp string
+		if tp, serr = workload.TeacherPath(shared, m.Bundle); serr == nil {
+			tf, sf, serr = workload.FLOPs(m.Bundle, tp)
+		}
 	}
 	if serr != nil {
 		benchutil.Progress(name, "no FLOP count: %v", serr)
@@ -256,10 +259,10 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 			100*wall.Median/bound.Median, 100*inner.Median/bound.Median)
 	}
 	if flops > 0 {
-		fmt.Fprintf(stdout, "Model: teacher %.3f GFLOP + student %.3f GFLOP per %d² image (convolutions and dense layers). "+
+		fmt.Fprintf(stdout, "Model: teacher %.3f GFLOP + %s head %.3f GFLOP per %d² image (convolutions, dense layers, the bank's nearest-neighbour product). "+
 			"Peak: ONNX Runtime MatMul of two %d² float32 matrices, %d threads, %s GFLOP/s. "+
 			"The raw loop runs at %.1f GFLOP/s, %.0f%% of that peak.\n\n",
-			float64(tf)/1e9, float64(sf)/1e9, m.Size(), o.peakN, o.threads, peak.Format("%.1f"),
+			float64(tf)/1e9, workload.Head(m.Bundle), float64(sf)/1e9, m.Size(), o.peakN, o.threads, peak.Format("%.1f"),
 			raw.Median*flops/1e9, 100*raw.Median*flops/1e9/peak.Median)
 	}
 	if o.bin != "" {

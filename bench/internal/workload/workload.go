@@ -56,19 +56,35 @@ func Files(ctx context.Context, input string, max int) ([]read.File, error) {
 	return files, nil
 }
 
-// TeacherPath is the default MobileNetV2 teacher in the shared folder.
-func TeacherPath(shared string) string {
-	return filepath.Join(shared, "weights", "mobilenet_v2", "mobilenet_v2_1.0_224.uint8.tflite")
+// TeacherPath is the TFLite file of a bundle's teacher in the shared folder:
+// the built-in teacher the manifest names (MobileNetV2, MobileNet EdgeTPU).
+func TeacherPath(shared string, b *bundle.Bundle) (string, error) {
+	bt, ok := teacher.LookupBuiltin(b.Manifest.Teacher.Name)
+	if !ok {
+		return "", fmt.Errorf("workload: teacher %q is not a built-in teacher", b.Manifest.Teacher.Name)
+	}
+	return filepath.Join(shared, bt.Path), nil
 }
 
-// FLOPs returns the floating-point operations (2 per multiply-add, convolutions
-// and dense layers) of one S×S image through a bundle's model: the teacher
-// pruned to its feature maps (teacher.Program.MACs) plus the student
-// (student.Config.ForwardFLOPs, sized from the manifest's training record).
-// The anomaly-map arithmetic (normalisation, cosine, upsampling, blur) is
-// not counted. A bundle whose teacher is not the TFLite teacher at
-// teacherPath returns an error.
-func FLOPs(b *bundle.Bundle, teacherPath string) (teacherFLOPs, studentFLOPs int64, err error) {
+// Head is the bundle's head: student, bank or fused (student for bundles
+// from before the heads, which record none).
+func Head(b *bundle.Bundle) string {
+	if tr := b.Manifest.Training; tr != nil && tr.Head != "" {
+		return tr.Head
+	}
+	return "student"
+}
+
+// FLOPs returns the floating-point operations (2 per multiply-add) of one
+// S×S image through a bundle's model: the teacher pruned to its feature maps
+// (teacher.Program.MACs, convolutions and dense layers) and the head. The
+// head is the student (student.Config.ForwardFLOPs, sized from the
+// manifest's training record) for the student head, the memory bank's
+// nearest-neighbour product (2 · (S/8)² positions · channels · vectors) for
+// the bank head, and both for the fused head. The anomaly-map arithmetic
+// (normalisation, cosine, upsampling, blur) is not counted. teacherPath is
+// the bundle's teacher (TeacherPath).
+func FLOPs(b *bundle.Bundle, teacherPath string) (teacherFLOPs, headFLOPs int64, err error) {
 	S := b.Manifest.Preprocess.Size
 	t, err := teacher.Import(teacherPath, teacher.ImportOptions{Features: b.Manifest.Teacher.Features})
 	if err != nil {
@@ -78,12 +94,26 @@ func FLOPs(b *bundle.Bundle, teacherPath string) (teacherFLOPs, studentFLOPs int
 	if err != nil {
 		return 0, 0, fmt.Errorf("workload: %w", err)
 	}
-	cfg := student.DefaultConfig()
-	cfg.Channels = t.FeatureChannels()
-	if tr := b.Manifest.Training; tr != nil && len(tr.Student) > 0 {
-		if err := json.Unmarshal(tr.Student, &cfg); err != nil {
-			return 0, 0, fmt.Errorf("workload: manifest student config: %w", err)
+	tr, head := b.Manifest.Training, Head(b)
+	if head == "student" || head == "fused" {
+		cfg := student.DefaultConfig()
+		cfg.Channels = t.FeatureChannels()
+		if tr != nil && len(tr.Student) > 0 {
+			if err := json.Unmarshal(tr.Student, &cfg); err != nil {
+				return 0, 0, fmt.Errorf("workload: manifest student config: %w", err)
+			}
 		}
+		headFLOPs += cfg.ForwardFLOPs(S)
 	}
-	return 2 * p.MACs(S, S), cfg.ForwardFLOPs(S), nil
+	if head == "bank" || head == "fused" {
+		if tr == nil || tr.BankSize == 0 || len(tr.BankChannels) == 0 {
+			return 0, 0, fmt.Errorf("workload: %s head without bank_size and bank_channels in model.json", head)
+		}
+		c := 0
+		for _, n := range tr.BankChannels {
+			c += n
+		}
+		headFLOPs += 2 * int64(S/8) * int64(S/8) * int64(c) * int64(tr.BankSize)
+	}
+	return 2 * p.MACs(S, S), headFLOPs, nil
 }
