@@ -10,7 +10,9 @@ import (
 )
 
 // TestSmoke scores 4 tile images with a tiny test bundle: the raw loop,
-// the FLOP floor, and the pipeline when bin/multiad exists.
+// the sgemm peak, the bound, and the pipeline when bin/multiad exists. The
+// test bundle's teacher is not a built-in one, so it has no FLOP floor
+// (workload.TestFLOPsPerHead checks the FLOP count).
 func TestSmoke(t *testing.T) {
 	model, input := workload.Smoke(t, 4)
 	bin := workload.Binary()
