@@ -22,6 +22,7 @@ import (
 
 	"github.com/multiad/multiad/bench/internal/benchutil"
 	"github.com/multiad/multiad/model/bundle"
+	"github.com/multiad/multiad/transforms/report"
 )
 
 func main() {
@@ -111,13 +112,12 @@ func bankVectors(path string) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	var m struct {
-		Training struct {
-			BankSize int `json:"bank_size"`
-		} `json:"training"`
-	}
+	var m bundle.Manifest
 	if err := json.Unmarshal(js, &m); err != nil {
 		return 0, fmt.Errorf("%s: %w", path, err)
+	}
+	if m.Training == nil {
+		return 0, nil
 	}
 	return m.Training.BankSize, nil
 }
@@ -133,11 +133,7 @@ func score(ctx context.Context, bin, model, input, out string, threads int) (flo
 		}
 		return 0, fmt.Errorf("%s score --model %s: %w\n%s", bin, model, err, log)
 	}
-	var sum struct {
-		Throughput struct {
-			ImagesPerSecond float64 `json:"images_per_second"`
-		}
-	}
+	var sum report.Summary
 	js, err := os.ReadFile(filepath.Join(out, "summary.json"))
 	if err != nil {
 		return 0, err
