@@ -82,32 +82,52 @@ func TestBankDistances(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := onnxb.New()
 	h8, h16 := S/8, S/16
-	f8 := b.Input("f8", onnx.TensorProto_FLOAT, "N", bk.C8, h8, h8)
-	f16 := b.Input("f16", onnx.TensorProto_FLOAT, "N", bk.C16, h16, h16)
-	b.Output(bankDistances(b, f8, f16, bk, S), onnx.TensorProto_FLOAT, "N", h8, h8)
-	model, err := b.Marshal()
-	if err != nil {
-		t.Fatal(err)
-	}
 	q := ss[3]
-	out := runModel(t, model, []string{"f8", "f16"}, nil, ort.Tensor{Shape: []int64{1, int64(bk.C8), int64(h8), int64(h8)}, Data: q.Feats[1]},
-		ort.Tensor{Shape: []int64{1, int64(bk.C16), int64(h16), int64(h16)}, Data: q.Feats[2]})
 	e, err := bank.Embed(q.Feats[1], q.Feats[2], S)
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := bank.Nearest(bk.Vectors, e, bk.D(), 0)
-	var worst, lo, hi float64 = 0, math.Inf(1), 0
-	for i, w := range want {
-		d := math.Abs(float64(out[0].Data[i])-float64(w)) / math.Max(1, float64(w))
-		worst = math.Max(worst, d)
-		lo, hi = math.Min(lo, float64(w)), math.Max(hi, float64(w))
-	}
-	t.Logf("%d patches against %d bank vectors of %d dims: distances in [%.4g, %.4g], max |ONNX − Go| (relative above 1) %.3g", len(want), bk.M(), bk.D(), lo, hi, worst)
-	if worst > 1e-4 || !(hi > lo) {
-		t.Errorf("ONNX distances differ from the brute-force reference by %g", worst)
+	// One product over all patches, the default chunks, and chunks of 7
+	// rows (the last one shorter): the same distances, bit for bit.
+	defer func(v int) { chunkBytes = v }(chunkBytes)
+	var first []float32
+	for _, c := range []struct {
+		name  string
+		bytes int
+	}{{"one product", 1 << 40}, {"default chunks", chunkBytes}, {"7-row chunks", 7 * 4 * bk.M()}} {
+		chunkBytes = c.bytes
+		b := onnxb.New()
+		f8 := b.Input("f8", onnx.TensorProto_FLOAT, "N", bk.C8, h8, h8)
+		f16 := b.Input("f16", onnx.TensorProto_FLOAT, "N", bk.C16, h16, h16)
+		b.Output(bankDistances(b, f8, f16, bk, S), onnx.TensorProto_FLOAT, "N", h8, h8)
+		model, err := b.Marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := runModel(t, model, []string{"f8", "f16"}, nil, ort.Tensor{Shape: []int64{1, int64(bk.C8), int64(h8), int64(h8)}, Data: q.Feats[1]},
+			ort.Tensor{Shape: []int64{1, int64(bk.C16), int64(h16), int64(h16)}, Data: q.Feats[2]})
+		var worst, lo, hi float64 = 0, math.Inf(1), 0
+		for i, w := range want {
+			d := math.Abs(float64(out[0].Data[i])-float64(w)) / math.Max(1, float64(w))
+			worst = math.Max(worst, d)
+			lo, hi = math.Min(lo, float64(w)), math.Max(hi, float64(w))
+		}
+		t.Logf("%s: %d patches against %d bank vectors of %d dims: distances in [%.4g, %.4g], max |ONNX − Go| (relative above 1) %.3g", c.name, len(want), bk.M(), bk.D(), lo, hi, worst)
+		if worst > 1e-4 || !(hi > lo) {
+			t.Errorf("%s: ONNX distances differ from the brute-force reference by %g", c.name, worst)
+		}
+		if first == nil {
+			first = out[0].Data
+			continue
+		}
+		for i := range first {
+			if out[0].Data[i] != first[i] {
+				t.Errorf("%s: patch %d: distance %v, one product gives %v", c.name, i, out[0].Data[i], first[i])
+				break
+			}
+		}
 	}
 }
 
