@@ -124,12 +124,14 @@ func AddMap(m Map, hs ...*Histogram) error {
 			weight[r] = 1 / weight[r]
 		}
 	}
+	// Normal pixels, nearly all of a map, are counted per distinct bin:
+	// their bins are sorted and each run is one map update per histogram
+	// instead of one per pixel.
+	normal := make([]uint32, 0, len(m.Scores))
 	for i, s := range m.Scores {
 		b := binOf(s, bits)
 		if l := labels[i]; l == 0 {
-			for _, h := range hs {
-				h.Normal[b]++
-			}
+			normal = append(normal, b)
 		} else {
 			for _, h := range hs {
 				h.Anomalous[b]++
@@ -137,10 +139,46 @@ func AddMap(m Map, hs ...*Histogram) error {
 			}
 		}
 	}
+	sortBins(normal, 9+bits)
+	for i := 0; i < len(normal); {
+		j := i + 1
+		for j < len(normal) && normal[j] == normal[i] {
+			j++
+		}
+		for _, h := range hs {
+			h.Normal[normal[i]] += int64(j - i)
+		}
+		i = j
+	}
 	for _, h := range hs {
 		h.Regions += int64(n)
 	}
 	return nil
+}
+
+// sortBins sorts bins of at most width significant bits in place: a
+// least-significant-digit radix sort, 8 bits per pass.
+func sortBins(bins []uint32, width int) {
+	tmp := make([]uint32, len(bins))
+	src, dst := bins, tmp
+	for shift := 0; shift < width; shift += 8 {
+		var count [257]int
+		for _, b := range src {
+			count[(b>>shift)&0xff+1]++
+		}
+		for d := 1; d < len(count); d++ {
+			count[d] += count[d-1]
+		}
+		for _, b := range src {
+			d := (b >> shift) & 0xff
+			dst[count[d]] = b
+			count[d]++
+		}
+		src, dst = dst, src
+	}
+	if &src[0] != &bins[0] {
+		copy(bins, src)
+	}
 }
 
 // Merge adds the counts of o, which must have the same Bits, to h.

@@ -3,6 +3,7 @@ package metrics
 import (
 	"math"
 	"math/rand/v2"
+	"slices"
 	"testing"
 )
 
@@ -62,6 +63,82 @@ func TestHistogramErrorSynthetic(t *testing.T) {
 			bits, len(h.Normal), len(h.Anomalous), hauc-auc, hpro-pro)
 		if bits >= DefaultHistogramBits && (!near(hauc, auc, 1e-4) || !near(hpro, pro, 1e-4)) {
 			t.Errorf("bits=%d: histogram pixel AUROC %v, AU-PRO %v; exact %v, %v", bits, hauc, hpro, auc, pro)
+		}
+	}
+}
+
+// TestAddMapCounts checks AddMap's counts, which sort the normal pixels'
+// bins and count runs, against counting pixel by pixel, on maps with
+// negative, zero and repeated scores, into two histograms at once.
+func TestAddMapCounts(t *testing.T) {
+	for _, bits := range []int{0, 5, DefaultHistogramBits, 23} {
+		maps := syntheticMaps(uint64(bits)+1, 3)
+		for k := range maps[0].Scores[:5000] {
+			maps[0].Scores[k] = float32(k%7) - 3 // negatives, zeros, runs
+		}
+		wantN, wantA := map[uint32]int64{}, map[uint32]int64{}
+		h1, _ := NewHistogram(bits)
+		h2, _ := NewHistogram(bits)
+		for _, m := range maps {
+			for i, s := range m.Scores {
+				if m.Mask[i] == 0 {
+					wantN[binOf(s, bits)]++
+				} else {
+					wantA[binOf(s, bits)]++
+				}
+			}
+			if err := AddMap(m, h1, h2); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, h := range []*Histogram{h1, h2} {
+			if !countsEqual(h.Normal, wantN) || !countsEqual(h.Anomalous, wantA) {
+				t.Fatalf("bits %d: counts differ from pixel-by-pixel counting (%d/%d normal bins, %d/%d anomalous)",
+					bits, len(h.Normal), len(wantN), len(h.Anomalous), len(wantA))
+			}
+		}
+	}
+}
+
+func countsEqual(a, b map[uint32]int64) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if b[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+func TestSortBins(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 7))
+	for _, width := range []int{1, 8, 9, 17, 23, 32} {
+		for _, n := range []int{1, 2, 255, 4097} {
+			x := make([]uint32, n)
+			for i := range x {
+				x[i] = uint32(r.Uint64() & (1<<width - 1))
+			}
+			want := slices.Clone(x)
+			slices.Sort(want)
+			sortBins(x, width)
+			if !slices.Equal(x, want) {
+				t.Fatalf("width %d, %d values: not sorted", width, n)
+			}
+		}
+	}
+}
+
+// BenchmarkAddMap adds one 256x256 map to two histograms, as the
+// pipeline's pixel metrics do for each image (its group's and the overall).
+func BenchmarkAddMap(b *testing.B) {
+	m := syntheticMaps(1, 1)[0]
+	h1, _ := NewHistogram(DefaultHistogramBits)
+	h2, _ := NewHistogram(DefaultHistogramBits)
+	for b.Loop() {
+		if err := AddMap(m, h1, h2); err != nil {
+			b.Fatal(err)
 		}
 	}
 }
