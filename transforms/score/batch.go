@@ -206,43 +206,55 @@ func (b *batcher) scoreBatch(ctx context.Context, ps []pending) []outcome {
 }
 
 func (b *batcher) emit(ctx context.Context, p pending, amap []float32, score float32, emit func(Result), emitPix func(evaluate.PixelResult)) {
-	s := b.m.Size()
-	img := p.d.Image
-	r := Result{Item: p.d.Item, Score: float64(score), Anomalous: float64(score) > b.m.Threshold(),
-		Size: s, Rows: img.Rows, Cols: img.Cols, Domain: bundle.DomainOf(img).String()}
-	r.Normalized = b.m.Calibration().Normalize(r.Score)
-	if b.Opt.KeepMaps {
-		r.Map = append([]float32(nil), amap...)
-		r.Gray = make([]uint8, s*s)
-		for i := range r.Gray {
-			r.Gray[i] = uint8(clamp01(p.tensor[i])*255 + 0.5)
-		}
-		if v, ok := b.m.(Viewer); ok {
-			if pix, _, err := v.View(img); err == nil {
-				r.View = pix
-			} else {
-				log.Warnf(ctx, "score: %s: no view for the heatmap (%v); drawing over the model input", p.d.Item.URI, err)
-			}
-		}
-		if m := p.d.Mask; len(m) == img.Rows*img.Cols && slices.ContainsFunc(m, func(v uint8) bool { return v != 0 }) {
-			r.Truth = m
-		}
-	}
-	if b.Opt.KeepIdentity {
-		id := img.Meta.Identity
-		r.Identity = &id
-	}
+	r, pix := NewResult(ctx, b.m, p.d, p.tensor, amap, score, b.Opt)
 	scoredCount.Inc(ctx, 1)
 	noteProgress(ctx, 1, 0)
 	emit(r)
-	if p.d.Mask != nil {
-		groups := GroupsOf(p.d.Item, b.Opt.GroupBy)
-		emitPix(evaluate.PixelResult{
-			Groups: groups, AllGroups: len(groups) == 0,
-			Rows: s, Cols: s,
-			Map:  append([]float32(nil), amap...),
-			Mask: ResizeNearest(p.d.Mask, img.Rows, img.Cols, s, s),
-		})
+	if pix != nil {
+		emitPix(*pix)
+	}
+}
+
+// NewResult is what Score emits for one scored image: d decoded, tensor
+// its model input (m.Preprocess), amap and score m's output for it. The
+// pixel result, for the pixel metrics, is nil unless d has a mask. The
+// outputs own their slices (amap and tensor may be reused).
+func NewResult(ctx context.Context, m Scorer, d read.Decoded, tensor, amap []float32, score float32, opt Options) (Result, *evaluate.PixelResult) {
+	s := m.Size()
+	img := d.Image
+	r := Result{Item: d.Item, Score: float64(score), Anomalous: float64(score) > m.Threshold(),
+		Size: s, Rows: img.Rows, Cols: img.Cols, Domain: bundle.DomainOf(img).String()}
+	r.Normalized = m.Calibration().Normalize(r.Score)
+	if opt.KeepMaps {
+		r.Map = append([]float32(nil), amap...)
+		r.Gray = make([]uint8, s*s)
+		for i := range r.Gray {
+			r.Gray[i] = uint8(clamp01(tensor[i])*255 + 0.5)
+		}
+		if v, ok := m.(Viewer); ok {
+			if pix, _, err := v.View(img); err == nil {
+				r.View = pix
+			} else {
+				log.Warnf(ctx, "score: %s: no view for the heatmap (%v); drawing over the model input", d.Item.URI, err)
+			}
+		}
+		if mk := d.Mask; len(mk) == img.Rows*img.Cols && slices.ContainsFunc(mk, func(v uint8) bool { return v != 0 }) {
+			r.Truth = mk
+		}
+	}
+	if opt.KeepIdentity {
+		id := img.Meta.Identity
+		r.Identity = &id
+	}
+	if d.Mask == nil {
+		return r, nil
+	}
+	groups := GroupsOf(d.Item, opt.GroupBy)
+	return r, &evaluate.PixelResult{
+		Groups: groups, AllGroups: len(groups) == 0,
+		Rows: s, Cols: s,
+		Map:  append([]float32(nil), amap...),
+		Mask: ResizeNearest(d.Mask, img.Rows, img.Cols, s, s),
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strconv"
 	"testing"
 
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/testing/ptest"
@@ -24,12 +25,27 @@ func TestProfilePipeline(t *testing.T) {
 	if model == "" || input == "" {
 		t.Skip("set BENCH_PROFILE_MODEL and BENCH_PROFILE_INPUT to profile the pipeline")
 	}
+	threads, inFlight := envInt(t, "BENCH_PROFILE_THREADS", 2), envInt(t, "BENCH_PROFILE_IN_FLIGHT", 1)
 	sum, err := scoring.Run(context.Background(), scoring.Options{
 		Model: model, Input: input, Output: filepath.Join(t.TempDir(), "out"),
-		BatchSize: 1, Threads: 2, Device: "cpu", Heatmaps: "anomalous", Gallery: 12,
+		BatchSize: envInt(t, "BENCH_PROFILE_BATCH", 8), Threads: threads, InFlight: inFlight, Device: "cpu",
+		Heatmaps: "anomalous", Masks: true, Gallery: 12,
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("%d scored in %.1f s (%.1f images/s)", sum.Scored, sum.Throughput.Seconds, sum.Throughput.ImagesPerSecond)
+	t.Logf("threads %d, in flight %d: %d scored in %.1f s (%.1f images/s)", threads, inFlight, sum.Scored, sum.Throughput.Seconds, sum.Throughput.ImagesPerSecond)
+}
+
+// envInt reads an integer setting of TestProfilePipeline, def when unset.
+func envInt(t *testing.T, name string, def int) int {
+	v := os.Getenv(name)
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil {
+		t.Fatalf("%s=%q: %v", name, v, err)
+	}
+	return n
 }

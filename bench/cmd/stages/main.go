@@ -6,12 +6,13 @@
 //   - decode: read.ExpandFile (file read, format decode, mask);
 //   - preprocess: inference.Model.Preprocess (normalise, resize to S×S);
 //   - inference: inference.Model.Score (ONNX Runtime);
-//   - post-processing: what the score transform does with a map (copy the
-//     map, the 8-bit gray input, the mask resized to S×S) and the pixel
-//     metrics' one-pass accumulator (metrics.Histogram.Add);
-//   - writing: report.NewRecord + JSON (the scores.jsonl line) and, for
-//     anomalous images, report.OverlayPNG written with
-//     storage.WriteFileAtomic (the default --heatmaps anomalous).
+//   - post-processing: what the score transform does with a map
+//     (score.NewResult: copies, the view at the image's size, the resized
+//     mask) and the pixel metrics' accumulator
+//     (evaluate.PixelCombineFn.AddInput);
+//   - writing: report.WriteImages (the heatmap and predicted mask of
+//     anomalous images, at the image's size, at the default --heatmaps
+//     anomalous --masks) and the scores.jsonl record as JSON.
 //
 // Beam's own costs (element coding, Prism's data plane, shuffles) are what
 // the pipeline adds on top; compare with the scoring harness.
@@ -188,9 +189,9 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 			}
 			inf += r.stage[2].Median / sum / float64(len(results))
 		}
-		fmt.Fprintf(stdout, "Reading: inference takes %.0f%% of the per-image time on average; decoding is next, then preprocessing and the "+
-			"map post-processing (copies, the resized mask, the pixel-metric histogram, whose Go map costs a hash insert per pixel); writing "+
-			"(JSON line, heatmap PNG for anomalous images) is small. The fastest configuration here is %d thread(s) at batch %d (%.1f images/s), "+
+		fmt.Fprintf(stdout, "Reading: inference takes %.0f%% of the per-image time on average; the rest, in the table's shares, is decoding, preprocessing, "+
+			"post-processing (copies, the view and resized mask, the pixel-metric histograms of the image's group and of all images) and "+
+			"writing (the heatmap and predicted-mask PNGs of anomalous images at their own size, and the JSON line). The fastest configuration here is %d thread(s) at batch %d (%.1f images/s), "+
 			"the slowest %d at batch %d (%.1f). This loop runs every stage in one goroutine, one after the other, so a second intra-op thread "+
 			"helps only inference, and larger batches only amortise ONNX Runtime's per-call overhead (model/ort turns its idle-thread spinning off, "+
 			"which would otherwise take the CPU the decoding needs). The pipeline overlaps inference with decoding instead (transforms/score).\n\n",

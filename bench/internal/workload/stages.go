@@ -5,12 +5,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"path/filepath"
 	"time"
 
-	"github.com/multiad/multiad/io/storage"
-	"github.com/multiad/multiad/metrics"
 	"github.com/multiad/multiad/model/inference"
+	"github.com/multiad/multiad/transforms/evaluate"
 	"github.com/multiad/multiad/transforms/read"
 	"github.com/multiad/multiad/transforms/report"
 	"github.com/multiad/multiad/transforms/score"
@@ -21,9 +19,12 @@ var StageNames = []string{"decode", "preprocess", "inference", "post-processing"
 
 // Stages runs, in one goroutine, the functions the scoring pipeline calls
 // for each image over files at batch size b: decode (read.ExpandFile),
-// preprocess, inference (inference.Model.Score), post-processing (map and
-// gray copies, resized mask, pixel-metric histogram) and writing (the
-// scores.jsonl record, and the heatmap PNG of anomalous images into dir).
+// preprocess, inference (inference.Model.Score), post-processing
+// (score.NewResult: map and gray copies, the view at the image's size, the
+// resized mask; the pixel metrics' evaluate.PixelCombineFn.AddInput) and
+// writing (report.WriteImages: the heatmap and predicted mask of anomalous
+// images into dir, and the scores.jsonl record). These are the functions
+// the pipeline calls, at multiad score's defaults.
 // It returns the seconds spent in each stage and the number of images.
 func Stages(ctx context.Context, m *inference.Model, files []read.File, b int, dir string) ([]float64, int, error) {
 	st := make([]float64, len(StageNames))
@@ -34,8 +35,16 @@ func Stages(ctx context.Context, m *inference.Model, files []read.File, b int, d
 		tick = now
 	}
 	man := m.Bundle.Manifest
-	S := m.Size()
-	hist, _ := metrics.NewHistogram(metrics.DefaultHistogramBits)
+	// The score transform's, the pixel metrics' and the report's own
+	// functions, at multiad score's defaults (--heatmaps anomalous,
+	// --masks): the work the pipeline does per image, without Beam.
+	scoreOpt := score.Options{KeepMaps: true}
+	pixels := &evaluate.PixelCombineFn{}
+	acc, err := pixels.CreateAccumulator()
+	if err != nil {
+		return nil, 0, err
+	}
+	reportOpt := report.Options{Dir: dir, Heatmaps: report.HeatmapsAnomalous, Calibration: man.Scores, Masks: true}
 	n := 0
 	var pend []read.Decoded
 	var tensors [][]float32
@@ -50,18 +59,9 @@ func Stages(ctx context.Context, m *inference.Model, files []read.File, b int, d
 		lap(2)
 		results := make([]score.Result, len(pend))
 		for i, d := range pend {
-			r := score.Result{Item: d.Item, Score: float64(scores[i]), Anomalous: float64(scores[i]) > man.Scores.Threshold,
-				Size: S, Rows: d.Image.Rows, Cols: d.Image.Cols}
-			r.Map = append([]float32(nil), amaps[i]...)
-			r.Gray = make([]uint8, S*S)
-			for j := range r.Gray {
-				v := min(max(tensors[i][j], 0), 1)
-				r.Gray[j] = uint8(v*255 + 0.5)
-			}
-			if d.Mask != nil {
-				mm := metrics.Map{Rows: S, Cols: S, Scores: append([]float32(nil), amaps[i]...),
-					Mask: score.ResizeNearest(d.Mask, d.Image.Rows, d.Image.Cols, S, S)}
-				if err := hist.Add(mm); err != nil {
+			r, pix := score.NewResult(ctx, m, d, tensors[i], amaps[i], scores[i], scoreOpt)
+			if pix != nil {
+				if acc, err = pixels.AddInput(acc, *pix); err != nil {
 					return err
 				}
 			}
@@ -69,18 +69,11 @@ func Stages(ctx context.Context, m *inference.Model, files []read.File, b int, d
 		}
 		lap(3)
 		for _, r := range results {
-			heat := ""
-			if r.Anomalous {
-				png, err := report.OverlayPNG(r, man.Scores.PixelMin, man.Scores.PixelMax)
-				if err != nil {
-					return err
-				}
-				heat = report.HeatmapName(r.Item)
-				if err := storage.WriteFileAtomic(ctx, filepath.Join(dir, heat), png); err != nil {
-					return err
-				}
+			rec, err := report.WriteImages(ctx, r, reportOpt)
+			if err != nil {
+				return err
 			}
-			if _, err := json.Marshal(report.NewRecord(r, heat, false)); err != nil {
+			if _, err := json.Marshal(rec); err != nil {
 				return err
 			}
 		}
