@@ -25,6 +25,8 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -64,8 +66,20 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	runs := fs.Int("runs", 5, "timed runs per configuration")
 	threadList := fs.String("threads", "1,2", "intra-op thread counts")
 	batchList := fs.String("batch", "1,4,16", "batch sizes")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file (go tool pprof)")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
 	}
 	if *model == "" || *input == "" {
 		return fmt.Errorf("need -model and -input")
@@ -210,8 +224,10 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		fig.Set("threads_2_vs_1", b.total.Median/a.total.Median)
 		fig.Set("inference_threads_2_vs_1", a.stage[2].Median/b.stage[2].Median)
 	}
-	if a, b := find(2, 1), find(2, 16); a != nil && b != nil {
-		fig.Set("batch_16_vs_1", b.total.Median/a.total.Median)
+	if big := slices.Max(batches); big > 1 {
+		if a, b := find(2, 1), find(2, big); a != nil && b != nil {
+			fig.Set(fmt.Sprintf("batch_%d_vs_1", big), b.total.Median/a.total.Median)
+		}
 	}
 	fig.Write(stdout)
 	fmt.Fprintln(stdout)
