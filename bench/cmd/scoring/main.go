@@ -19,6 +19,8 @@ import (
 	"path/filepath"
 	goruntime "runtime"
 	"strings"
+	"syscall"
+	"time"
 
 	"github.com/multiad/multiad/bench/internal/benchutil"
 	"github.com/multiad/multiad/bench/internal/workload"
@@ -141,7 +143,8 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	// The raw loop, the pipeline (the whole process, files on disk to
 	// committed reports) and the sgemm peak take turns within each run, so
 	// that a shared machine's drifting load affects them alike.
-	var rawSecs, wallSecs, innerSecs, peakRates []float64
+	var rawSecs, wallSecs, innerSecs, peakRates, stagesRates, stagesCPU, pipelineCPU []float64
+	var childCPU float64
 	scored := 0
 	for r := 0; r < o.runs+1; r++ {
 		benchutil.Progress(name, "run %d/%d (first is warm-up): raw loop over %d images, batch %d, %d threads", r+1, o.runs+1, n, o.batch, o.threads)
@@ -172,6 +175,16 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 			}
 			boundRates = append(boundRates, float64(goruntime.NumCPU())/sum)
 		}
+		benchutil.Progress(name, "run %d/%d: stages at %d threads, batch %d (the pipeline's functions without Beam)", r+1, o.runs+1, o.threads, o.batch)
+		c0, t0 := cpuSeconds(), time.Now()
+		_, sn, err = workload.Stages(ctx, m, files, o.batch, filepath.Join(o.tmp, fmt.Sprintf("stagesN%d", r)))
+		if err != nil {
+			return err
+		}
+		if r > 0 && sn > 0 {
+			stagesRates = append(stagesRates, float64(sn)/time.Since(t0).Seconds())
+			stagesCPU = append(stagesCPU, (cpuSeconds()-c0)/float64(sn))
+		}
 		if o.bin == "" {
 			continue
 		}
@@ -194,6 +207,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 				}
 				return fmt.Errorf("%s score: %w\n%s", o.bin, err, tail)
 			}
+			childCPU = (cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()).Seconds()
 			return nil
 		})
 		if err != nil {
@@ -215,6 +229,9 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 			continue
 		}
 		scored = sum.Scored
+		if scored > 0 {
+			pipelineCPU = append(pipelineCPU, childCPU/float64(scored))
+		}
 		wallSecs = append(wallSecs, secs[0])
 		innerSecs = append(innerSecs, sum.Throughput.Seconds)
 	}
@@ -252,7 +269,21 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	t.Add(fmt.Sprintf("bound: %d cores ÷ Σ single-thread ms per image (%s)", goruntime.NumCPU(), strings.Join(costs, " + ")), "",
 		bound.Format("%.1f"), fmt.Sprintf("%.0f%%", 100*bound.Median/raw.Median))
+	stages := benchutil.Summarize(stagesRates)
+	t.Add(fmt.Sprintf("stages loop: the pipeline's functions in one goroutine, no Beam, %d threads, batch %d", o.threads, o.batch),
+		fmt.Sprint(len(files)), stages.Format("%.1f"), fmt.Sprintf("%.0f%%", 100*stages.Median/raw.Median))
 	t.Write(stdout)
+	var boundCPU float64
+	for _, v := range stageSecs {
+		boundCPU += benchutil.Summarize(v).Median
+	}
+	sCPU, pCPU := benchutil.Summarize(stagesCPU), benchutil.Summarize(pipelineCPU)
+	if o.bin != "" {
+		fmt.Fprintf(stdout, "CPU per image (user + system, all threads): `multiad score` %.1f ms (the child process, start-up included), "+
+			"the stages loop %.1f ms, the bound's single-thread sum %.1f ms. The pipeline spends %.0f%% more CPU per image than the same "+
+			"functions without Beam; on a machine whose cores are all busy, that is what its throughput loses.\n\n",
+			1e3*pCPU.Median, 1e3*sCPU.Median, 1e3*boundCPU, 100*(pCPU.Median/sCPU.Median-1))
+	}
 	if o.bin != "" {
 		fmt.Fprintf(stdout, "Against the bound (every stage of every image on one thread, spread perfectly over the cores, "+
 			"each run measured between the raw loop and the pipeline), `multiad score` reaches %.0f%% (wall time) and %.0f%% (pipeline time).\n\n",
@@ -266,23 +297,20 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 			raw.Median*flops/1e9, 100*raw.Median*flops/1e9/peak.Median)
 	}
 	if o.bin != "" {
-		verdict := "misses"
-		if wall.Median/raw.Median >= 0.85 {
-			verdict = "meets"
-		}
-		fmt.Fprintf(stdout, "Reading: `multiad score` runs at %.0f%% of the raw loop here, so it %s the 85%% target. "+
+		fmt.Fprintf(stdout, "Reading: `multiad score` runs at %.0f%% of the raw loop, %.0f%% of the bound and %.0f%% of the stages loop here. "+
 			"The raw loop only runs ONNX Runtime on tensors that are already decoded and resized; the pipeline, on the same cores, "+
-			"also lists and decodes the files, preprocesses, folds every map into the pixel-metric histograms, writes the reports, "+
-			"and pays Beam's per-element costs under Prism (coding each result's %d² map and gray image between stages, watermark bookkeeping). "+
-			"On a 2-core machine every CPU-second spent outside inference is taken from ONNX Runtime, so the efficiency is roughly inference CPU ÷ "+
-			"total CPU. The Scaling section runs the same functions in one goroutine without Beam: compare its images/s at the same threads and batch "+
-			"with this pipeline's to see Beam's share. "+
+			"also lists and decodes the files, preprocesses, folds every map into the pixel-metric histograms and writes the heatmaps, masks and "+
+			"reports, and pays Beam's per-element costs under Prism. The bound and the stages loop do that same per-image work (they call the "+
+			"pipeline's functions), so the pipeline's gap to them is Beam's share, overlapping, and ONNX Runtime running slower when the other "+
+			"core is busy too (shared cache and memory bandwidth), which a single-thread measurement alone does not see. "+
 			"Start-up (process, Prism, model load) is the gap between the wall-time and pipeline-time rows: %.1f s of %.1f s.\n\n",
-			100*wall.Median/raw.Median, verdict, m.Size(), float64(scored)/wall.Median-float64(scored)/inner.Median, float64(scored)/wall.Median)
+			100*wall.Median/raw.Median, 100*wall.Median/bound.Median, 100*wall.Median/stages.Median,
+			float64(scored)/wall.Median-float64(scored)/inner.Median, float64(scored)/wall.Median)
 	}
 	if flops > 0 {
-		fmt.Fprintf(stdout, "Against the hardware, the raw loop itself reaches %.0f%% of the sgemm peak: at %d² and batch %d MobileNetV2's depthwise "+
-			"and 1×1 convolutions and the student's small convolutions are short, memory-bound kernels that ONNX Runtime cannot run at matrix-multiply speed.\n\n",
+		fmt.Fprintf(stdout, "Against the hardware, the raw loop itself reaches %.0f%% of the sgemm peak: at %d² and batch %d the teacher's depthwise "+
+			"and 1×1 convolutions (and a student's small ones) are short, memory-bound kernels that ONNX Runtime cannot run at matrix-multiply "+
+			"speed; a bank's nearest-neighbour product, a true matrix multiply with a thin inner dimension, runs closest to it.\n\n",
 			100*raw.Median*flops/1e9/peak.Median, m.Size(), o.batch)
 	}
 	fig.Set("raw_images_per_s", raw.Median)
@@ -292,8 +320,14 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		fig.Set("efficiency_pipeline_only", inner.Median/raw.Median)
 	}
 	fig.Set("bound_images_per_s", bound.Median)
+	fig.Set("stages_images_per_s", stages.Median)
+	fig.Set("bound_cpu_ms_per_image", 1e3*boundCPU)
+	fig.Set("stages_cpu_ms_per_image", 1e3*sCPU.Median)
 	if o.bin != "" {
 		fig.Set("efficiency_vs_bound", wall.Median/bound.Median)
+		fig.Set("pipeline_vs_stages", wall.Median/stages.Median)
+		fig.Set("pipeline_cpu_ms_per_image", 1e3*pCPU.Median)
+		fig.Set("beam_cpu_share", 1-sCPU.Median/pCPU.Median)
 	}
 	for i, v := range stageSecs {
 		fig.Set("t1_"+strings.ReplaceAll(workload.StageNames[i], "-", "_")+"_ms", 1e3*benchutil.Summarize(v).Median)
@@ -307,4 +341,14 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	fig.Write(stdout)
 	fmt.Fprintln(stdout)
 	return nil
+}
+
+// cpuSeconds returns this process's CPU time so far, user and system, all
+// threads (ONNX Runtime's included).
+func cpuSeconds() float64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
 }
