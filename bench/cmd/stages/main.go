@@ -130,7 +130,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		benchutil.Progress("stages", "run %d/%d (first is warm-up): %d files at threads %v × batch %v", r+1, *runs+1, len(files), threads, batches)
 		for i, th := range threads {
 			for j, b := range batches {
-				st, n, err := workload.Stages(ctx, models[th], files, b, filepath.Join(tmp, fmt.Sprint(r)))
+				st, n, err := workload.Stages(ctx, models[th], files, b, filepath.Join(tmp, fmt.Sprint(r)), false)
 				if err != nil {
 					return err
 				}
