@@ -7,6 +7,7 @@ import (
 	"image/color"
 	"image/png"
 	"math"
+	"sync"
 
 	"golang.org/x/image/draw"
 
@@ -56,7 +57,21 @@ func Overlay(r score.Result, lo, hi float64) (*image.RGBA, error) {
 // heatmapEncoder favours speed: heatmaps are written for every flagged
 // image on the scoring path, where default compression cost as much CPU as
 // preprocessing (bench/BENCHMARKS.md); the files are somewhat larger.
-var heatmapEncoder = png.Encoder{CompressionLevel: png.BestSpeed}
+// Its buffer pool keeps the compressor and row buffers between images
+// instead of allocating and zeroing them for each one.
+var heatmapEncoder = png.Encoder{CompressionLevel: png.BestSpeed, BufferPool: &encoderBuffers{}}
+
+// encoderBuffers is a png.EncoderBufferPool over a sync.Pool.
+type encoderBuffers struct{ p sync.Pool }
+
+func (e *encoderBuffers) Get() *png.EncoderBuffer {
+	if b, ok := e.p.Get().(*png.EncoderBuffer); ok {
+		return b
+	}
+	return nil
+}
+
+func (e *encoderBuffers) Put(b *png.EncoderBuffer) { e.p.Put(b) }
 
 // OverlayPNG is Overlay encoded as PNG.
 func OverlayPNG(r score.Result, lo, hi float64) ([]byte, error) {
