@@ -243,7 +243,28 @@ func decodeData(h *Header, r io.Reader, skip int64, src []byte, lim pixels.Limit
 		transpose(img.Data, raw, int(l.rows), int(l.cols), l.elem, h.ByteOrder == binary.BigEndian)
 		out = append(out, img)
 	}
+	if isGzip(src) {
+		if err := checkTrailer(r, min(avail-skip-l.nbytes, maxTrailing)); err != nil {
+			return nil, err
+		}
+	}
 	return out, nil
+}
+
+// maxTrailing bounds how much of a gzip stream checkTrailer inflates after
+// the voxel data to reach the trailer: a stream with more (padding, or a
+// bomb of zeros) is not read further, and its CRC is not checked.
+const maxTrailing = 1 << 20
+
+// checkTrailer reads what follows the voxel data in a gzip stream, at most
+// limit bytes, so that the reader reaches the gzip trailer and checks the
+// data's CRC-32 and length: a stream corrupted in a way that still
+// inflates is an error, not silently wrong voxels.
+func checkTrailer(r io.Reader, limit int64) error {
+	if _, err := io.Copy(io.Discard, io.LimitReader(r, max(limit, 0))); err != nil {
+		return fmt.Errorf("nifti: gzip stream after the voxel data: %w", err)
+	}
+	return nil
 }
 
 // transpose copies one slice from file order (i fastest) to row-major order

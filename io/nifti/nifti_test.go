@@ -511,6 +511,23 @@ func TestBadInput(t *testing.T) {
 	}
 }
 
+// TestGzipTrailer: a .nii.gz whose gzip CRC-32 or length does not match
+// its data fails (the voxels inflate fine, so only the trailer can tell),
+// and the intact file decodes.
+func TestGzipTrailer(t *testing.T) {
+	gz := gzipBytes(t, readShared(t, "data", "decoders", "nifti", "anatomical.nii"))
+	if _, err := nifti.Decode(gz, pixels.DefaultLimits); err != nil {
+		t.Fatalf("intact: %v", err)
+	}
+	for name, at := range map[string]int{"crc": len(gz) - 8, "length": len(gz) - 4} {
+		bad := bytes.Clone(gz)
+		bad[at] ^= 0x5a
+		if _, err := nifti.Decode(bad, pixels.DefaultLimits); err == nil || !strings.HasPrefix(err.Error(), "nifti: ") {
+			t.Errorf("%s corrupted: %v, want a nifti error", name, err)
+		}
+	}
+}
+
 // TestBombs: a header claiming 2^40 voxels fails before allocating, and a
 // tiny gzip that would inflate hugely fails fast.
 func TestBombs(t *testing.T) {
