@@ -52,7 +52,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	fs.StringVar(&o.tmp, "tmp", "", "folder for pipeline outputs (default: a temporary folder)")
 	fs.IntVar(&o.runs, "runs", 5, "timed runs of each path")
 	fs.IntVar(&o.batch, "batch", 8, "batch size (multiad score's CPU default is 8)")
-	fs.IntVar(&o.threads, "threads", 2, "ONNX Runtime intra-op threads")
+	fs.IntVar(&o.threads, "threads", 0, "ONNX Runtime intra-op threads of the raw and stages loops, also passed to `multiad score` when set (0: the machine's cores for the loops, and multiad score's own default)")
 	fs.IntVar(&o.max, "max", 0, "use at most this many images in the raw loop (0: all; the pipeline always scores the whole input)")
 	fs.StringVar(&o.scoreArgs, "score-args", "", "extra `multiad score` flags, space-separated (e.g. \"--threads auto --in-flight 2\"; they override -threads)")
 	fs.IntVar(&o.boundMax, "bound-max", 160, "files timed stage by stage for the bound (0: all)")
@@ -62,6 +62,12 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	if o.model == "" || o.input == "" {
 		return fmt.Errorf("need -model and -input")
+	}
+	var threadArgs []string
+	if o.threads > 0 {
+		threadArgs = []string{"--threads", fmt.Sprint(o.threads)}
+	} else {
+		o.threads = goruntime.NumCPU()
 	}
 	if o.tmp == "" {
 		d, err := os.MkdirTemp("", "bench-scoring-")
@@ -192,8 +198,8 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		benchutil.Progress(name, "run %d/%d: multiad score --input %s", r+1, o.runs+1, o.input)
 		secs, err := benchutil.Time(0, 1, func() error {
 			cmd := exec.CommandContext(ctx, o.bin, "score", "--model", o.model, "--input", o.input, "--output", out,
-				"--batch-size", fmt.Sprint(o.batch), "--threads", fmt.Sprint(o.threads), "--device", "cpu")
-			cmd.Args = append(cmd.Args, strings.Fields(o.scoreArgs)...)
+				"--batch-size", fmt.Sprint(o.batch), "--device", "cpu")
+			cmd.Args = append(append(cmd.Args, threadArgs...), strings.Fields(o.scoreArgs)...)
 			logf, err := os.Create(out + ".log")
 			if err != nil {
 				return err
@@ -245,9 +251,11 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 
 	fmt.Fprintf(stdout, "### Scoring efficiency: %s (%s)\n\n", o.name, o.input)
-	fmt.Fprintf(stdout, "Batch %d, %d intra-op threads, %d timed runs each (median (min–max)).", o.batch, o.threads, o.runs)
-	if o.scoreArgs != "" {
-		fmt.Fprintf(stdout, " `multiad score` also gets %s.", o.scoreArgs)
+	fmt.Fprintf(stdout, "Batch %d, %d timed runs each (median (min–max)); the raw and stages loops use %d intra-op threads.", o.batch, o.runs, o.threads)
+	if args := strings.TrimSpace(strings.Join(threadArgs, " ") + " " + o.scoreArgs); args != "" {
+		fmt.Fprintf(stdout, " `multiad score` gets %s.", args)
+	} else {
+		fmt.Fprint(stdout, " `multiad score` runs at its defaults (--threads, --in-flight).")
 	}
 	fmt.Fprint(stdout, "\n\n")
 	t := benchutil.Table{Header: []string{"path", "images", "images/s", "vs raw loop"}}
