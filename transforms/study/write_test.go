@@ -12,7 +12,11 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/apache/beam/sdks/v2/go/pkg/beam"
+	"github.com/apache/beam/sdks/v2/go/pkg/beam/testing/ptest"
+
 	"github.com/multiad/multiad/transforms/report"
+	"github.com/multiad/multiad/transforms/score"
 )
 
 // randomLines makes n lines of random studies and series, with tied scores
@@ -152,5 +156,61 @@ func TestWriteSpilled(t *testing.T) {
 		if left, _ := filepath.Glob(filepath.Join(dir, "*.shard")); len(left) != 0 {
 			t.Errorf("n=%d: shards left: %v", tc.n, left)
 		}
+	}
+}
+
+// TestGroupsSingles runs Groups and Write over plain 2-D images (grouped
+// without the CombinePerKey) mixed with a DICOM study and a volume, and
+// compares studies.jsonl with Aggregate's groups (every slice combined in
+// memory) written by WriteLines.
+func TestGroupsSingles(t *testing.T) {
+	var results []score.Result
+	var slices []Slice
+	for i := 0; i < 7; i++ {
+		r := result("", "", fmt.Sprintf("/p/img%d.png", i), -1, float64(i%4)/4, i%3-1)
+		r.Item.IndexKind = ""
+		r.Item.Meta = map[string]string{"site": fmt.Sprint(i % 2), LabelColumn: fmt.Sprint(i % 2)}
+		results = append(results, r)
+	}
+	for i := 0; i < 3; i++ {
+		results = append(results, result("1.2.3", "1.2.3.4", fmt.Sprintf("/d/a%d.dcm", i), -1, 0.3+float64(i)/10, i%2))
+	}
+	for i := 0; i < 3; i++ {
+		results = append(results, result("", "", "/v/vol.nii.gz", i, 0.5-float64(i)/10, 0))
+	}
+	for _, r := range results {
+		slices = append(slices, FromResult(r))
+	}
+	dir := t.TempDir()
+	p, s := beam.NewPipelineWithRoot()
+	groups := Groups(s, beam.CreateList(s, results), Options{K: 2, Threshold: 0.4})
+	Write(s, groups, WriteOptions{Dir: dir, Score: "topk:2"})
+	ptest.RunAndValidate(t, p)
+
+	var lines []Line
+	for _, g := range Aggregate(slices, &CombineFn{K: 2, Threshold: 0.4}) {
+		l, err := NewLine(g, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lines = append(lines, l)
+	}
+	if len(lines) != 7+1+1+1 {
+		t.Fatalf("%d groups, want 7 images, a DICOM study and series, and a volume", len(lines))
+	}
+	want := t.TempDir()
+	if err := WriteLines(context.Background(), want, lines); err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile(filepath.Join(dir, File))
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := os.ReadFile(filepath.Join(want, File))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(got) != string(w) {
+		t.Errorf("studies.jsonl:\n%s\nwant (in-memory groups):\n%s", got, w)
 	}
 }
