@@ -129,6 +129,10 @@ type Options struct {
 	// scores.jsonl. Incremental runs (State) write runs/<time>/ and need
 	// no Overwrite.
 	Overwrite bool
+	// Loader is a score.Loader registered in this process
+	// (score.RegisterLoader; benchmarks, tests) that stands in for the
+	// model; empty: the bundle's ONNX model. It has no flag.
+	Loader string
 
 	// stage is where Build writes (Run's staging folder); empty: Output.
 	stage string
@@ -412,6 +416,7 @@ func build(s beam.Scope, opt Options, info *modelInfo) {
 	results, pix, scoreFailures := score.Score(s, in.Images, score.Options{
 		Bundle: opt.Model, BatchSize: opt.BatchSize, Device: opt.Device, Threads: opt.Threads, InFlight: opt.InFlight, GPUMemLimit: opt.GPUMemLimit,
 		KeepMaps: true, KeepIdentity: opt.IncludePHI || opt.DicomOut != "", GroupBy: opt.GroupBy,
+		Loader: opt.Loader,
 	})
 	results = study.Identify(s, results, opt.salt())
 	if opt.DicomOut != "" {

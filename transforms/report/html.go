@@ -187,7 +187,7 @@ type htmlGroup struct {
 }
 
 // htmlStudies is the study table: rows sorted by score, at most
-// maxStudyRows of them.
+// MaxStudyRows of them.
 type htmlStudies struct {
 	Summary StudySummary
 	Rows    []StudyRow
@@ -293,16 +293,6 @@ th{background:#e8ebf0} .num{text-align:right;font-variant-numeric:tabular-nums}
 </body></html>
 `))
 
-// multiSlice reports whether any study or series row covers more than one image.
-func multiSlice(rows []StudyRow) bool {
-	for _, r := range rows {
-		if r.Slices > 1 {
-			return true
-		}
-	}
-	return false
-}
-
 // HTML renders report.html: summary table, metrics by group, ROC and PR
 // curves, score histogram with the threshold, and the gallery, all inline.
 func HTML(sum *Summary, d *Digest) ([]byte, error) {
@@ -330,13 +320,9 @@ func HTML(sum *Summary, d *Digest) ([]byte, error) {
 	data.MoreFailures = max(0, sum.Failed-len(data.Failures))
 	// Studies of one image each (plain pictures) would only repeat the
 	// gallery: the table is for series and volumes.
-	if d.Studies != nil && multiSlice(d.Studies.Rows) {
-		rows := d.Studies.Rows
-		more := 0
-		if len(rows) > maxStudyRows {
-			rows, more = rows[:maxStudyRows], len(rows)-maxStudyRows
-		}
-		data.Studies = &htmlStudies{Summary: d.Studies.Summary, Rows: rows, More: more}
+	if st := d.Studies; st != nil && st.MultiSlice {
+		rows := st.Rows[:min(len(st.Rows), MaxStudyRows)]
+		data.Studies = &htmlStudies{Summary: st.Summary, Rows: rows, More: max(st.Total, len(st.Rows)) - len(rows)}
 	}
 	add := func(n, v string) { data.Rows = append(data.Rows, htmlRow{n, v}) }
 	add("input", sum.Input)

@@ -10,6 +10,8 @@ import (
 	"slices"
 	"sort"
 	"testing"
+
+	"github.com/multiad/multiad/internal/shard"
 )
 
 // TestShardsMerge spills random lines through small shards and several merge
@@ -31,9 +33,10 @@ func TestShardsMerge(t *testing.T) {
 		}
 		// Several spillers, as several bundles would.
 		var uris []string
-		sp := []*spiller{{dir: dir}, {dir: dir}, {dir: dir}}
+		sf := scoresShards()
+		sp := []*shard.Spiller[Line]{sf.NewSpiller(dir), sf.NewSpiller(dir), sf.NewSpiller(dir)}
 		for i, l := range all {
-			u, err := sp[i%3].add(ctx, l)
+			u, err := sp[i%3].Add(ctx, l)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -42,7 +45,7 @@ func TestShardsMerge(t *testing.T) {
 			}
 		}
 		for _, s := range sp {
-			u, err := s.flush(ctx)
+			u, err := s.Flush(ctx)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -50,8 +53,7 @@ func TestShardsMerge(t *testing.T) {
 				uris = append(uris, u)
 			}
 		}
-		slices.Sort(uris)
-		uris, err := reduceShards(ctx, dir, uris)
+		uris, err := sf.Reduce(ctx, dir, uris)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -59,10 +61,10 @@ func TestShardsMerge(t *testing.T) {
 			t.Errorf("n=%d: %d shards left after reduceShards, want <= %d", tc.n, len(uris), tc.fanIn)
 		}
 		var got []Line
-		if err := mergeShards(ctx, uris, func(l *Line) error { got = append(got, *l); return nil }); err != nil {
+		if err := sf.Merge(ctx, uris, func(l *Line) error { got = append(got, *l); return nil }); err != nil {
 			t.Fatal(err)
 		}
-		if err := removeShards(ctx, uris); err != nil {
+		if err := shard.Remove(ctx, uris); err != nil {
 			t.Fatal(err)
 		}
 		want := slices.Clone(all)
@@ -91,8 +93,14 @@ func TestShardsMerge(t *testing.T) {
 func TestShardsCorrupt(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
-	lines := []Line{{Key: "a", JSON: `{"a":1}`, Score: 1}, {Key: "b", JSON: `{"b":2}`, Score: 2, Label: 1}}
-	u, err := writeShard(ctx, dir, lines)
+	sf := scoresShards()
+	sp := sf.NewSpiller(dir)
+	for _, l := range []Line{{Key: "a", JSON: `{"a":1}`, Score: 1}, {Key: "b", JSON: `{"b":2}`, Score: 2, Label: 1}} {
+		if _, err := sp.Add(ctx, l); err != nil {
+			t.Fatal(err)
+		}
+	}
+	u, err := sp.Flush(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -108,7 +116,7 @@ func TestShardsCorrupt(t *testing.T) {
 			t.Fatal(err)
 		}
 		n := 0
-		err := mergeShards(ctx, []string{u}, func(*Line) error { n++; return nil })
+		err := sf.Merge(ctx, []string{u}, func(*Line) error { n++; return nil })
 		if !errors.Is(err, ErrShard) {
 			t.Errorf("%s: got %v after %d lines, want ErrShard", name, err, n)
 		}

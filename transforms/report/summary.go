@@ -244,14 +244,19 @@ type StudyRow struct {
 // the summary and the table's rows, highest score first.
 type StudyDigest struct {
 	Summary StudySummary `json:"summary"`
-	Rows    []StudyRow   `json:"rows"`
+	// Rows holds the first MaxStudyRows rows (the table's); Total counts
+	// every row, and MultiSlice is set when any row covers more than one
+	// image (the table is shown only then).
+	Rows       []StudyRow `json:"rows"`
+	Total      int        `json:"total"`
+	MultiSlice bool       `json:"multi_slice"`
 }
 
 // StudyDigestFile is the study step's sidecar in the staging folder.
 const StudyDigestFile = "_studies.json"
 
-// maxStudyRows bounds the study table of report.html.
-const maxStudyRows = 500
+// MaxStudyRows bounds the study table of report.html.
+const MaxStudyRows = 500
 
 // Incremental is summary.json's "incremental" for a run with --state.
 type Incremental struct {

@@ -7,13 +7,13 @@ import (
 	"fmt"
 	"image"
 	"reflect"
-	"slices"
 	"sort"
 
 	"github.com/apache/beam/sdks/v2/go/pkg/beam"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/register"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/transforms/top"
 
+	"github.com/multiad/multiad/internal/shard"
 	"github.com/multiad/multiad/io/storage"
 	"github.com/multiad/multiad/model/bundle"
 	"github.com/multiad/multiad/transforms/evaluate"
@@ -104,11 +104,11 @@ func sortKey(uri string, index int) string { return fmt.Sprintf("%s\x00%012d", u
 type lineFn struct {
 	Opt Options
 
-	spill *spiller
+	spill *shard.Spiller[Line]
 }
 
 func (f *lineFn) StartBundle(context.Context, func(string)) {
-	f.spill = &spiller{dir: f.Opt.Dir}
+	f.spill = scoresShards().NewSpiller(f.Opt.Dir)
 }
 
 func (f *lineFn) ProcessElement(ctx context.Context, r score.Result, emit func(string)) error {
@@ -116,7 +116,7 @@ func (f *lineFn) ProcessElement(ctx context.Context, r score.Result, emit func(s
 	if err != nil {
 		return err
 	}
-	uri, err := f.spill.add(ctx, l)
+	uri, err := f.spill.Add(ctx, l)
 	if uri != "" {
 		emit(uri)
 	}
@@ -124,7 +124,7 @@ func (f *lineFn) ProcessElement(ctx context.Context, r score.Result, emit func(s
 }
 
 func (f *lineFn) FinishBundle(ctx context.Context, emit func(string)) error {
-	uri, err := f.spill.flush(ctx)
+	uri, err := f.spill.Flush(ctx)
 	if uri != "" {
 		emit(uri)
 	}
@@ -211,14 +211,14 @@ func (f *finalFn) ProcessElement(ctx context.Context, _ []byte, shards func(*str
 	for shards(&u) {
 		uris = append(uris, u)
 	}
-	slices.Sort(uris)
-	uris, err := reduceShards(ctx, f.Opt.Dir, uris)
+	sf := scoresShards()
+	uris, err := sf.Reduce(ctx, f.Opt.Dir, uris)
 	if err != nil {
 		return err
 	}
 	d.Points = []Point{}
 	if err := writeStream(ctx, storage.Join(f.Opt.Dir, ScoresFile), func(w *bufio.Writer) error {
-		return mergeShards(ctx, uris, func(l *Line) error {
+		return sf.Merge(ctx, uris, func(l *Line) error {
 			d.Points = append(d.Points, Point{Score: l.Score, Label: l.Label})
 			if l.Anomalous {
 				d.Flagged++
@@ -238,7 +238,7 @@ func (f *finalFn) ProcessElement(ctx context.Context, _ []byte, shards func(*str
 		return err
 	}
 	d.Scored = len(d.Points)
-	if err := removeShards(ctx, uris); err != nil {
+	if err := shard.Remove(ctx, uris); err != nil {
 		return err
 	}
 

@@ -28,6 +28,9 @@ func init() {
 	register.Combiner3[Accumulator, Slice, Group](&CombineFn{})
 	register.DoFn2x0[score.Result, func(score.Result)](&identifyFn{})
 	register.DoFn2x0[score.Result, func(string, Slice)](&keyFn{})
+	register.Function3x0[score.Result, func(score.Result), func(score.Result)](splitSingle)
+	register.DoFn2x0[score.Result, func(Group)](&singleFn{})
+	register.Emitter1[Group]()
 	register.Function2x1[string, Group, Group](withKey)
 	register.Emitter1[score.Result]()
 	register.Emitter2[string, Slice]()
@@ -97,11 +100,48 @@ type Options struct {
 
 // Groups combines a PCollection<score.Result> into a PCollection<Group>:
 // one per study and one per DICOM series.
+//
+// A plain 2-D image (no study UID, not a slice or frame) is a study of its
+// own: its group is made from it alone (singleFn, the CombineFn applied to
+// one slice), without the CombinePerKey, whose runner keeps an accumulator
+// per key until the input ends, one per image over an archive of 2-D
+// images. (So a manifest that lists one 2-D file twice gives two one-image
+// studies of it.)
 func Groups(s beam.Scope, results beam.PCollection, opt Options) beam.PCollection {
 	s = s.Scope("study.Groups")
-	keyed := beam.ParDo(s, &keyFn{Heatmaps: opt.Heatmaps, SkipWritten: opt.SkipWritten}, results)
-	combined := beam.CombinePerKey(s, &CombineFn{K: opt.K, Keep: opt.Keep, Threshold: opt.Threshold}, keyed)
-	return beam.ParDo(s, withKey, combined)
+	kf := keyFn{Heatmaps: opt.Heatmaps, SkipWritten: opt.SkipWritten}
+	cf := &CombineFn{K: opt.K, Keep: opt.Keep, Threshold: opt.Threshold}
+	single, grouped := beam.ParDo2(s, splitSingle, results)
+	keyed := beam.ParDo(s, &kf, grouped)
+	combined := beam.ParDo(s, withKey, beam.CombinePerKey(s, cf, keyed))
+	alone := beam.ParDo(s, &singleFn{Key: kf, Combine: *cf}, single)
+	return beam.Flatten(s, combined, alone)
+}
+
+// isSingle reports whether a slice is a plain 2-D image, alone in its
+// study (keyed by its file) and in no series.
+func isSingle(sl Slice) bool { return sl.Study == "" && sl.IndexKind == "" && sl.Series == "" }
+
+// splitSingle sends plain 2-D images to single and the rest to grouped.
+func splitSingle(r score.Result, single, grouped func(score.Result)) {
+	if isSingle(FromResult(r)) {
+		single(r)
+	} else {
+		grouped(r)
+	}
+}
+
+// singleFn makes the group of a plain 2-D image: what the CombinePerKey
+// would make of its one slice.
+type singleFn struct {
+	Key     keyFn
+	Combine CombineFn
+}
+
+func (f *singleFn) ProcessElement(r score.Result, emit func(Group)) {
+	f.Key.ProcessElement(r, func(k string, sl Slice) {
+		emit(withKey(k, f.Combine.ExtractOutput(f.Combine.AddInput(f.Combine.CreateAccumulator(), sl))))
+	})
 }
 
 // keyFn keys a result's Slice by its study and series, without the maps

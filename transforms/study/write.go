@@ -1,16 +1,20 @@
 package study
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"reflect"
-	"sort"
+	"slices"
+	"strings"
 
 	"github.com/apache/beam/sdks/v2/go/pkg/beam"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/register"
 
+	"github.com/multiad/multiad/internal/shard"
 	"github.com/multiad/multiad/io/storage"
 	"github.com/multiad/multiad/model/bundle"
 	"github.com/multiad/multiad/transforms/evaluate"
@@ -115,28 +119,110 @@ type Line struct {
 
 func init() {
 	beam.RegisterType(reflect.TypeFor[Line]())
-	register.DoFn2x2[context.Context, Group, Line, error](&lineFn{})
-	register.DoFn3x1[context.Context, []byte, func(*Line) bool, error](&finalFn{})
-	register.Iter1[Line]()
+	register.DoFn3x1[context.Context, Group, func(string), error](&lineFn{})
+	register.DoFn3x1[context.Context, []byte, func(*string) bool, error](&finalFn{})
+	register.Emitter1[string]()
+	register.Iter1[string]()
 }
 
 // Write writes studies.jsonl, the top slices' heatmaps and the study digest
 // (report.StudyDigestFile, read by report.Finish) into opt.Dir, from a
-// PCollection<Group>.
+// PCollection<Group>. No step holds every line: the lines are spilled in
+// sorted shards (package shard) and merged into the file, and the digest
+// is computed during the merge.
 func Write(s beam.Scope, groups beam.PCollection, opt WriteOptions) {
 	s = s.Scope("study.Write")
-	lines := beam.ParDo(s, &lineFn{Opt: opt}, groups)
-	beam.ParDo0(s, &finalFn{Opt: opt}, beam.Impulse(s), beam.SideInput{Input: lines})
+	shards := beam.ParDo(s, &lineFn{Opt: opt}, groups)
+	beam.ParDo0(s, &finalFn{Opt: opt}, beam.Impulse(s), beam.SideInput{Input: shards})
 }
 
-// lineFn writes a group's top slice heatmaps and formats its line.
-type lineFn struct{ Opt WriteOptions }
+// spillBytes and mergeFanIn are the studies shards' spill size and merge
+// fan-in (tests make them small).
+var (
+	spillBytes = shard.DefaultSpillBytes
+	mergeFanIn = shard.DefaultFanIn
+)
 
-func (f *lineFn) ProcessElement(ctx context.Context, g Group) (Line, error) {
-	if err := Heatmaps(ctx, &g, f.Opt); err != nil {
-		return Line{}, err
+// studyShards is the shard format of studies.jsonl lines.
+func studyShards() *shard.Format[Line] {
+	return &shard.Format[Line]{Name: "studies", Compare: lineCmp, Append: appendLine, Decode: decodeLine,
+		SpillBytes: spillBytes, FanIn: mergeFanIn}
+}
+
+// lineCmp orders lines as studies.jsonl lists them: studies, then series,
+// each by decreasing score, then by key (and JSON, for a total order).
+func lineCmp(a, b *Line) int {
+	switch {
+	case a.Level != b.Level:
+		if a.Level == LevelStudy {
+			return -1
+		}
+		if b.Level == LevelStudy {
+			return 1
+		}
+		return strings.Compare(a.Level, b.Level)
+	case a.Score != b.Score:
+		if a.Score > b.Score {
+			return -1
+		}
+		return 1
+	case a.Key != b.Key:
+		return strings.Compare(a.Key, b.Key)
 	}
-	return NewLine(g, f.Opt.IncludePHI)
+	return strings.Compare(a.JSON, b.JSON)
+}
+
+// appendLine appends l's shard record to b.
+func appendLine(b []byte, l *Line) []byte {
+	b = shard.AppendString(shard.AppendString(b, l.Level), l.Key)
+	b = binary.AppendVarint(shard.AppendFloat64(b, l.Score), int64(l.Label))
+	return shard.AppendString(shard.AppendBool(b, l.Anomalous), l.JSON)
+}
+
+// decodeLine decodes a record of appendLine.
+func decodeLine(b []byte) (Line, error) {
+	d := shard.Decoder{B: b}
+	l := Line{Level: d.String(), Key: d.String(), Score: d.Float64(), Label: int(d.Varint()), Anomalous: d.Bool()}
+	l.JSON = d.String()
+	if err := d.End(); err != nil {
+		return Line{}, fmt.Errorf("study: studies line: %w", err)
+	}
+	return l, nil
+}
+
+// lineFn writes a group's top slice heatmaps, formats its line and spills
+// the lines in sorted shards, emitting each shard's URI.
+type lineFn struct {
+	Opt WriteOptions
+
+	spill *shard.Spiller[Line]
+}
+
+func (f *lineFn) StartBundle(context.Context, func(string)) {
+	f.spill = studyShards().NewSpiller(f.Opt.Dir)
+}
+
+func (f *lineFn) ProcessElement(ctx context.Context, g Group, emit func(string)) error {
+	if err := Heatmaps(ctx, &g, f.Opt); err != nil {
+		return err
+	}
+	l, err := NewLine(g, f.Opt.IncludePHI)
+	if err != nil {
+		return err
+	}
+	uri, err := f.spill.Add(ctx, l)
+	if uri != "" {
+		emit(uri)
+	}
+	return err
+}
+
+func (f *lineFn) FinishBundle(ctx context.Context, emit func(string)) error {
+	uri, err := f.spill.Flush(ctx)
+	if uri != "" {
+		emit(uri)
+	}
+	return err
 }
 
 // Heatmaps writes the heatmaps of a group's top slices that the mode asks
@@ -169,19 +255,40 @@ func Heatmaps(ctx context.Context, g *Group, opt WriteOptions) error {
 	return nil
 }
 
-// finalFn writes studies.jsonl and the study digest.
+// finalFn merges the shards into studies.jsonl and writes the digest.
 type finalFn struct{ Opt WriteOptions }
 
-func (f *finalFn) ProcessElement(ctx context.Context, _ []byte, lines func(*Line) bool) error {
-	var all []Line
-	var l Line
-	for lines(&l) {
-		all = append(all, l)
+func (f *finalFn) ProcessElement(ctx context.Context, _ []byte, shards func(*string) bool) error {
+	var uris []string
+	var u string
+	for shards(&u) {
+		uris = append(uris, u)
 	}
-	if err := WriteLines(ctx, f.Opt.Dir, all); err != nil {
+	sf := studyShards()
+	uris, err := sf.Reduce(ctx, f.Opt.Dir, uris)
+	if err != nil {
 		return err
 	}
-	d, err := Digest(all, f.Opt.Score)
+	dg := newDigester(f.Opt.Score)
+	if err := writeFile(ctx, f.Opt.Dir, func(emit func(*Line) error) error {
+		return sf.Merge(ctx, uris, func(l *Line) error {
+			if err := dg.add(l); err != nil {
+				return err
+			}
+			return emit(l)
+		})
+	}); err != nil {
+		return err
+	}
+	if err := shard.Remove(ctx, uris); err != nil {
+		return err
+	}
+	return writeDigest(ctx, f.Opt.Dir, dg)
+}
+
+// writeDigest writes the digest of dg into dir.
+func writeDigest(ctx context.Context, dir string, dg *digester) error {
+	d, err := dg.digest()
 	if err != nil {
 		return err
 	}
@@ -189,22 +296,14 @@ func (f *finalFn) ProcessElement(ctx context.Context, _ []byte, lines func(*Line
 	if err != nil {
 		return fmt.Errorf("study: digest: %w", err)
 	}
-	return storage.WriteFileAtomic(ctx, storage.Join(f.Opt.Dir, report.StudyDigestFile), b)
+	return storage.WriteFileAtomic(ctx, storage.Join(dir, report.StudyDigestFile), b)
 }
 
 // WriteLines sorts lines as studies.jsonl lists them (studies, then
-// series, by decreasing score) and writes the file into dir.
+// series, by decreasing score) and writes the file into dir atomically
+// (readers see the old file or the new one).
 func WriteLines(ctx context.Context, dir string, all []Line) error {
-	sort.Slice(all, func(i, j int) bool {
-		a, b := all[i], all[j]
-		if a.Level != b.Level {
-			return a.Level == LevelStudy
-		}
-		if a.Score != b.Score {
-			return a.Score > b.Score
-		}
-		return a.Key < b.Key
-	})
+	slices.SortFunc(all, func(a, b Line) int { return lineCmp(&a, &b) })
 	var b bytes.Buffer
 	for _, l := range all {
 		b.WriteString(l.JSON)
@@ -214,6 +313,35 @@ func WriteLines(ctx context.Context, dir string, all []Line) error {
 		return fmt.Errorf("study: %w", err)
 	}
 	return nil
+}
+
+// writeFile writes studies.jsonl into the staging folder dir, streaming
+// the lines fill emits (a run's outputs are committed together later).
+func writeFile(ctx context.Context, dir string, fill func(emit func(*Line) error) error) error {
+	uri := storage.Join(dir, File)
+	w, err := storage.Create(ctx, uri)
+	if err != nil {
+		return fmt.Errorf("study: %w", err)
+	}
+	bw := bufio.NewWriterSize(w, 1<<20)
+	err = fill(func(l *Line) error {
+		if _, err := bw.WriteString(l.JSON); err != nil {
+			return fmt.Errorf("study: writing %s: %w", uri, err)
+		}
+		if err := bw.WriteByte('\n'); err != nil {
+			return fmt.Errorf("study: writing %s: %w", uri, err)
+		}
+		return nil
+	})
+	if err == nil {
+		if err = bw.Flush(); err != nil {
+			err = fmt.Errorf("study: writing %s: %w", uri, err)
+		}
+	}
+	if cerr := w.Close(); err == nil && cerr != nil {
+		err = fmt.Errorf("study: writing %s: %w", uri, cerr)
+	}
+	return err
 }
 
 // NewLine formats a group (with its heatmap names set) as a Line.
@@ -229,44 +357,77 @@ func NewLine(g Group, includePHI bool) (Line, error) {
 // WriteLines: counts, and study- and series-level image metrics over the
 // labelled groups.
 func Digest(all []Line, scoreMode string) (*report.StudyDigest, error) {
+	dg := newDigester(scoreMode)
+	for i := range all {
+		if err := dg.add(&all[i]); err != nil {
+			return nil, err
+		}
+	}
+	return dg.digest()
+}
+
+// digester folds lines, in studies.jsonl order, into the study digest. It
+// keeps each labelled group's (score, label) for the metrics and the first
+// report.MaxStudyRows rows, nothing else per line.
+type digester struct {
+	d    report.StudyDigest
+	accs map[string]evaluate.ImageAccumulator
+	cf   evaluate.ImageCombineFn
+}
+
+func newDigester(scoreMode string) *digester {
 	if scoreMode == "" {
 		scoreMode = "max"
 	}
-	d := &report.StudyDigest{Summary: report.StudySummary{Score: scoreMode}, Rows: []report.StudyRow{}}
-	accs := map[string]evaluate.ImageAccumulator{}
-	var cf evaluate.ImageCombineFn
-	for _, l := range all {
-		switch l.Level {
-		case LevelStudy:
-			d.Summary.Studies++
-			if l.Anomalous {
-				d.Summary.Flagged++
-			}
-		case LevelSeries:
-			d.Summary.Series++
-			if l.Anomalous {
-				d.Summary.FlaggedSeries++
-			}
+	return &digester{d: report.StudyDigest{Summary: report.StudySummary{Score: scoreMode}, Rows: []report.StudyRow{}},
+		accs: map[string]evaluate.ImageAccumulator{}}
+}
+
+// add folds the next line.
+func (dg *digester) add(l *Line) error {
+	d := &dg.d
+	switch l.Level {
+	case LevelStudy:
+		d.Summary.Studies++
+		if l.Anomalous {
+			d.Summary.Flagged++
 		}
-		if l.Label == 0 || l.Label == 1 {
-			a, err := cf.AddInput(accs[l.Level], evaluate.ImageResult{Label: l.Label, Score: l.Score})
-			if err != nil {
-				return nil, fmt.Errorf("study: %w", err)
-			}
-			accs[l.Level] = a
+	case LevelSeries:
+		d.Summary.Series++
+		if l.Anomalous {
+			d.Summary.FlaggedSeries++
 		}
+	}
+	if l.Label == 0 || l.Label == 1 {
+		a, err := dg.cf.AddInput(dg.accs[l.Level], evaluate.ImageResult{Label: l.Label, Score: l.Score})
+		if err != nil {
+			return fmt.Errorf("study: %w", err)
+		}
+		dg.accs[l.Level] = a
+	}
+	d.Total++
+	if len(d.Rows) < report.MaxStudyRows || !d.MultiSlice {
 		var r Record
 		if err := json.Unmarshal([]byte(l.JSON), &r); err != nil {
-			return nil, fmt.Errorf("study: %w", err)
+			return fmt.Errorf("study: %w", err)
 		}
-		d.Rows = append(d.Rows, r.Row())
+		d.MultiSlice = d.MultiSlice || r.Slices > 1
+		if len(d.Rows) < report.MaxStudyRows {
+			d.Rows = append(d.Rows, r.Row())
+		}
 	}
+	return nil
+}
+
+// digest returns the digest of the lines added.
+func (dg *digester) digest() (*report.StudyDigest, error) {
+	d := &dg.d
 	for _, level := range []string{LevelStudy, LevelSeries} {
-		a, ok := accs[level]
+		a, ok := dg.accs[level]
 		if !ok {
 			continue
 		}
-		m, err := cf.ExtractOutput(a)
+		m, err := dg.cf.ExtractOutput(a)
 		if err != nil {
 			return nil, fmt.Errorf("study: %w", err)
 		}
