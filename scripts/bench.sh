@@ -9,8 +9,10 @@
 # Environment: MULTIAD_SHARED (default ../shared), BENCH_RUNS (default 3),
 # BENCH_HEADS_RUNS (default 1: each round scores the tiles once per head),
 # BENCH_OUT (work folder, default /tmp/multiad-bench), BENCH_MEMORY_SIZES
-# (default 1000,10000; 1000,10000,100000 for the flatness check, about 15 more
-# minutes; sizes whose extrapolated peak RSS passes 40% of memory are skipped). bin/multiad must be built (make build).
+# (the stand-in scorer's input sizes, default 1000,10000; 1000,10000,100000
+# for the flatness check, 8-12 more minutes on 2 cores, which is why it is not
+# the default; sizes whose extrapolated peak RSS passes 40% of memory are
+# skipped). bin/multiad must be built (make build).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
