@@ -159,6 +159,9 @@ func AddMap(m Map, hs ...*Histogram) error {
 // sortBins sorts bins of at most width significant bits in place: a
 // least-significant-digit radix sort, 8 bits per pass.
 func sortBins(bins []uint32, width int) {
+	if len(bins) < 2 {
+		return
+	}
 	tmp := make([]uint32, len(bins))
 	src, dst := bins, tmp
 	for shift := 0; shift < width; shift += 8 {

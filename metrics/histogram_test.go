@@ -115,7 +115,7 @@ func countsEqual(a, b map[uint32]int64) bool {
 func TestSortBins(t *testing.T) {
 	r := rand.New(rand.NewPCG(7, 7))
 	for _, width := range []int{1, 8, 9, 17, 23, 32} {
-		for _, n := range []int{1, 2, 255, 4097} {
+		for _, n := range []int{0, 1, 2, 255, 4097} {
 			x := make([]uint32, n)
 			for i := range x {
 				x[i] = uint32(r.Uint64() & (1<<width - 1))
