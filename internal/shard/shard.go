@@ -87,23 +87,23 @@ type entry[T any] struct {
 // NewSpiller returns a Spiller writing shards of format f into dir.
 func (f *Format[T]) NewSpiller(dir string) *Spiller[T] { return &Spiller[T]{f: f, dir: dir} }
 
-// Add buffers v and returns the URI of the shard written when the buffer
-// was full ("" otherwise).
-func (s *Spiller[T]) Add(ctx context.Context, v T) (string, error) {
+// Add buffers v; when the buffer is full it writes it as a shard and calls
+// emit with the shard's URI (a DoFn's emitter of shard names).
+func (s *Spiller[T]) Add(ctx context.Context, v T, emit func(string)) error {
 	off := len(s.arena)
 	s.arena = s.f.Append(s.arena, &v)
 	s.buf = append(s.buf, entry[T]{v: v, off: off, end: len(s.arena)})
 	if len(s.arena) < s.f.spillBytes() {
-		return "", nil
+		return nil
 	}
-	return s.Flush(ctx)
+	return s.Flush(ctx, emit)
 }
 
-// Flush writes the buffered records as one sorted shard and returns its
-// URI ("" when nothing was buffered).
-func (s *Spiller[T]) Flush(ctx context.Context) (string, error) {
+// Flush writes the buffered records as one sorted shard and calls emit
+// with its URI; it does nothing when nothing is buffered.
+func (s *Spiller[T]) Flush(ctx context.Context, emit func(string)) error {
 	if len(s.buf) == 0 {
-		return "", nil
+		return nil
 	}
 	slices.SortFunc(s.buf, func(a, b entry[T]) int { return s.f.Compare(&a.v, &b.v) })
 	uri, err := s.f.write(ctx, s.dir, func(emit func([]byte) error) error {
@@ -116,7 +116,10 @@ func (s *Spiller[T]) Flush(ctx context.Context) (string, error) {
 	})
 	clear(s.buf)
 	s.buf, s.arena = s.buf[:0], s.arena[:0]
-	return uri, err
+	if uri != "" {
+		emit(uri)
+	}
+	return err
 }
 
 // newURI names a new shard in dir (random, so that retried bundles never

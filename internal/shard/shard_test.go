@@ -64,22 +64,15 @@ func TestMerge(t *testing.T) {
 		}
 		sp := []*Spiller[rec]{f.NewSpiller(dir), f.NewSpiller(dir), f.NewSpiller(dir)}
 		var uris []string
+		emit := func(u string) { uris = append(uris, u) }
 		for i, v := range all {
-			u, err := sp[i%3].Add(ctx, v)
-			if err != nil {
+			if err := sp[i%3].Add(ctx, v, emit); err != nil {
 				t.Fatal(err)
-			}
-			if u != "" {
-				uris = append(uris, u)
 			}
 		}
 		for _, s := range sp {
-			u, err := s.Flush(ctx)
-			if err != nil {
+			if err := s.Flush(ctx, emit); err != nil {
 				t.Fatal(err)
-			}
-			if u != "" {
-				uris = append(uris, u)
 			}
 		}
 		if tc.n >= 500 && tc.spill < 1000 && len(uris) < 10 {
@@ -122,12 +115,12 @@ func TestCorrupt(t *testing.T) {
 	f := recFormat(0, 0)
 	s := f.NewSpiller(t.TempDir())
 	for _, v := range []rec{{"b", 2}, {"a", 1}} {
-		if _, err := s.Add(ctx, v); err != nil {
+		if err := s.Add(ctx, v, func(string) { t.Fatal("spilled before Flush") }); err != nil {
 			t.Fatal(err)
 		}
 	}
-	u, err := s.Flush(ctx)
-	if err != nil {
+	var u string
+	if err := s.Flush(ctx, func(uri string) { u = uri }); err != nil {
 		t.Fatal(err)
 	}
 	b, err := os.ReadFile(u)

@@ -35,22 +35,15 @@ func TestShardsMerge(t *testing.T) {
 		var uris []string
 		sf := scoresShards()
 		sp := []*shard.Spiller[Line]{sf.NewSpiller(dir), sf.NewSpiller(dir), sf.NewSpiller(dir)}
+		emit := func(u string) { uris = append(uris, u) }
 		for i, l := range all {
-			u, err := sp[i%3].Add(ctx, l)
-			if err != nil {
+			if err := sp[i%3].Add(ctx, l, emit); err != nil {
 				t.Fatal(err)
-			}
-			if u != "" {
-				uris = append(uris, u)
 			}
 		}
 		for _, s := range sp {
-			u, err := s.Flush(ctx)
-			if err != nil {
+			if err := s.Flush(ctx, emit); err != nil {
 				t.Fatal(err)
-			}
-			if u != "" {
-				uris = append(uris, u)
 			}
 		}
 		uris, err := sf.Reduce(ctx, dir, uris)
@@ -96,12 +89,12 @@ func TestShardsCorrupt(t *testing.T) {
 	sf := scoresShards()
 	sp := sf.NewSpiller(dir)
 	for _, l := range []Line{{Key: "a", JSON: `{"a":1}`, Score: 1}, {Key: "b", JSON: `{"b":2}`, Score: 2, Label: 1}} {
-		if _, err := sp.Add(ctx, l); err != nil {
+		if err := sp.Add(ctx, l, func(string) { t.Fatal("spilled before Flush") }); err != nil {
 			t.Fatal(err)
 		}
 	}
-	u, err := sp.Flush(ctx)
-	if err != nil {
+	var u string
+	if err := sp.Flush(ctx, func(uri string) { u = uri }); err != nil {
 		t.Fatal(err)
 	}
 	b, err := os.ReadFile(u)

@@ -116,19 +116,11 @@ func (f *lineFn) ProcessElement(ctx context.Context, r score.Result, emit func(s
 	if err != nil {
 		return err
 	}
-	uri, err := f.spill.Add(ctx, l)
-	if uri != "" {
-		emit(uri)
-	}
-	return err
+	return f.spill.Add(ctx, l, emit)
 }
 
 func (f *lineFn) FinishBundle(ctx context.Context, emit func(string)) error {
-	uri, err := f.spill.Flush(ctx)
-	if uri != "" {
-		emit(uri)
-	}
-	return err
+	return f.spill.Flush(ctx, emit)
 }
 
 func (f *lineFn) line(ctx context.Context, r score.Result) (Line, error) {

@@ -210,19 +210,11 @@ func (f *lineFn) ProcessElement(ctx context.Context, g Group, emit func(string))
 	if err != nil {
 		return err
 	}
-	uri, err := f.spill.Add(ctx, l)
-	if uri != "" {
-		emit(uri)
-	}
-	return err
+	return f.spill.Add(ctx, l, emit)
 }
 
 func (f *lineFn) FinishBundle(ctx context.Context, emit func(string)) error {
-	uri, err := f.spill.Flush(ctx)
-	if uri != "" {
-		emit(uri)
-	}
-	return err
+	return f.spill.Flush(ctx, emit)
 }
 
 // Heatmaps writes the heatmaps of a group's top slices that the mode asks

@@ -80,12 +80,8 @@ func TestWriteSpilled(t *testing.T) {
 			f.StartBundle(ctx, emit)
 		}
 		for i, l := range lines {
-			u, err := fns[i%3].spill.Add(ctx, l)
-			if err != nil {
+			if err := fns[i%3].spill.Add(ctx, l, emit); err != nil {
 				t.Fatal(err)
-			}
-			if u != "" {
-				emit(u)
 			}
 		}
 		for _, f := range fns {
