@@ -73,19 +73,6 @@ func (e *encoderBuffers) Get() *png.EncoderBuffer {
 
 func (e *encoderBuffers) Put(b *png.EncoderBuffer) { e.p.Put(b) }
 
-// OverlayPNG is Overlay encoded as PNG.
-func OverlayPNG(r score.Result, lo, hi float64) ([]byte, error) {
-	img, err := Overlay(r, lo, hi)
-	if err != nil {
-		return nil, err
-	}
-	var buf bytes.Buffer
-	if err := heatmapEncoder.Encode(&buf, img); err != nil {
-		return nil, fmt.Errorf("report: encoding heatmap: %w", err)
-	}
-	return buf.Bytes(), nil
-}
-
 // Jet maps t in [0, 1] to the jet colormap (blue, cyan, yellow, red).
 func Jet(t float64) color.RGBA {
 	ch := func(x float64) uint8 {

@@ -23,6 +23,7 @@ import (
 	"github.com/multiad/multiad/internal/testenv"
 	"github.com/multiad/multiad/io/pixels"
 	"github.com/multiad/multiad/metrics"
+	"github.com/multiad/multiad/model/bundle"
 	"github.com/multiad/multiad/transforms/read"
 	"github.com/multiad/multiad/transforms/score"
 )
@@ -315,7 +316,7 @@ func TestHTMLInChromium(t *testing.T) {
 	d := &Digest{Inputs: len(c.Labels), Scored: len(c.Labels), Points: points(c)}
 	for i := 0; i < 4; i++ {
 		r := testResult("tile.png", 64, 0.9-0.1*float64(i))
-		p, err := OverlayPNG(r, 0, 1)
+		p, err := HeatmapPNG(r, bundle.Scores{PixelMin: 0, PixelMax: 1, PixelThreshold: 0.5})
 		if err != nil {
 			t.Fatal(err)
 		}

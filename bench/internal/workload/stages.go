@@ -36,7 +36,8 @@ var StageNames = []string{"decode", "preprocess", "inference", "post-processing"
 // thread, that is each stage's single-thread cost, which the load of other
 // processes on a shared machine does not inflate.
 func Stages(ctx context.Context, m *inference.Model, files []read.File, b int, dir string, threadCPU bool) ([]float64, int, error) {
-	clock := func() time.Duration { return time.Duration(time.Now().UnixNano()) }
+	start := time.Now()
+	clock := func() time.Duration { return time.Since(start) } // monotonic
 	if threadCPU {
 		runtime.LockOSThread()
 		defer runtime.UnlockOSThread()
