@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/multiad/multiad/internal/testenv"
 )
 
 // The Flex Template checks: scripts/template.sh builds and pushes the image,
@@ -225,6 +227,71 @@ func TestTemplateDockerfiles(t *testing.T) {
 		} {
 			if !strings.Contains(s, want) {
 				t.Errorf("%s lacks %q", name, strings.TrimSpace(want))
+			}
+		}
+	}
+}
+
+// TestTemplateLibraries checks that each image's final stage installs the
+// Debian package of every shared library the binary links (its DT_NEEDED
+// entries, resolved to packages by dpkg on the build machine), glibc's own
+// libraries aside. ONNX Runtime is loaded at run time and copied, not linked.
+func TestTemplateLibraries(t *testing.T) {
+	bin := templateBinary(t)
+	dpkg := testenv.Tool(t, "dpkg", "dpkg")
+	f, err := elf.Open(bin)
+	if err != nil {
+		t.Fatalf("%s: %v", bin, err)
+	}
+	libs, err := f.ImportedLibraries()
+	f.Close()
+	if err != nil {
+		t.Fatalf("%s: DT_NEEDED: %v", bin, err)
+	}
+	glibc := map[string]bool{"libc.so.6": true, "libm.so.6": true, "libpthread.so.0": true, "libdl.so.2": true, "librt.so.1": true, "libresolv.so.2": true}
+	need := map[string]string{} // Debian package -> library
+	for _, lib := range libs {
+		if glibc[lib] || strings.HasPrefix(lib, "ld-linux") {
+			continue
+		}
+		out, err := exec.Command(dpkg, "-S", "/lib/x86_64-linux-gnu/"+lib).Output()
+		if err != nil {
+			out, err = exec.Command(dpkg, "-S", "/usr/lib/x86_64-linux-gnu/"+lib).Output()
+		}
+		if err != nil {
+			t.Errorf("%s links %s, which no Debian package on this machine provides", bin, lib)
+			continue
+		}
+		pkg, _, _ := strings.Cut(string(out), ":")
+		need[pkg] = lib
+	}
+	if len(need) == 0 {
+		t.Fatalf("%s links no library outside glibc (%v): is it a cgo build?", bin, libs)
+	}
+	for _, name := range []string{"Dockerfile", "Dockerfile.gpu"} {
+		installed := map[string]bool{}
+		for _, in := range readDockerfile(t, filepath.Join(repoRoot(t), "templates", name)) {
+			if in.op == "FROM" {
+				clear(installed) // only the final stage's packages reach the image
+			}
+			if in.op != "RUN" {
+				continue
+			}
+			inInstall := false
+			for _, w := range in.words {
+				switch {
+				case w == "&&" || w == ";":
+					inInstall = false
+				case w == "install":
+					inInstall = true
+				case inInstall && !strings.HasPrefix(w, "-"):
+					installed[w] = true
+				}
+			}
+		}
+		for pkg, lib := range need {
+			if !installed[pkg] {
+				t.Errorf("templates/%s: the binary links %s but the final stage does not apt-get install %s", name, lib, pkg)
 			}
 		}
 	}

@@ -1,9 +1,9 @@
-//go:build cgo && !dicom_nocgo
+//go:build cgo && !multiad_nocgo && !dicom_nocgo
 
 // JPEG-LS (CharLS) and JPEG 2000 (OpenJPEG) decoding through cgo, against
 // Debian's libcharls-dev and libopenjp2-7-dev. Build with the tag
-// dicom_nocgo (or CGO_ENABLED=0) to leave them out: those transfer syntaxes
-// then return ErrUnsupported.
+// multiad_nocgo (or CGO_ENABLED=0; dicom_nocgo is still accepted) to leave
+// them out: those transfer syntaxes then return ErrUnsupported.
 
 package dicom
 

@@ -24,7 +24,7 @@
 //	1.2.840.10008.1.2.4.90, .4.91          JPEG 2000 (OpenJPEG, cgo; codecs_cgo.go)
 //
 // Others (HTJ2K, MPEG, ...) and builds
-// with the tag dicom_nocgo or without cgo (for JPEG-LS and JPEG 2000) give
+// with the tag multiad_nocgo or without cgo (for JPEG-LS and JPEG 2000) give
 // an error wrapping ErrUnsupported that names the transfer syntax UID.
 //
 // Colour and grey handling, recorded in Meta.Photometric (the interpretation

@@ -40,9 +40,14 @@
 //
 // Dimensions are checked against pixels.Limits before anything is allocated
 // or inflated; a file gives at most MaxSlices slices, and each slice counts
-// as at least 256 values against Limits.MaxVoxels. For .nii.gz only the header is inflated first, then exactly the
-// bytes the header asks for; a header asking for more than the compressed
+// as at least 256 values against Limits.MaxVoxels. For .nii.gz only the
+// header is inflated first; a header asking for more than the compressed
 // input could possibly hold is rejected at once, so gzip bombs fail fast.
+// Then, when the gzip trailer's length is at most 1 MiB more than the header
+// needs, the whole stream inflates into one buffer with libdeflate (cgo
+// builds); otherwise exactly the bytes the header asks for stream through
+// klauspost/compress, plus at most 1 MiB to reach the trailer. Either way the
+// CRC-32 and length are checked.
 package nifti
 
 import (
@@ -176,7 +181,7 @@ func Decode(data []byte, lim pixels.Limits) ([]*pixels.Image, error) {
 	if off < int64(h.Size()) {
 		return nil, fmt.Errorf("nifti: vox_offset %d lies inside the %d-byte header", off, h.Size())
 	}
-	return decodeData(h, r, off-int64(h.Size()), data, lim)
+	return decodeData(h, r, int64(h.Size()), off-int64(h.Size()), data, lim)
 }
 
 // DecodePair decodes a .hdr/.img pair (either may be gzip-compressed).
@@ -193,13 +198,13 @@ func DecodePair(hdr, img []byte, lim pixels.Limits) ([]*pixels.Image, error) {
 		}
 		r = zr
 	}
-	return decodeData(h, r, h.VoxOffset, img, lim)
+	return decodeData(h, r, 0, h.VoxOffset, img, lim)
 }
 
 // decodeData skips skip bytes of r and decodes the voxel data that follow.
 // src is the (possibly compressed) input r reads from, used to reject
-// impossible sizes before allocating.
-func decodeData(h *Header, r io.Reader, skip int64, src []byte, lim pixels.Limits) ([]*pixels.Image, error) {
+// impossible sizes before allocating; r has read base bytes of src's data.
+func decodeData(h *Header, r io.Reader, base, skip int64, src []byte, lim pixels.Limits) ([]*pixels.Image, error) {
 	l, err := h.plan(lim)
 	if err != nil {
 		return nil, err
@@ -211,7 +216,19 @@ func decodeData(h *Header, r io.Reader, skip int64, src []byte, lim pixels.Limit
 	if skip > avail || l.nbytes > avail-skip {
 		return nil, fmt.Errorf("nifti: truncated: header needs %d data bytes at offset %d, input can hold at most %d", l.nbytes, skip, avail)
 	}
-	if _, err := io.CopyN(io.Discard, r, skip); err != nil {
+	// A .nii.gz inflates in one call when its trailer gives the data's
+	// length, within maxTrailing of what the header needs (libdeflate, where
+	// built in); otherwise it streams.
+	var plain []byte
+	if isGzip(src) && skip <= maxTrailing {
+		var err error
+		if plain, _, err = inflateAll(src, base+skip+l.nbytes); err != nil {
+			return nil, err
+		}
+	}
+	if plain != nil {
+		plain = plain[base+skip:]
+	} else if _, err := io.CopyN(io.Discard, r, skip); err != nil {
 		return nil, fmt.Errorf("nifti: skipping to vox_offset: %w", noEOF(err))
 	}
 	slope, inter := h.Scaling()
@@ -231,10 +248,16 @@ func decodeData(h *Header, r io.Reader, skip int64, src []byte, lim pixels.Limit
 	if h.Dim[0] < 3 {
 		meta.SliceSpacing = 0
 	}
-	raw := make([]byte, l.rows*l.cols*int64(l.elem.size))
+	n := l.rows * l.cols * int64(l.elem.size)
+	var raw []byte
+	if plain == nil {
+		raw = make([]byte, n)
+	}
 	out := make([]*pixels.Image, 0, l.slices)
 	for k := int64(0); k < l.slices; k++ {
-		if _, err := io.ReadFull(r, raw); err != nil {
+		if plain != nil {
+			raw = plain[k*n : (k+1)*n]
+		} else if _, err := io.ReadFull(r, raw); err != nil {
 			return nil, fmt.Errorf("nifti: reading slice %d of %d: %w", k, l.slices, noEOF(err))
 		}
 		img := pixels.New(int(l.rows), int(l.cols), l.elem.channels, l.elem.dtype)
@@ -243,7 +266,7 @@ func decodeData(h *Header, r io.Reader, skip int64, src []byte, lim pixels.Limit
 		transpose(img.Data, raw, int(l.rows), int(l.cols), l.elem, h.ByteOrder == binary.BigEndian)
 		out = append(out, img)
 	}
-	if isGzip(src) {
+	if isGzip(src) && plain == nil {
 		if err := checkTrailer(r, min(avail-skip-l.nbytes, maxTrailing)); err != nil {
 			return nil, err
 		}

@@ -292,8 +292,8 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		"multiad's parser indexes the file in place and decodes RLE in one pass. pydicom 2.3.1 as Debian ships it has no JPEG lossless "+
 		"decoder (GDCM's Python binding and pylibjpeg are not packaged), so dcmtk's dcmdjpeg is the JPEG lossless baseline; as a process per file "+
 		"it also pays start-up, parsing and writing the output file. On .nii.gz nibabel inflates with zlib (C) and returns the "+
-		"volume in file (Fortran) order as a view; multiad inflates with klauspost/compress (about 75% of its time in a profile) and transposes "+
-		"every slice to row-major order in 32×32 tiles (about 15%).")
+		"volume in file (Fortran) order as a view; multiad inflates the whole stream in one call with libdeflate (C, through cgo; "+
+		"klauspost/compress, streaming, in builds without cgo) and transposes every slice to row-major order in 32×32 tiles.")
 	fmt.Fprintln(stdout)
 	fig.Write(stdout)
 	fmt.Fprintln(stdout)
