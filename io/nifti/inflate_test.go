@@ -13,10 +13,12 @@ import (
 	"github.com/multiad/multiad/io/pixels"
 )
 
-func gz(t testing.TB, b []byte) []byte {
+// GzipBytes gzips b at the best compression (for this package's tests,
+// internal and external).
+func GzipBytes(t testing.TB, b []byte) []byte {
 	t.Helper()
 	var buf bytes.Buffer
-	w := gzip.NewWriter(&buf)
+	w, _ := gzip.NewWriterLevel(&buf, gzip.BestCompression)
 	if _, err := w.Write(b); err != nil {
 		t.Fatal(err)
 	}
@@ -63,7 +65,7 @@ func TestInflateAll(t *testing.T) {
 		// one call cannot do it; Decode streams both and gives the slices of
 		// the plain file.
 		half := len(want) / 2
-		multi := append(gz(t, want[:half]), gz(t, want[half:])...)
+		multi := append(GzipBytes(t, want[:half]), GzipBytes(t, want[half:])...)
 		if _, ok, err := inflateAll(multi, int64(len(want)-half)); ok || err != nil {
 			t.Errorf("%s: two members: ok %v, err %v", name, ok, err)
 		}
@@ -71,7 +73,7 @@ func TestInflateAll(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s plain: %v", name, err)
 		}
-		for what, data := range map[string][]byte{"gzip": src, "two members": multi, "recompressed": gz(t, want)} {
+		for what, data := range map[string][]byte{"gzip": src, "two members": multi, "recompressed": GzipBytes(t, want)} {
 			imgs, err := Decode(data, pixels.DefaultLimits)
 			if err != nil {
 				t.Errorf("%s %s: %v", name, what, err)
@@ -81,7 +83,7 @@ func TestInflateAll(t *testing.T) {
 		}
 	}
 	// A corrupted deflate body is an error from either path.
-	src := gz(t, bytes.Repeat([]byte("multiad "), 4096))
+	src := GzipBytes(t, bytes.Repeat([]byte("multiad "), 4096))
 	bad := bytes.Clone(src)
 	bad[len(bad)/2] ^= 0xff
 	if _, _, err := inflateAll(bad, 4096*8); haveLibdeflate && err == nil {

@@ -2,7 +2,6 @@ package nifti_test
 
 import (
 	"bytes"
-	"compress/gzip"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/csv"
@@ -458,7 +457,7 @@ func TestPair(t *testing.T) {
 	for _, gz := range []bool{false, true} {
 		im := img
 		if gz {
-			im = gzipBytes(t, img)
+			im = nifti.GzipBytes(t, img)
 		}
 		imgs, err := nifti.DecodePair(h[:348], im, pixels.DefaultLimits)
 		if err != nil {
@@ -469,18 +468,6 @@ func TestPair(t *testing.T) {
 			t.Errorf("gzip %v: data %v", gz, imgs[0].Data)
 		}
 	}
-}
-
-func gzipBytes(t testing.TB, b []byte) []byte {
-	var buf bytes.Buffer
-	w, _ := gzip.NewWriterLevel(&buf, gzip.BestCompression)
-	if _, err := w.Write(b); err != nil {
-		t.Fatal(err)
-	}
-	if err := w.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return buf.Bytes()
 }
 
 func TestBadInput(t *testing.T) {
@@ -500,7 +487,7 @@ func TestBadInput(t *testing.T) {
 		"bad dim0":       badDim0,
 		"complex":        complex64,
 		"not nifti":      []byte("hello, this is not a NIfTI file at all, just some text padding it out ......"),
-		"truncated gzip": gzipBytes(t, std)[:2000],
+		"truncated gzip": nifti.GzipBytes(t, std)[:2000],
 	}
 	for name, data := range cases {
 		if _, err := nifti.Decode(data, pixels.DefaultLimits); err == nil {
@@ -515,7 +502,7 @@ func TestBadInput(t *testing.T) {
 // its data fails (the voxels inflate fine, so only the trailer can tell),
 // and the intact file decodes.
 func TestGzipTrailer(t *testing.T) {
-	gz := gzipBytes(t, readShared(t, "data", "decoders", "nifti", "anatomical.nii"))
+	gz := nifti.GzipBytes(t, readShared(t, "data", "decoders", "nifti", "anatomical.nii"))
 	if _, err := nifti.Decode(gz, pixels.DefaultLimits); err != nil {
 		t.Fatalf("intact: %v", err)
 	}
@@ -532,7 +519,7 @@ func TestGzipTrailer(t *testing.T) {
 // tiny gzip that would inflate hugely fails fast.
 func TestBombs(t *testing.T) {
 	huge := header1([]int16{16384, 16384, 4096}, nifti.DTUint8, 0, 0)
-	for _, data := range [][]byte{huge, gzipBytes(t, huge)} {
+	for _, data := range [][]byte{huge, nifti.GzipBytes(t, huge)} {
 		var m0, m1 testingMem
 		m0.read()
 		_, err := nifti.Decode(data, pixels.DefaultLimits)
@@ -548,7 +535,7 @@ func TestBombs(t *testing.T) {
 	// 1 MiB of zeros that follow compress to ~1 KiB: rejected before
 	// inflating or allocating, as no deflate stream expands that much.
 	h := header1([]int16{16384, 16384, 1}, nifti.DTInt16, 0, 0)
-	bomb := gzipBytes(t, append(h, make([]byte, 1<<20)...))
+	bomb := nifti.GzipBytes(t, append(h, make([]byte, 1<<20)...))
 	var m0, m1 testingMem
 	m0.read()
 	_, err := nifti.Decode(bomb, pixels.DefaultLimits)
@@ -562,7 +549,7 @@ func TestBombs(t *testing.T) {
 	// A small header followed by 16 MiB of zeros: only the needed bytes are
 	// inflated.
 	small := header1([]int16{4, 4, 2}, nifti.DTUint8, 0, 0)
-	long := gzipBytes(t, append(small, make([]byte, 16<<20)...))
+	long := nifti.GzipBytes(t, append(small, make([]byte, 16<<20)...))
 	m0.read()
 	imgs, err := nifti.Decode(long, pixels.DefaultLimits)
 	m1.read()
@@ -599,7 +586,7 @@ func FuzzDecode(f *testing.F) {
 	f.Add(append(swapHeader1(header1([]int16{2, 2, 1}, nifti.DTFloat32, 1, 0)), make([]byte, 16)...))
 	// A small, valid .nii.gz: mutations of its body reach libdeflate's
 	// one-call path (the trailer's length matches).
-	f.Add(gzipBytes(f, append(header1([]int16{4, 3, 2}, nifti.DTInt16, 1, 0), bytes.Repeat([]byte{1, 2, 3}, 16)...)))
+	f.Add(nifti.GzipBytes(f, append(header1([]int16{4, 3, 2}, nifti.DTInt16, 1, 0), bytes.Repeat([]byte{1, 2, 3}, 16)...)))
 	lim := pixels.Limits{MaxPixels: 1 << 16, MaxVoxels: 1 << 20}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		_, _ = nifti.ReadHeader(data)
