@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"runtime"
 	"testing"
 
 	"github.com/multiad/multiad/internal/shared"
@@ -80,6 +81,41 @@ func TestInflateAll(t *testing.T) {
 			} else if !reflect.DeepEqual(imgs, plain) {
 				t.Errorf("%s %s: slices differ from the plain file's", name, what)
 			}
+		}
+	}
+	// Volumes over maxWhole stream, to the same slices.
+	defer func(v int64) { maxWhole = v }(maxWhole)
+	maxWhole = 1 << 10
+	for _, f := range files {
+		src, _ := os.ReadFile(f)
+		zr, _ := gzip.NewReader(bytes.NewReader(src))
+		want, _ := io.ReadAll(zr)
+		plain, err1 := Decode(want, pixels.DefaultLimits)
+		imgs, err2 := Decode(src, pixels.DefaultLimits)
+		if err1 != nil || err2 != nil || !reflect.DeepEqual(imgs, plain) {
+			t.Errorf("%s over maxWhole: %v, %v, or slices differ from the plain file's", filepath.Base(f), err1, err2)
+		}
+	}
+	// And they hold one slice, not the whole volume: example4d (1.2 MB of
+	// voxels) allocates at least half its volume less when it streams.
+	if haveLibdeflate {
+		src, err := os.ReadFile(filepath.Join(dir, "example4d.nii.gz"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		alloc := func(limit int64) uint64 {
+			maxWhole = limit
+			var m0, m1 runtime.MemStats
+			runtime.ReadMemStats(&m0)
+			if _, err := Decode(src, pixels.DefaultLimits); err != nil {
+				t.Fatal(err)
+			}
+			runtime.ReadMemStats(&m1)
+			return m1.TotalAlloc - m0.TotalAlloc
+		}
+		whole, stream := alloc(256<<20), alloc(1<<10)
+		if whole < stream+1180064/2 {
+			t.Errorf("example4d: %d bytes allocated in one call, %d streaming: streaming should hold one slice, not the volume", whole, stream)
 		}
 	}
 	// A corrupted deflate body is an error from either path.

@@ -44,10 +44,11 @@
 // header is inflated first; a header asking for more than the compressed
 // input could possibly hold is rejected at once, so gzip bombs fail fast.
 // Then, when the gzip trailer's length is at most 1 MiB more than the header
-// needs, the whole stream inflates into one buffer with libdeflate (cgo
-// builds); otherwise exactly the bytes the header asks for stream through
-// klauspost/compress, plus at most 1 MiB to reach the trailer. Either way the
-// CRC-32 and length are checked.
+// needs and the voxels take at most 256 MiB, the whole stream inflates into
+// one buffer with libdeflate (cgo builds), held until the slices are copied
+// out; otherwise exactly the bytes the header asks for stream through
+// klauspost/compress, one slice at a time, plus at most 1 MiB to reach the
+// trailer. Either way the CRC-32 and length are checked.
 package nifti
 
 import (
@@ -220,7 +221,7 @@ func decodeData(h *Header, r io.Reader, base, skip int64, src []byte, lim pixels
 	// length, within maxTrailing of what the header needs (libdeflate, where
 	// built in); otherwise it streams.
 	var plain []byte
-	if isGzip(src) && skip <= maxTrailing {
+	if isGzip(src) && skip <= maxTrailing && l.nbytes <= maxWhole {
 		var err error
 		if plain, _, err = inflateAll(src, base+skip+l.nbytes); err != nil {
 			return nil, err
@@ -273,6 +274,11 @@ func decodeData(h *Header, r io.Reader, base, skip int64, src []byte, lim pixels
 	}
 	return out, nil
 }
+
+// maxWhole bounds the voxel bytes of a .nii.gz inflated in one call: the
+// whole inflated stream is held while its slices are copied out, so a larger
+// volume streams instead, holding one slice at a time.
+var maxWhole int64 = 256 << 20
 
 // maxTrailing bounds how much of a gzip stream checkTrailer inflates after
 // the voxel data to reach the trailer: a stream with more (padding, or a
