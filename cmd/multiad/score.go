@@ -6,10 +6,12 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log"
 	"os"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/apache/beam/sdks/v2/go/pkg/beam"
 	blog "github.com/apache/beam/sdks/v2/go/pkg/beam/log"
@@ -17,6 +19,7 @@ import (
 
 	"github.com/multiad/multiad/model/ort"
 	"github.com/multiad/multiad/pipelines/scoring"
+	"github.com/multiad/multiad/transforms/score"
 )
 
 func init() {
@@ -193,6 +196,12 @@ func runScore(ctx context.Context, args []string) int {
 		}
 		log.Printf("multiad: %s: no results to summarize here", plan.submitReason)
 		return 0
+	}
+	if plan.local {
+		// Prism's workers run in this process, and its log lines are off
+		// by default: say how far the run is.
+		stop := reportProgress(os.Stderr, score.ProgressEvery, score.Progress)
+		defer stop()
 	}
 	sum, err := scoring.Run(ctx, *sf.opt)
 	if sum != nil {
@@ -421,4 +430,30 @@ func checkWorkerBinary(path string) error {
 		return fmt.Errorf("%s is not an executable (%v)", path, f.Type)
 	}
 	return nil
+}
+
+// reportProgress writes a line to w every interval while the run scores
+// (progress gives the counts so far), until the returned stop is called.
+func reportProgress(w io.Writer, every time.Duration, progress func() (scored, failed int64, elapsed time.Duration)) (stop func()) {
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				n, f, el := progress()
+				if el <= 0 {
+					fmt.Fprintln(w, "multiad score: starting (listing and decoding the inputs, loading the model)")
+					continue
+				}
+				fmt.Fprintf(w, "multiad score: %d images scored so far (%.1f/s), %d failed\n", n, float64(n)/el.Seconds(), f)
+			}
+		}
+	}()
+	return func() { close(done); <-finished }
 }

@@ -25,8 +25,8 @@ var (
 	failedCount = beam.NewCounter("multiad", "score_failed")
 )
 
-// progressEvery is how often a worker process logs its progress.
-const progressEvery = 30 * time.Second
+// ProgressEvery is how often a worker process logs its progress.
+const ProgressEvery = 30 * time.Second
 
 // progress counts this worker process's results for periodic log lines.
 var progress struct {
@@ -36,7 +36,7 @@ var progress struct {
 }
 
 // noteProgress records n scored and f failed images and logs a progress
-// line at most every progressEvery.
+// line at most every ProgressEvery.
 func noteProgress(ctx context.Context, n, f int64) {
 	progress.Lock()
 	defer progress.Unlock()
@@ -46,11 +46,23 @@ func noteProgress(ctx context.Context, n, f int64) {
 	}
 	progress.scored += n
 	progress.failed += f
-	if now.Sub(progress.last) >= progressEvery {
+	if now.Sub(progress.last) >= ProgressEvery {
 		progress.last = now
 		log.Infof(ctx, "score: this worker has scored %d images (%.1f/s), %d failed",
 			progress.scored, float64(progress.scored)/now.Sub(progress.start).Seconds(), progress.failed)
 	}
+}
+
+// Progress returns the images this process has scored and failed to score
+// so far, and the time since its first result. On a runner whose workers run
+// in the calling process (Prism), that is the whole run's progress.
+func Progress() (scored, failed int64, elapsed time.Duration) {
+	progress.Lock()
+	defer progress.Unlock()
+	if !progress.start.IsZero() {
+		elapsed = time.Since(progress.start)
+	}
+	return progress.scored, progress.failed, elapsed
 }
 
 // batcher buffers preprocessed inputs and scores them in batches. A full
