@@ -217,9 +217,9 @@ func decodeData(h *Header, r io.Reader, base, skip int64, src []byte, lim pixels
 	if skip > avail || l.nbytes > avail-skip {
 		return nil, fmt.Errorf("nifti: truncated: header needs %d data bytes at offset %d, input can hold at most %d", l.nbytes, skip, avail)
 	}
-	// A .nii.gz inflates in one call when its trailer gives the data's
-	// length, within maxTrailing of what the header needs (libdeflate, where
-	// built in); otherwise it streams.
+	// A .nii.gz inflates in one call (libdeflate, where built in) when its
+	// voxels take at most maxWhole and its trailer gives the data's length
+	// within maxTrailing of what the header needs; otherwise it streams.
 	var plain []byte
 	if isGzip(src) && skip <= maxTrailing && l.nbytes <= maxWhole {
 		var err error
