@@ -33,29 +33,29 @@ import (
 const haveLibdeflate = true
 
 // inflateAll inflates the whole gzip stream src, whose data must be at least
-// need bytes and at most maxTrailing more, into one buffer. ok is false, with
-// no error, when it cannot be done in one call (the trailer's length is out of
-// that range, the file has several gzip members, or the trailer's length does
-// not match the data): the caller then streams, which reports the exact
-// error. A stream whose data or CRC-32 is wrong is an error.
-func inflateAll(src []byte, need int64) (out []byte, ok bool, err error) {
+// need bytes and at most maxTrailing more, into one buffer. It returns nil,
+// with no error, when that cannot be done in one call (the trailer's length
+// is out of that range, the file has several gzip members, or the trailer's
+// length does not match the data): the caller then streams, which reports
+// the exact error. A stream whose data or CRC-32 is wrong is an error.
+func inflateAll(src []byte, need int64) ([]byte, error) {
 	if len(src) < 18 || need <= 0 {
-		return nil, false, nil
+		return nil, nil
 	}
 	size := int64(binary.LittleEndian.Uint32(src[len(src)-4:])) // ISIZE: the data's length mod 2^32
 	if size < need || size-need > maxTrailing {
-		return nil, false, nil
+		return nil, nil
 	}
-	out = make([]byte, size)
+	out := make([]byte, size)
 	var inUsed, outUsed C.size_t
 	r := C.gunzip(unsafe.Pointer(&src[0]), C.size_t(len(src)), unsafe.Pointer(&out[0]), C.size_t(size), &inUsed, &outUsed)
 	switch {
 	case r == C.LIBDEFLATE_SUCCESS && int(inUsed) == len(src) && int64(outUsed) == size:
-		return out, true, nil
+		return out, nil
 	case r == C.LIBDEFLATE_BAD_DATA:
-		return nil, false, fmt.Errorf("nifti: gzip: corrupt data or CRC-32 mismatch")
+		return nil, fmt.Errorf("nifti: gzip: corrupt data or CRC-32 mismatch")
 	case r < 0:
-		return nil, false, fmt.Errorf("nifti: gzip: libdeflate could not allocate a decompressor")
+		return nil, fmt.Errorf("nifti: gzip: libdeflate could not allocate a decompressor")
 	}
-	return nil, false, nil
+	return nil, nil
 }

@@ -222,8 +222,7 @@ func decodeData(h *Header, r io.Reader, base, skip int64, src []byte, lim pixels
 	// within maxTrailing of what the header needs; otherwise it streams.
 	var plain []byte
 	if isGzip(src) && skip <= maxTrailing && l.nbytes <= maxWhole {
-		var err error
-		if plain, _, err = inflateAll(src, base+skip+l.nbytes); err != nil {
+		if plain, err = inflateAll(src, base+skip+l.nbytes); err != nil {
 			return nil, err
 		}
 	}
