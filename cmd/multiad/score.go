@@ -128,10 +128,6 @@ func printBeamFlags(fs *flag.FlagSet) {
 	printFlags(os.Stdout, fs, names)
 }
 
-// localRunners are the runners that score in this process, which then
-// needs the ONNX Runtime library.
-var localRunners = map[string]bool{"": true, "prism": true, "prismrunner": true, "direct": true, "directrunner": true}
-
 func runScore(ctx context.Context, args []string) int {
 	// Beam's runner flags are registered on flag.CommandLine, so the score
 	// flags join them there and one Parse sees both.
@@ -267,7 +263,9 @@ func prepareScore(fs *flag.FlagSet, sf *scoreFlags, exe, image string) (*scorePl
 	}
 	runner := strings.ToLower(get("runner"))
 	dataflow := runner == "dataflow" || runner == "dataflowrunner"
-	plan.local = localRunners[runner]
+	// A local runner scores in this process, which then needs the ONNX
+	// Runtime library.
+	plan.local = scoring.LocalRunner(runner)
 	// Quiet by default where the run is watched in a terminal (Prism's
 	// job and worker lines are INFO); Dataflow's job lines are its progress.
 	def := "info"

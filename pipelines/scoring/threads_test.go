@@ -3,7 +3,11 @@ package scoring
 import (
 	"flag"
 	"io"
+	"strings"
 	"testing"
+
+	"github.com/apache/beam/sdks/v2/go/pkg/beam"
+	"github.com/apache/beam/sdks/v2/go/pkg/beam/runners"
 
 	"github.com/multiad/multiad/transforms/score"
 )
@@ -26,6 +30,41 @@ func TestThreadsFlag(t *testing.T) {
 		}
 		if c.ok && o.InFlight != DefaultInFlight {
 			t.Errorf("%v: in flight %d, want the default %d", c.args, o.InFlight, DefaultInFlight)
+		}
+	}
+}
+
+// TestReshuffleByRunner: the pipeline reshuffles the listed files for a
+// distributed runner and reads them where they are listed on a local one
+// (LocalRunner), where the reshuffle would only buffer the whole listing.
+func TestReshuffleByRunner(t *testing.T) {
+	bundleDir := testBundle(t)
+	saved := *runners.Runner
+	defer func() { *runners.Runner = saved }()
+	for _, c := range []struct {
+		runner string
+		local  bool
+	}{{"", true}, {"prism", true}, {"Direct", true}, {"dataflow", false}, {"DataflowRunner", false}, {"flink", false}} {
+		if got := LocalRunner(c.runner); got != c.local {
+			t.Errorf("LocalRunner(%q) = %v, want %v", c.runner, got, c.local)
+		}
+		*runners.Runner = c.runner
+		p, s := beam.NewPipelineWithRoot()
+		if err := Build(s, Options{Model: bundleDir, Input: t.TempDir(), Output: t.TempDir(), BatchSize: 8}); err != nil {
+			t.Fatal(err)
+		}
+		edges, _, err := p.Build()
+		if err != nil {
+			t.Fatal(err)
+		}
+		reshuffles := 0
+		for _, e := range edges {
+			if strings.Contains(e.Name(), "Reshuffle") {
+				reshuffles++
+			}
+		}
+		if (reshuffles > 0) == c.local {
+			t.Errorf("runner %q: %d Reshuffle steps, want some only for a distributed runner", c.runner, reshuffles)
 		}
 	}
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/apache/beam/sdks/v2/go/pkg/beam"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/register"
+	"github.com/apache/beam/sdks/v2/go/pkg/beam/transforms/stats"
 
 	"github.com/multiad/multiad/internal/gobcoder"
 	"github.com/multiad/multiad/io/pixels"
@@ -81,6 +82,12 @@ type Options struct {
 	// Limits bound what decoders allocate and the size of the files they
 	// read (zero: pixels.DefaultLimits).
 	Limits pixels.Limits
+	// NoReshuffle decodes each file in the step that lists it. Without it,
+	// ReadFiles reshuffles the files first, which spreads them over a
+	// distributed runner's workers; on a runner with one worker process
+	// (Prism) the reshuffle only makes the runner hold every listed file
+	// until listing ends, memory that grows with the input.
+	NoReshuffle bool
 }
 
 // Output holds ReadImages' collections.
@@ -89,9 +96,9 @@ type Output struct {
 	Images beam.PCollection
 	// Failures is a PCollection<Failure>.
 	Failures beam.PCollection
-	// Inputs is a PCollection<int>: one element per listed file, holding
-	// its number of input rows (manifest rows, or 1 per file); their sum is
-	// the run's input count.
+	// Inputs is a PCollection<int> with one element: the number of input
+	// rows (manifest rows, or 1 per listed file), the run's input count.
+	// (It has none when nothing is listed.)
 	Inputs beam.PCollection
 }
 
@@ -123,11 +130,14 @@ func ListFiles(s beam.Scope, input string) beam.PCollection {
 	return beam.ParDo(s, &listFn{Input: input}, beam.Impulse(s))
 }
 
-// ReadFiles reshuffles a PCollection<File> across workers and decodes every
-// image, slice and frame its items ask for.
+// ReadFiles reshuffles a PCollection<File> across workers (unless
+// opt.NoReshuffle) and decodes every image, slice and frame its items ask
+// for.
 func ReadFiles(s beam.Scope, files beam.PCollection, opt Options) Output {
-	inputs := beam.ParDo(s, rowCount, files)
-	files = beam.Reshuffle(s, files)
+	inputs := stats.Sum(s, beam.ParDo(s, rowCount, files))
+	if !opt.NoReshuffle {
+		files = beam.Reshuffle(s, files)
+	}
 	images, failures := beam.ParDo2(s, &expandFn{Limits: opt.Limits}, files)
 	return Output{Images: images, Failures: failures, Inputs: inputs}
 }
@@ -144,8 +154,9 @@ func (f *listFn) ProcessElement(ctx context.Context, _ []byte, emit func(File)) 
 	if err != nil {
 		return err
 	}
-	for _, file := range files {
-		emit(file)
+	for i := range files {
+		emit(files[i])
+		files[i] = File{} // with NoReshuffle, emit has decoded it: let it go
 	}
 	return nil
 }

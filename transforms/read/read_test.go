@@ -185,15 +185,18 @@ func decodeFile(uri string) (n []int, err error) {
 }
 
 // TestReadImagesBadFiles: every input of an MVTec layout with a broken file
-// comes out as an image or a failure.
+// comes out as an image or a failure, with or without the reshuffle, and
+// the input count is one element.
 func TestReadImagesBadFiles(t *testing.T) {
 	dir := tiles(t)
-	p, s := beam.NewPipelineWithRoot()
-	out := ReadImages(s, dir, Options{})
-	passert.Count(s, out.Images, "images", 3)
-	passert.Count(s, out.Failures, "failures", 1)
-	passert.Sum(s, out.Inputs, "inputs", 4, 4)
-	ptest.RunAndValidate(t, p)
+	for _, opt := range []Options{{}, {NoReshuffle: true}} {
+		p, s := beam.NewPipelineWithRoot()
+		out := ReadImages(s, dir, opt)
+		passert.Count(s, out.Images, "images", 3)
+		passert.Count(s, out.Failures, "failures", 1)
+		passert.Sum(s, out.Inputs, "inputs", 1, 4)
+		ptest.RunAndValidate(t, p)
+	}
 }
 
 // FuzzListManifest: any manifest either lists or fails with an error; it

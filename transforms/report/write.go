@@ -74,7 +74,7 @@ func init() {
 // Write writes scores.jsonl, failures.jsonl, the heatmaps and the digest
 // that Finish turns into summary.json and report.html, into opt.Dir.
 // results is PCollection<score.Result>, failures PCollection<read.Failure>,
-// inputs PCollection<int> (input rows per listed file, summed) and reports
+// inputs PCollection<int> (input rows; the elements are summed) and reports
 // PCollection<evaluate.Report> (at most one element).
 func Write(s beam.Scope, results, failures, inputs, reports beam.PCollection, opt Options) {
 	s = s.Scope("Report")

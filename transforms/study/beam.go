@@ -99,7 +99,9 @@ type Options struct {
 }
 
 // Groups combines a PCollection<score.Result> into a PCollection<Group>:
-// one per study and one per DICOM series.
+// one per study and one per DICOM series. It is the Flatten of GroupParts;
+// to write the groups, pass GroupParts to Write instead, which keeps the
+// one-image groups of 2-D files out of the runner's buffers.
 //
 // A plain 2-D image (no study UID, not a slice or frame) is a study of its
 // own: its group is made from it alone (singleFn, the CombineFn applied to
@@ -108,6 +110,20 @@ type Options struct {
 // images. (So a manifest that lists one 2-D file twice gives two one-image
 // studies of it.)
 func Groups(s beam.Scope, results beam.PCollection, opt Options) beam.PCollection {
+	parts := GroupParts(s, results, opt)
+	return beam.Flatten(s.Scope("study.Groups"), parts...)
+}
+
+// GroupParts is Groups without its final Flatten: the groups of studies
+// and series combined from several slices, and the one-image groups of
+// plain 2-D files, as two PCollection<Group>. A Flatten is a stage
+// boundary on Prism, and the runner holds every element that crosses one
+// until the bundle that made it ends, which on Prism is often the whole
+// input; the one-image groups, one per 2-D file, stay in the stage that
+// scores them when Write gets the parts:
+//
+//	study.Write(s, wopt, study.GroupParts(s, results, opt)...)
+func GroupParts(s beam.Scope, results beam.PCollection, opt Options) []beam.PCollection {
 	s = s.Scope("study.Groups")
 	kf := keyFn{Heatmaps: opt.Heatmaps, SkipWritten: opt.SkipWritten}
 	cf := &CombineFn{K: opt.K, Keep: opt.Keep, Threshold: opt.Threshold}
@@ -115,7 +131,7 @@ func Groups(s beam.Scope, results beam.PCollection, opt Options) beam.PCollectio
 	keyed := beam.ParDo(s, &kf, grouped)
 	combined := beam.ParDo(s, withKey, beam.CombinePerKey(s, cf, keyed))
 	alone := beam.ParDo(s, &singleFn{Key: kf, Combine: *cf}, single)
-	return beam.Flatten(s, combined, alone)
+	return []beam.PCollection{combined, alone}
 }
 
 // isSingle reports whether a slice is a plain 2-D image, alone in its

@@ -46,7 +46,7 @@ func ExampleGroups() {
 	results := beam.CreateList(s, scored())
 	k, _ := study.ParseScore("topk:2") // the mean of the two highest slices
 	groups := study.Groups(s, results, study.Options{K: k, Threshold: 0.5})
-	study.Write(s, groups, study.WriteOptions{Dir: dir, Score: "topk:2", Heatmaps: report.HeatmapsNone})
+	study.Write(s, study.WriteOptions{Dir: dir, Score: "topk:2", Heatmaps: report.HeatmapsNone}, groups)
 	if err := beamx.Run(context.Background(), p); err != nil {
 		log.Fatal(err)
 	}

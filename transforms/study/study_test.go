@@ -269,8 +269,8 @@ func TestPipeline(t *testing.T) {
 	dir := t.TempDir()
 	p, s := beam.NewPipelineWithRoot()
 	in := beam.CreateList(s, results)
-	groups := Groups(s, Identify(s, in, "salt"), Options{K: 2, Threshold: 0.5})
-	Write(s, groups, WriteOptions{Dir: dir, Score: "topk:2", Heatmaps: report.HeatmapsAnomalous})
+	parts := GroupParts(s, Identify(s, in, "salt"), Options{K: 2, Threshold: 0.5})
+	Write(s, WriteOptions{Dir: dir, Score: "topk:2", Heatmaps: report.HeatmapsAnomalous}, parts...)
 	ptest.RunAndValidate(t, p)
 
 	want := Aggregate(slices, &CombineFn{K: 2, Threshold: 0.5})

@@ -126,14 +126,26 @@ func init() {
 }
 
 // Write writes studies.jsonl, the top slices' heatmaps and the study digest
-// (report.StudyDigestFile, read by report.Finish) into opt.Dir, from a
-// PCollection<Group>. No step holds every line: the lines are spilled in
-// sorted shards (package shard) and merged into the file, and the digest
-// is computed during the merge.
-func Write(s beam.Scope, groups beam.PCollection, opt WriteOptions) {
+// (report.StudyDigestFile, read by report.Finish) into opt.Dir, from one or
+// more PCollection<Group> (Groups, or GroupParts to keep each part in the
+// stage that makes it). No step holds every line: each part's lines are
+// spilled in sorted shards (package shard) and the shards merged into the
+// file, and the digest is computed during the merge. It panics without a
+// PCollection or with one of another type.
+func Write(s beam.Scope, opt WriteOptions, groups ...beam.PCollection) {
 	s = s.Scope("study.Write")
-	shards := beam.ParDo(s, &lineFn{Opt: opt}, groups)
-	beam.ParDo0(s, &finalFn{Opt: opt}, beam.Impulse(s), beam.SideInput{Input: shards})
+	if len(groups) == 0 {
+		panic("study.Write: no PCollection<Group>")
+	}
+	var shards []beam.PCollection
+	for i, g := range groups {
+		if t := g.Type().Type(); t != reflect.TypeFor[Group]() {
+			panic(fmt.Sprintf("study.Write: groups[%d] is a PCollection<%v>, want PCollection<study.Group>", i, t))
+		}
+		shards = append(shards, beam.ParDo(s, &lineFn{Opt: opt}, g))
+	}
+	all := beam.Flatten(s, shards...)
+	beam.ParDo0(s, &finalFn{Opt: opt}, beam.Impulse(s), beam.SideInput{Input: all})
 }
 
 // spillBytes and mergeFanIn are the studies shards' spill size and merge

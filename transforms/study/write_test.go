@@ -177,12 +177,6 @@ func TestGroupsSingles(t *testing.T) {
 	for _, r := range results {
 		slices = append(slices, FromResult(r))
 	}
-	dir := t.TempDir()
-	p, s := beam.NewPipelineWithRoot()
-	groups := Groups(s, beam.CreateList(s, results), Options{K: 2, Threshold: 0.4})
-	Write(s, groups, WriteOptions{Dir: dir, Score: "topk:2"})
-	ptest.RunAndValidate(t, p)
-
 	var lines []Line
 	for _, g := range Aggregate(slices, &CombineFn{K: 2, Threshold: 0.4}) {
 		l, err := NewLine(g, false)
@@ -198,15 +192,57 @@ func TestGroupsSingles(t *testing.T) {
 	if err := WriteLines(context.Background(), want, lines); err != nil {
 		t.Fatal(err)
 	}
-	got, err := os.ReadFile(filepath.Join(dir, File))
-	if err != nil {
-		t.Fatal(err)
-	}
 	w, err := os.ReadFile(filepath.Join(want, File))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if string(got) != string(w) {
-		t.Errorf("studies.jsonl:\n%s\nwant (in-memory groups):\n%s", got, w)
+	opt := Options{K: 2, Threshold: 0.4}
+	for _, tc := range []struct {
+		name   string
+		groups func(s beam.Scope, results beam.PCollection) []beam.PCollection
+	}{
+		{"Groups", func(s beam.Scope, results beam.PCollection) []beam.PCollection {
+			return []beam.PCollection{Groups(s, results, opt)}
+		}},
+		{"GroupParts", func(s beam.Scope, results beam.PCollection) []beam.PCollection {
+			return GroupParts(s, results, opt)
+		}},
+	} {
+		dir := t.TempDir()
+		p, s := beam.NewPipelineWithRoot()
+		Write(s, WriteOptions{Dir: dir, Score: "topk:2"}, tc.groups(s, beam.CreateList(s, results))...)
+		ptest.RunAndValidate(t, p)
+		got, err := os.ReadFile(filepath.Join(dir, File))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(got) != string(w) {
+			t.Errorf("%s: studies.jsonl:\n%s\nwant (in-memory groups):\n%s", tc.name, got, w)
+		}
+	}
+}
+
+// TestWriteTypes checks Write's construction-time checks.
+func TestWriteTypes(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		in   func(s beam.Scope) []beam.PCollection
+		want string
+	}{
+		{"none", func(beam.Scope) []beam.PCollection { return nil }, "no PCollection"},
+		{"strings", func(s beam.Scope) []beam.PCollection {
+			return []beam.PCollection{beam.Create(s, Group{}), beam.Create(s, "a")}
+		}, "groups[1] is a PCollection<string>"},
+	} {
+		func() {
+			defer func() {
+				r := recover()
+				if msg := fmt.Sprint(r); r == nil || !strings.Contains(msg, tc.want) {
+					t.Errorf("%s: panic %v, want one containing %q", tc.name, r, tc.want)
+				}
+			}()
+			_, s := beam.NewPipelineWithRoot()
+			Write(s, WriteOptions{Dir: t.TempDir()}, tc.in(s)...)
+		}()
 	}
 }
