@@ -102,39 +102,49 @@ func bankDistances(b *onnxb.Builder, f8, f16 string, bk *bank.Bank, S int) strin
 		}
 		w[D*M+j] = float32(n)
 	}
-	vectors := b.Const("bank_vectors", []int64{int64(D + 1), int64(M)}, w)
-	d2 := b.Op("Add", []string{nearestProduct(b, q1, vectors, P, M), reduce(b, "ReduceSumSquare", q, []int64{2}, 0)}, nil)
+	d2 := b.Op("Add", []string{nearestProduct(b, q1, w, D+1, P, M), reduce(b, "ReduceSumSquare", q, []int64{2}, 0)}, nil)
 	d := b.Op("Sqrt", []string{b.Op("Relu", []string{d2}, nil)}, nil)
 	return b.Op("Reshape", []string{d, b.ConstInt64("bank_mapshape", []int64{3}, []int64{0, int64(h8), int64(h8)})}, nil)
 }
 
-// chunkBytes bounds the [N, rows, M] product of one chunk of patches
-// against the bank, per image, so that a batch's products stay in the
+// chunkBytes bounds the [N, P, cols] product of one chunk of bank vectors
+// against the patches, per image, so that a batch's products stay in the
 // cache instead of streaming through memory (see nearestProduct).
 var chunkBytes = 512 << 10
 
-// nearestProduct adds min_j (q1 · vectors)[n, p, j], [N, P], from the
-// patches q1 [N, P, D+1] and the bank vectors [D+1, M]. The patches are
-// split into chunks of rows along P, each multiplied and reduced on its
-// own: every product and minimum is the one a single MatMul and ReduceMin
-// would compute, but ONNX Runtime never holds the whole [N, P, M] product
-// (537 MB at batch 8 for a 16,384-vector bank at 256 px, written to memory
-// and read back), only one chunk's, which it reuses from its arena.
-func nearestProduct(b *onnxb.Builder, q1, vectors string, P, M int) string {
-	rows := max(1, min(P, chunkBytes/(4*M)))
-	if rows >= P {
-		return reduce(b, "ReduceMin", b.Op("MatMul", []string{q1, vectors}, nil), []int64{2}, 0)
+// nearestProduct adds min_j (q1 · w)[n, p, j], [N, P], from the patches
+// q1 [N, P, D1] and the bank vectors w [D1, M] (row-major). The bank is
+// split into chunks of columns, each its own initializer, multiplied and
+// reduced on its own, and the chunks' minima are combined by one Min: every
+// product and minimum is the one a single MatMul and ReduceMin would
+// compute (TestBankDistances checks it bit for bit), but ONNX Runtime never
+// holds the whole [N, P, M] product (537 MB at batch 8 for a 16,384-vector
+// bank at 256 px, written to memory and read back), only one chunk's, which
+// it reuses from its arena.
+//
+// Columns, not rows of patches: each chunk's MatMul prepacks only its own
+// slice of the bank when the session is created. Row chunks shared one
+// constant bank, which ONNX Runtime prepacked once per chunk: 128 times at
+// 256 px, about half a second of every session's start, single-threaded.
+func nearestProduct(b *onnxb.Builder, q1 string, w []float32, D1, P, M int) string {
+	cols := max(1, min(M, chunkBytes/(4*P)))
+	var mins []string
+	for j0 := 0; j0 < M; j0 += cols {
+		c := min(cols, M-j0)
+		part := w
+		if c < M {
+			part = make([]float32, D1*c)
+			for k := range D1 {
+				copy(part[k*c:(k+1)*c], w[k*M+j0:k*M+j0+c])
+			}
+		}
+		v := b.Const("bank_vectors", []int64{int64(D1), int64(c)}, part)
+		mins = append(mins, reduce(b, "ReduceMin", b.Op("MatMul", []string{q1, v}, nil), []int64{2}, 0))
 	}
-	var sizes []int64
-	for p := 0; p < P; p += rows {
-		sizes = append(sizes, int64(min(rows, P-p)))
+	if len(mins) == 1 {
+		return mins[0]
 	}
-	chunks := b.OpN("Split", []string{q1, b.ConstInt64("bank_chunks", []int64{int64(len(sizes))}, sizes)}, len(sizes), onnxb.Attrs{"axis": int64(1)})
-	mins := make([]string, len(chunks))
-	for i, c := range chunks {
-		mins[i] = reduce(b, "ReduceMin", b.Op("MatMul", []string{c, vectors}, nil), []int64{2}, 0)
-	}
-	return b.Op("Concat", mins, onnxb.Attrs{"axis": int64(1)})
+	return b.Op("Min", mins, nil)
 }
 
 // fuseMaps adds the fused head's combination of two [N,S,S] maps.

@@ -89,14 +89,14 @@ func TestBankDistances(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := bank.Nearest(bk.Vectors, e, bk.D(), 0)
-	// One product over all patches, the default chunks, and chunks of 7
-	// rows (the last one shorter): the same distances, bit for bit.
+	// One product over the whole bank, the default chunks, and chunks of 7
+	// vectors (the last one shorter): the same distances, bit for bit.
 	defer func(v int) { chunkBytes = v }(chunkBytes)
 	var first []float32
 	for _, c := range []struct {
 		name  string
 		bytes int
-	}{{"one product", 1 << 40}, {"default chunks", chunkBytes}, {"7-row chunks", 7 * 4 * bk.M()}} {
+	}{{"one product", 1 << 40}, {"default chunks", chunkBytes}, {"7-vector chunks", 7 * 4 * h8 * h8}} {
 		chunkBytes = c.bytes
 		b := onnxb.New()
 		f8 := b.Input("f8", onnx.TensorProto_FLOAT, "N", bk.C8, h8, h8)
