@@ -10,6 +10,7 @@ import (
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/testing/ptest"
 
 	"github.com/multiad/multiad/pipelines/scoring"
+	"github.com/multiad/multiad/transforms/score"
 )
 
 func TestMain(m *testing.M) { ptest.Main(m) }
@@ -25,7 +26,8 @@ func TestProfilePipeline(t *testing.T) {
 	if model == "" || input == "" {
 		t.Skip("set BENCH_PROFILE_MODEL and BENCH_PROFILE_INPUT to profile the pipeline")
 	}
-	threads, inFlight := envInt(t, "BENCH_PROFILE_THREADS", 2), envInt(t, "BENCH_PROFILE_IN_FLIGHT", 1)
+	// The shipped defaults unless set (BENCH_PROFILE_THREADS=-1 is auto).
+	threads, inFlight := envInt(t, "BENCH_PROFILE_THREADS", score.ThreadsAuto), envInt(t, "BENCH_PROFILE_IN_FLIGHT", scoring.DefaultInFlight)
 	sum, err := scoring.Run(context.Background(), scoring.Options{
 		Model: model, Input: input, Output: filepath.Join(t.TempDir(), "out"),
 		BatchSize: envInt(t, "BENCH_PROFILE_BATCH", 8), Threads: threads, InFlight: inFlight, Device: "cpu",
