@@ -2,8 +2,8 @@
 //
 // An input is a glob, a directory, a manifest CSV or an MVTec AD layout (a
 // directory with test/ and ground_truth/). ReadImages lists it in one step,
-// reshuffles the listed files across workers, and only then decodes them,
-// expanding volumes and multi-frame files into one element per slice or
+// reshuffles the listed files across workers (unless Options.NoReshuffle),
+// and only then decodes them, expanding volumes and multi-frame files into one element per slice or
 // frame, so that one large file does not pin a worker. Inputs that cannot be
 // read or decoded are never dropped: they become Failures.
 package read

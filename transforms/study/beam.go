@@ -110,8 +110,8 @@ type Options struct {
 // images. (So a manifest that lists one 2-D file twice gives two one-image
 // studies of it.)
 func Groups(s beam.Scope, results beam.PCollection, opt Options) beam.PCollection {
-	parts := GroupParts(s, results, opt)
-	return beam.Flatten(s.Scope("study.Groups"), parts...)
+	s = s.Scope("study.Groups")
+	return beam.Flatten(s, groupParts(s, results, opt)...)
 }
 
 // GroupParts is Groups without its final Flatten: the groups of studies
@@ -124,7 +124,11 @@ func Groups(s beam.Scope, results beam.PCollection, opt Options) beam.PCollectio
 //
 //	study.Write(s, wopt, study.GroupParts(s, results, opt)...)
 func GroupParts(s beam.Scope, results beam.PCollection, opt Options) []beam.PCollection {
-	s = s.Scope("study.Groups")
+	return groupParts(s.Scope("study.GroupParts"), results, opt)
+}
+
+// groupParts adds GroupParts' steps to s.
+func groupParts(s beam.Scope, results beam.PCollection, opt Options) []beam.PCollection {
 	kf := keyFn{Heatmaps: opt.Heatmaps, SkipWritten: opt.SkipWritten}
 	cf := &CombineFn{K: opt.K, Keep: opt.Keep, Threshold: opt.Threshold}
 	single, grouped := beam.ParDo2(s, splitSingle, results)
