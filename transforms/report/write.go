@@ -61,13 +61,16 @@ func init() {
 	beam.RegisterType(reflect.TypeOf((*Line)(nil)).Elem())
 	register.DoFn3x1[context.Context, score.Result, func(string), error](&lineFn{})
 	register.Emitter1[string]()
-	register.Function2x1[score.Result, score.Result, bool](lessScore)
+	beam.RegisterCoder(reflect.TypeFor[galleryItem](), encodeGalleryItem, decodeGalleryItem)
+	register.DoFn3x1[context.Context, score.Result, func(galleryItem), error](&galleryFn{})
+	register.Emitter1[galleryItem]()
+	register.Function2x1[galleryItem, galleryItem, bool](lessGallery)
 	register.DoFn7x1[context.Context, []byte, func(*string) bool, func(*read.Failure) bool, func(*int) bool,
-		func(*[]score.Result) bool, func(*evaluate.Report) bool, error](&finalFn{})
+		func(*[]galleryItem) bool, func(*evaluate.Report) bool, error](&finalFn{})
 	register.Iter1[string]()
 	register.Iter1[read.Failure]()
 	register.Iter1[int]()
-	register.Iter1[[]score.Result]()
+	register.Iter1[[]galleryItem]()
 	register.Iter1[evaluate.Report]()
 }
 
@@ -83,17 +86,10 @@ func Write(s beam.Scope, results, failures, inputs, reports beam.PCollection, op
 	if k <= 0 {
 		k = 12
 	}
-	best := top.Largest(s, results, k, lessScore)
+	best := top.Largest(s, beam.ParDo(s, &galleryFn{K: k, Calibration: opt.Calibration}, results), k, lessGallery)
 	beam.ParDo0(s, &finalFn{Opt: opt}, beam.Impulse(s),
 		beam.SideInput{Input: shards}, beam.SideInput{Input: failures}, beam.SideInput{Input: inputs},
 		beam.SideInput{Input: best}, beam.SideInput{Input: reports})
-}
-
-func lessScore(a, b score.Result) bool {
-	if a.Score != b.Score {
-		return a.Score < b.Score
-	}
-	return sortKey(a.Item.URI, a.Item.Index) > sortKey(b.Item.URI, b.Item.Index)
 }
 
 func sortKey(uri string, index int) string { return fmt.Sprintf("%s\x00%012d", uri, index+1) }
@@ -192,7 +188,7 @@ type finalFn struct {
 }
 
 func (f *finalFn) ProcessElement(ctx context.Context, _ []byte, shards func(*string) bool, failures func(*read.Failure) bool,
-	inputs func(*int) bool, best func(*[]score.Result) bool, reports func(*evaluate.Report) bool) error {
+	inputs func(*int) bool, best func(*[]galleryItem) bool, reports func(*evaluate.Report) bool) error {
 	var d Digest
 	var n int
 	for inputs(&n) {
@@ -259,15 +255,11 @@ func (f *finalFn) ProcessElement(ctx context.Context, _ []byte, shards func(*str
 		return err
 	}
 
-	var top []score.Result
+	var top []galleryItem
 	best(&top)
-	sort.SliceStable(top, func(i, j int) bool { return lessScore(top[j], top[i]) })
-	for _, r := range top {
-		g, err := NewGalleryEntry(r, f.Opt.Calibration)
-		if err != nil {
-			return err
-		}
-		d.Gallery = append(d.Gallery, g)
+	sort.SliceStable(top, func(i, j int) bool { return lessGallery(top[j], top[i]) })
+	for _, it := range top {
+		d.Gallery = append(d.Gallery, it.Entry)
 	}
 	var rep evaluate.Report
 	if reports(&rep) {
