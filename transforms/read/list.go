@@ -1,13 +1,14 @@
 package read
 
 import (
-	"bytes"
+	"bufio"
 	"context"
 	"encoding/csv"
 	"errors"
 	"fmt"
 	"io"
 	"path"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -29,13 +30,55 @@ const (
 
 // List lists input (a glob, a directory, a manifest CSV or an MVTec layout)
 // into Files, in a deterministic order. Manifest rows that cannot be parsed
-// become Files with Error set, so that they are reported, not dropped.
+// become Files with Error set, so that they are reported, not dropped, and
+// the rows that name one file are one File, in the order of its first row.
 func List(ctx context.Context, input string) ([]File, error) {
+	var files []File
+	byURI := map[string]int{}
+	err := ListEach(ctx, input, func(f File) error {
+		if f.Error == "" {
+			if k, ok := byURI[f.URI]; ok {
+				files[k].Items = append(files[k].Items, f.Items...)
+				return nil
+			}
+			byURI[f.URI] = len(files)
+		}
+		files = append(files, f)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return files, nil
+}
+
+// ListEach lists input as List does, but hands each File to emit as it is
+// listed instead of holding the listing: a manifest of any length is read
+// row by row. Adjacent manifest rows that name one file are one File; rows
+// of one file that other rows separate are one File per run. An error from
+// emit stops the listing and is returned.
+func ListEach(ctx context.Context, input string, emit func(File) error) error {
+	if strings.HasSuffix(strings.ToLower(input), ".csv") {
+		return listManifest(ctx, input, emit)
+	}
+	files, err := listFiles(ctx, input)
+	if err != nil {
+		return err
+	}
+	for i := range files {
+		if err := emit(files[i]); err != nil {
+			return err
+		}
+		files[i] = File{}
+	}
+	return nil
+}
+
+// listFiles lists a glob, a directory, an MVTec layout or a single file.
+func listFiles(ctx context.Context, input string) ([]File, error) {
 	switch {
 	case input == "":
 		return nil, errors.New("read: no input given")
-	case strings.HasSuffix(strings.ToLower(input), ".csv"):
-		return listManifest(ctx, input)
 	case strings.ContainsAny(input, "*?["):
 		uris, err := storage.Glob(ctx, input)
 		if err != nil {
@@ -143,19 +186,28 @@ func listMVTec(dir string, uris []string) ([]File, bool) {
 	return files, true
 }
 
-// listManifest reads a manifest CSV and groups its rows by file, keeping
-// the order of first appearance.
-func listManifest(ctx context.Context, uri string) ([]File, error) {
-	data, err := storage.ReadFile(ctx, uri, maxManifestBytes)
-	if err != nil {
-		return nil, fmt.Errorf("read: manifest %s: %w", uri, err)
+// listManifest reads a manifest CSV row by row and emits its rows as
+// Files, adjacent rows of one file as one File.
+func listManifest(ctx context.Context, uri string, emit func(File) error) error {
+	if info, err := storage.Stat(ctx, uri); err == nil && info.Size > maxManifestBytes {
+		return fmt.Errorf("read: manifest %s: %d bytes exceeds the limit of %d", uri, info.Size, maxManifestBytes)
 	}
-	r := csv.NewReader(bytes.NewReader(data))
+	rc, err := storage.Open(ctx, uri)
+	if err != nil {
+		return fmt.Errorf("read: manifest %s: %w", uri, err)
+	}
+	defer rc.Close()
+	// The file may have grown since it was stat'ed: read one byte past the
+	// limit to tell.
+	lr := &io.LimitedReader{R: rc, N: maxManifestBytes + 1}
+	r := csv.NewReader(bufio.NewReaderSize(lr, 1<<16))
 	r.FieldsPerRecord = -1
+	r.ReuseRecord = true
 	header, err := r.Read()
 	if err != nil {
-		return nil, fmt.Errorf("read: manifest %s: header: %w", uri, err)
+		return fmt.Errorf("read: manifest %s: header: %w", uri, err)
 	}
+	header = slices.Clone(header)
 	col := map[string]int{}
 	for i, h := range header {
 		h = strings.ToLower(strings.TrimSpace(strings.TrimPrefix(h, "\ufeff")))
@@ -163,12 +215,33 @@ func listManifest(ctx context.Context, uri string) ([]File, error) {
 		col[h] = i
 	}
 	if _, ok := col[ColURI]; !ok {
-		return nil, fmt.Errorf("read: manifest %s: no %q column in header %q", uri, ColURI, strings.Join(header, ","))
+		return fmt.Errorf("read: manifest %s: no %q column in header %q", uri, ColURI, strings.Join(header, ","))
 	}
 	_, hasMasks := col[ColMaskURI]
 	base := storage.Dir(uri)
-	var files []File
-	byURI := map[string]int{}
+	var cur File // the run of rows being gathered
+	rows := 0
+	flush := func() error {
+		if cur.URI == "" {
+			return nil
+		}
+		f := cur
+		cur = File{}
+		return emit(f)
+	}
+	// add emits what is gathered and f, or gathers f's row with the run.
+	add := func(f File) error {
+		rows++
+		if f.Error == "" && cur.Error == "" && f.URI == cur.URI {
+			cur.Items = append(cur.Items, f.Items...)
+			return nil
+		}
+		if err := flush(); err != nil {
+			return err
+		}
+		cur = f
+		return nil
+	}
 	for line := 2; ; line++ {
 		rec, err := r.Read()
 		if errors.Is(err, io.EOF) {
@@ -177,8 +250,10 @@ func listManifest(ctx context.Context, uri string) ([]File, error) {
 		if err != nil {
 			// A malformed CSV line: report it and go on with the next.
 			where := fmt.Sprintf("%s:%d", uri, line)
-			files = append(files, File{URI: where, Items: []Item{{URI: where, Index: -1, Label: -1, MaskIndex: -1}},
-				Error: fmt.Sprintf("read: manifest %s: %v", where, err)})
+			if err := add(File{URI: where, Items: []Item{{URI: where, Index: -1, Label: -1, MaskIndex: -1}},
+				Error: fmt.Sprintf("read: manifest %s: %v", where, err)}); err != nil {
+				return err
+			}
 			continue
 		}
 		get := func(name string) string {
@@ -203,23 +278,21 @@ func listManifest(ctx context.Context, uri string) ([]File, error) {
 				it.Meta[h] = rec[i]
 			}
 		}
+		f := File{URI: it.URI, Items: []Item{it}}
 		if perr != nil {
-			files = append(files, File{URI: it.URI, Items: []Item{it},
-				Error: fmt.Sprintf("read: manifest %s line %d: %v", uri, line, perr)})
-			continue
+			f.Error = fmt.Sprintf("read: manifest %s line %d: %v", uri, line, perr)
 		}
-		k, ok := byURI[it.URI]
-		if !ok {
-			k = len(files)
-			byURI[it.URI] = k
-			files = append(files, File{URI: it.URI})
+		if err := add(f); err != nil {
+			return err
 		}
-		files[k].Items = append(files[k].Items, it)
 	}
-	if len(files) == 0 {
-		return nil, fmt.Errorf("read: manifest %s has no rows", uri)
+	if lr.N <= 0 {
+		return fmt.Errorf("read: manifest %s: more than the limit of %d bytes", uri, maxManifestBytes)
 	}
-	return files, nil
+	if rows == 0 {
+		return fmt.Errorf("read: manifest %s has no rows", uri)
+	}
+	return flush()
 }
 
 // parseRow builds the Item of one manifest row.

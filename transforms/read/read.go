@@ -123,8 +123,10 @@ func ReadImages(s beam.Scope, input string, opt Options) Output {
 	return ReadFiles(s, ListFiles(s, input), opt)
 }
 
-// ListFiles lists input (see List) into a PCollection<File>, in one step.
-// A pipeline that selects files (e.g. only new ones) filters this
+// ListFiles lists input (see ListEach) into a PCollection<File>, in one
+// step, without holding the listing: a manifest is read row by row, and a
+// file whose manifest rows are not adjacent comes as one File per run of
+// rows. A pipeline that selects files (e.g. only new ones) filters this
 // collection and hands the rest to ReadFiles.
 func ListFiles(s beam.Scope, input string) beam.PCollection {
 	return beam.ParDo(s, &listFn{Input: input}, beam.Impulse(s))
@@ -150,15 +152,10 @@ type listFn struct {
 }
 
 func (f *listFn) ProcessElement(ctx context.Context, _ []byte, emit func(File)) error {
-	files, err := List(ctx, f.Input)
-	if err != nil {
-		return err
-	}
-	for i := range files {
-		emit(files[i])
-		files[i] = File{} // with NoReshuffle, emit has decoded it: let it go
-	}
-	return nil
+	return ListEach(ctx, f.Input, func(fl File) error {
+		emit(fl)
+		return nil
+	})
 }
 
 // String names the step in logs.

@@ -2,6 +2,7 @@ package read
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -228,5 +229,75 @@ func FuzzListManifest(f *testing.F) {
 				t.Fatalf("file %s without items", f.URI)
 			}
 		}
+		// ListEach emits the same rows, run by run.
+		var each []File
+		if err := ListEach(context.Background(), p, func(f File) error { each = append(each, f); return nil }); err != nil {
+			t.Fatalf("List succeeded, ListEach failed: %v", err)
+		}
+		rows := func(fs []File) []string {
+			var out []string
+			for _, f := range fs {
+				for _, it := range f.Items {
+					out = append(out, fmt.Sprintf("%s|%d|%d|%s|%v", it.URI, it.Index, it.Label, it.MaskURI, f.Error != ""))
+				}
+			}
+			sort.Strings(out)
+			return out
+		}
+		if a, b := rows(files), rows(each); strings.Join(a, "\n") != strings.Join(b, "\n") {
+			t.Fatalf("List rows %q, ListEach rows %q", a, b)
+		}
 	})
+}
+
+// TestListEach: the manifest is emitted row run by row run: adjacent rows of
+// one file are one File, separated rows one File per run, bad rows their own
+// File; List gathers each file's runs into one File, in the order of its
+// first row; an error from emit stops the listing.
+func TestListEach(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	csv := "uri,slice,label\n" +
+		"a.nii.gz,0,0\n" +
+		"a.nii.gz,1,0\n" +
+		"b.png,,1\n" +
+		"a.nii.gz,2,1\n" +
+		"a.nii.gz,x,1\n" +
+		"a.nii.gz,3,1\n"
+	m := filepath.Join(dir, "m.csv")
+	write(t, m, []byte(csv))
+	show := func(files []File) string {
+		var out []string
+		for _, f := range files {
+			var idx []string
+			for _, it := range f.Items {
+				idx = append(idx, fmt.Sprint(it.Index))
+			}
+			out = append(out, fmt.Sprintf("%s[%s]err=%v", filepath.Base(f.URI), strings.Join(idx, ","), f.Error != ""))
+		}
+		return strings.Join(out, " ")
+	}
+	var each []File
+	if err := ListEach(ctx, m, func(f File) error { each = append(each, f); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := show(each), "a.nii.gz[0,1]err=false b.png[-1]err=false a.nii.gz[2]err=false a.nii.gz[-1]err=true a.nii.gz[3]err=false"; got != want {
+		t.Errorf("ListEach:\n got %s\nwant %s", got, want)
+	}
+	all, err := List(ctx, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := show(all), "a.nii.gz[0,1,2,3]err=false b.png[-1]err=false a.nii.gz[-1]err=true"; got != want {
+		t.Errorf("List:\n got %s\nwant %s", got, want)
+	}
+	stop := errors.New("stop")
+	n := 0
+	if err := ListEach(ctx, m, func(File) error { n++; return stop }); !errors.Is(err, stop) || n != 1 {
+		t.Errorf("ListEach after an emit error: %v, %d calls", err, n)
+	}
+	write(t, filepath.Join(dir, "empty.csv"), []byte("uri,label\n"))
+	if err := ListEach(ctx, filepath.Join(dir, "empty.csv"), func(File) error { return nil }); err == nil {
+		t.Error("a manifest without rows listed without an error")
+	}
 }

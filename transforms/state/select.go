@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"reflect"
+	"slices"
 
 	"github.com/apache/beam/sdks/v2/go/pkg/beam"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/register"
@@ -132,7 +133,19 @@ func (f *decideFn) ProcessElement(_ string, cands func(*candidate) bool, olds fu
 		old = &o
 	}
 	var c candidate
+	var listed []candidate
 	for cands(&c) {
+		// A file whose manifest rows are not adjacent is listed once per
+		// run of rows (read.ListEach): count and select it once.
+		if c.File.Error == "" {
+			if i := slices.IndexFunc(listed, func(l candidate) bool { return l.File.Error == "" }); i >= 0 {
+				listed[i].File.Items = append(listed[i].File.Items, c.File.Items...)
+				continue
+			}
+		}
+		listed = append(listed, c)
+	}
+	for _, c := range listed {
 		t := Tally{Listed: 1}
 		why := New
 		if c.Stat {

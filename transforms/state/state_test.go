@@ -2,6 +2,7 @@ package state
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -165,3 +166,50 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// TestSelectSplitFile: a file listed as two runs of manifest rows (rows of
+// another file between them) is counted, selected and entered once, with
+// the items of both runs.
+func TestSelectSplitFile(t *testing.T) {
+	dir := t.TempDir()
+	a, b := filepath.Join(dir, "a.nii.gz"), filepath.Join(dir, "b.png")
+	for _, p := range []string{a, b} {
+		if err := os.WriteFile(p, []byte(p), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	item := func(u string, i int) read.Item { return read.Item{URI: u, Index: i, Label: -1, MaskIndex: -1} }
+	files := []read.File{
+		{URI: a, Items: []read.Item{item(a, 0)}},
+		{URI: b, Items: []read.Item{item(b, -1)}},
+		{URI: a, Items: []read.Item{item(a, 1), item(a, 2)}},
+	}
+	stage := filepath.Join(dir, "stage")
+	p, s := beam.NewPipelineWithRoot()
+	sel, entries, tally := Select(s, beam.CreateList(s, files), Options{Ledger: filepath.Join(dir, "ledger.jsonl"), Model: "m1", Run: "r1"})
+	WriteEntries(s, entries, beam.CreateList(s, []read.Failure{}), tally, stage)
+	passert.Equals(s, beam.ParDo(s, fileItems, sel), a+" 3", b+" 1")
+	ptest.RunAndValidate(t, p)
+	tb, err := os.ReadFile(filepath.Join(stage, TallyFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := `{"listed":2,"new":2,"changed":0,"model_changed":0,"unchanged":0}`; string(tb) != want {
+		t.Errorf("tally %s, want %s", tb, want)
+	}
+	eb, err := os.ReadFile(filepath.Join(stage, EntriesFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := Parse(EntriesFile, eb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 {
+		t.Errorf("%d ledger entries, want 2 (a once, b): %+v", len(got), got)
+	}
+}
+
+func fileItems(f read.File) string { return fmt.Sprintf("%s %d", f.URI, len(f.Items)) }
+
+func init() { register.Function1x1[read.File, string](fileItems) }
