@@ -1,8 +1,9 @@
 // Package read lists and decodes the images that a scoring pipeline scores.
 //
 // An input is a glob, a directory, a manifest CSV or an MVTec AD layout (a
-// directory with test/ and ground_truth/). ReadImages lists it in one step,
-// reshuffles the listed files across workers (unless Options.NoReshuffle),
+// directory with test/ and ground_truth/). ReadImages lists it in one step
+// (ListEach: a manifest is read row by row, never held whole), reshuffles
+// the listed files across workers (unless Options.NoReshuffle),
 // and only then decodes them, expanding volumes and multi-frame files into one element per slice or
 // frame, so that one large file does not pin a worker. Inputs that cannot be
 // read or decoded are never dropped: they become Failures.
