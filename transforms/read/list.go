@@ -200,7 +200,19 @@ func listManifest(ctx context.Context, uri string, emit func(File) error) error 
 	// The file may have grown since it was stat'ed: read one byte past the
 	// limit to tell.
 	lr := &io.LimitedReader{R: rc, N: maxManifestBytes + 1}
-	r := csv.NewReader(bufio.NewReaderSize(lr, 1<<16))
+	if err := parseManifest(lr, uri, emit); err != nil {
+		return err
+	}
+	if lr.N <= 0 {
+		return fmt.Errorf("read: manifest %s: more than the limit of %d bytes", uri, maxManifestBytes)
+	}
+	return nil
+}
+
+// parseManifest parses the manifest uri from in. A malformed line becomes
+// a File with Error set; an error reading in stops the listing.
+func parseManifest(in io.Reader, uri string, emit func(File) error) error {
+	r := csv.NewReader(bufio.NewReaderSize(in, 1<<16))
 	r.FieldsPerRecord = -1
 	r.ReuseRecord = true
 	header, err := r.Read()
@@ -248,6 +260,11 @@ func listManifest(ctx context.Context, uri string, emit func(File) error) error 
 			break
 		}
 		if err != nil {
+			if pe := (*csv.ParseError)(nil); !errors.As(err, &pe) {
+				// Not the line but the reading failed: the rest of the
+				// manifest is unknown.
+				return fmt.Errorf("read: manifest %s: %w", uri, err)
+			}
 			// A malformed CSV line: report it and go on with the next.
 			where := fmt.Sprintf("%s:%d", uri, line)
 			if err := add(File{URI: where, Items: []Item{{URI: where, Index: -1, Label: -1, MaskIndex: -1}},
@@ -285,9 +302,6 @@ func listManifest(ctx context.Context, uri string, emit func(File) error) error 
 		if err := add(f); err != nil {
 			return err
 		}
-	}
-	if lr.N <= 0 {
-		return fmt.Errorf("read: manifest %s: more than the limit of %d bytes", uri, maxManifestBytes)
 	}
 	if rows == 0 {
 		return fmt.Errorf("read: manifest %s has no rows", uri)

@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
 	"testing"
+	"testing/iotest"
 
 	"github.com/apache/beam/sdks/v2/go/pkg/beam"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/register"
@@ -299,5 +301,22 @@ func TestListEach(t *testing.T) {
 	write(t, filepath.Join(dir, "empty.csv"), []byte("uri,label\n"))
 	if err := ListEach(ctx, filepath.Join(dir, "empty.csv"), func(File) error { return nil }); err == nil {
 		t.Error("a manifest without rows listed without an error")
+	}
+}
+
+// TestParseManifestReadError: a manifest whose reading fails part-way
+// stops the listing with that error instead of listing failed lines.
+func TestParseManifestReadError(t *testing.T) {
+	boom := errors.New("connection reset")
+	in := io.MultiReader(strings.NewReader("uri,label\na.png,0\nb.png,1\n\"c.p"), iotest.ErrReader(boom))
+	n := 0
+	err := parseManifest(in, "gs://b/m.csv", func(File) error {
+		if n++; n > 100 {
+			return errors.New("still listing after 100 files")
+		}
+		return nil
+	})
+	if !errors.Is(err, boom) {
+		t.Errorf("parseManifest after a read error: %v (%d files), want %v", err, n, boom)
 	}
 }
