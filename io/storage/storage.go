@@ -40,24 +40,20 @@ type Info struct {
 // ReadFile reads the whole file or object at uri. A file larger than
 // maxBytes is an error, found before reading; maxBytes <= 0 means no limit.
 func ReadFile(ctx context.Context, uri string, maxBytes int64) ([]byte, error) {
-	r, size, err := open(ctx, uri)
+	r, size, err := openLimit(ctx, uri, maxBytes)
 	if err != nil {
 		return nil, err
 	}
 	defer r.Close()
-	if maxBytes > 0 && size > maxBytes {
-		return nil, fmt.Errorf("storage: %s: %d bytes exceeds the limit of %d", uri, size, maxBytes)
-	}
-	var lr io.Reader = r
-	if maxBytes > 0 { // the file may have grown since it was opened
-		lr = io.LimitReader(r, maxBytes+1)
-	}
 	b := make([]byte, 0, max(size, 0)+1)
 	for {
-		n, err := lr.Read(b[len(b):cap(b)])
+		n, err := r.Read(b[len(b):cap(b)])
 		b = b[:len(b)+n]
 		if err == io.EOF {
 			break
+		}
+		if le := (*limitError)(nil); errors.As(err, &le) {
+			return nil, err
 		}
 		if err != nil {
 			return nil, fmt.Errorf("storage: reading %s: %w", uri, err)
@@ -66,10 +62,57 @@ func ReadFile(ctx context.Context, uri string, maxBytes int64) ([]byte, error) {
 			b = append(b, 0)[:len(b)]
 		}
 	}
-	if maxBytes > 0 && int64(len(b)) > maxBytes {
-		return nil, fmt.Errorf("storage: %s: more than the limit of %d bytes", uri, maxBytes)
-	}
 	return b, nil
+}
+
+// OpenLimit opens the file or object at uri for reading, as Open does, but
+// a file larger than maxBytes is an error, found before reading, and so is
+// reading past maxBytes (a file that grew since it was opened); maxBytes
+// <= 0 means no limit.
+func OpenLimit(ctx context.Context, uri string, maxBytes int64) (io.ReadCloser, error) {
+	r, _, err := openLimit(ctx, uri, maxBytes)
+	return r, err
+}
+
+// openLimit is OpenLimit, also returning the size (-1: unknown).
+func openLimit(ctx context.Context, uri string, maxBytes int64) (io.ReadCloser, int64, error) {
+	r, size, err := open(ctx, uri)
+	if err != nil || maxBytes <= 0 {
+		return r, size, err
+	}
+	if size > maxBytes {
+		r.Close()
+		return nil, 0, fmt.Errorf("storage: %s: %d bytes exceeds the limit of %d", uri, size, maxBytes)
+	}
+	return &limitReader{ReadCloser: r, uri: uri, max: maxBytes, left: maxBytes}, size, nil
+}
+
+// limitReader fails a read that goes past max bytes.
+type limitReader struct {
+	io.ReadCloser
+	uri       string
+	max, left int64
+}
+
+func (l *limitReader) Read(p []byte) (int, error) {
+	if int64(len(p)) > l.left+1 {
+		p = p[:l.left+1] // one byte past the limit tells
+	}
+	n, err := l.ReadCloser.Read(p)
+	if l.left -= int64(n); l.left < 0 {
+		return n + int(l.left), &limitError{uri: l.uri, max: l.max}
+	}
+	return n, err
+}
+
+// limitError is a read past OpenLimit's maxBytes.
+type limitError struct {
+	uri string
+	max int64
+}
+
+func (e *limitError) Error() string {
+	return fmt.Sprintf("storage: %s: more than the limit of %d bytes", e.uri, e.max)
 }
 
 // Open opens the file or object at uri for reading.

@@ -328,3 +328,35 @@ func TestGCS(t *testing.T) {
 		t.Errorf("Rename left the source: %v", err)
 	}
 }
+
+// TestOpenLimit: a file over the limit fails before reading, one at the
+// limit reads whole, and one that grows past the limit after it was opened
+// fails the read that passes the limit.
+func TestOpenLimit(t *testing.T) {
+	ctx := context.Background()
+	p := filepath.Join(t.TempDir(), "f.csv")
+	if err := os.WriteFile(p, []byte("12345"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := storage.OpenLimit(ctx, p, 4); err == nil || !strings.Contains(err.Error(), "exceeds the limit of 4") {
+		t.Errorf("5 bytes, limit 4: %v", err)
+	}
+	r, err := storage.OpenLimit(ctx, p, 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, err := io.ReadAll(r); string(b) != "12345" || err != nil {
+		t.Errorf("5 bytes, limit 5: %q, %v", b, err)
+	}
+	r.Close()
+	if r, err = storage.OpenLimit(ctx, p, 6); err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if err := os.WriteFile(p, []byte("123456789"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := io.ReadAll(r); string(b) != "123456" || err == nil || !strings.Contains(err.Error(), "more than the limit of 6 bytes") {
+		t.Errorf("grown to 9 bytes, limit 6: %q, %v", b, err)
+	}
+}

@@ -189,24 +189,12 @@ func listMVTec(dir string, uris []string) ([]File, bool) {
 // listManifest reads a manifest CSV row by row and emits its rows as
 // Files, adjacent rows of one file as one File.
 func listManifest(ctx context.Context, uri string, emit func(File) error) error {
-	if info, err := storage.Stat(ctx, uri); err == nil && info.Size > maxManifestBytes {
-		return fmt.Errorf("read: manifest %s: %d bytes exceeds the limit of %d", uri, info.Size, maxManifestBytes)
-	}
-	rc, err := storage.Open(ctx, uri)
+	rc, err := storage.OpenLimit(ctx, uri, maxManifestBytes)
 	if err != nil {
 		return fmt.Errorf("read: manifest %s: %w", uri, err)
 	}
 	defer rc.Close()
-	// The file may have grown since it was stat'ed: read one byte past the
-	// limit to tell.
-	lr := &io.LimitedReader{R: rc, N: maxManifestBytes + 1}
-	if err := parseManifest(lr, uri, emit); err != nil {
-		return err
-	}
-	if lr.N <= 0 {
-		return fmt.Errorf("read: manifest %s: more than the limit of %d bytes", uri, maxManifestBytes)
-	}
-	return nil
+	return parseManifest(rc, uri, emit)
 }
 
 // parseManifest parses the manifest uri from in. A malformed line becomes
