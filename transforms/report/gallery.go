@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"runtime"
+	"slices"
 	"sort"
 
 	"golang.org/x/sync/errgroup"
@@ -33,16 +34,8 @@ func decodeGalleryItem(b []byte) (galleryItem, error) {
 	return v, err
 }
 
-// lessScore orders results by score, ties by descending sort key, so
-// that of two equal scores the earlier input ranks higher.
-func lessScore(a, b score.Result) bool {
-	if a.Score != b.Score {
-		return a.Score < b.Score
-	}
-	return sortKey(a.Item.URI, a.Item.Index) > sortKey(b.Item.URI, b.Item.Index)
-}
-
-// lessGallery is lessScore on gallery items.
+// lessGallery orders gallery items by score, ties by descending sort key,
+// so that of two equal scores the earlier input ranks higher.
 func lessGallery(a, b galleryItem) bool {
 	if a.Score != b.Score {
 		return a.Score < b.Score
@@ -50,7 +43,7 @@ func lessGallery(a, b galleryItem) bool {
 	return a.Key > b.Key
 }
 
-// galleryFn keeps the K highest results of its bundle (lessScore) and,
+// galleryFn keeps the K highest results of its bundle (lessGallery) and,
 // when the bundle ends, renders them as gallery entries on all cores and
 // emits them. What leaves the bundle is then K sets of thumbnails, not K
 // full-size results: the run's end holds megabytes less per entry for
@@ -60,47 +53,50 @@ type galleryFn struct {
 	K           int
 	Calibration bundle.Scores
 
-	best []score.Result // ascending by lessScore, at most K
+	best []candidate // ascending by lessGallery, at most K
+}
+
+// candidate is a kept result with its gallery item, the entry not yet
+// rendered.
+type candidate struct {
+	item galleryItem
+	r    score.Result
 }
 
 func (f *galleryFn) ProcessElement(_ context.Context, r score.Result, _ func(galleryItem)) error {
-	if len(f.best) == f.K && !lessScore(f.best[0], r) {
+	c := candidate{item: galleryItem{Score: r.Score, Key: sortKey(r.Item.URI, r.Item.Index)}, r: r}
+	if len(f.best) == f.K && !lessGallery(f.best[0].item, c.item) {
 		return nil
 	}
-	i := sort.Search(len(f.best), func(i int) bool { return lessScore(r, f.best[i]) })
-	f.best = append(f.best, score.Result{})
-	copy(f.best[i+1:], f.best[i:])
-	f.best[i] = r
+	i := sort.Search(len(f.best), func(i int) bool { return lessGallery(c.item, f.best[i].item) })
+	f.best = slices.Insert(f.best, i, c)
 	if len(f.best) > f.K {
-		copy(f.best, f.best[1:])
-		f.best[len(f.best)-1] = score.Result{} // drop the lowest's maps
-		f.best = f.best[:len(f.best)-1]
+		f.best = slices.Delete(f.best, 0, 1) // clears the freed slot: the lowest's maps go
 	}
 	return nil
 }
 
-func (f *galleryFn) FinishBundle(ctx context.Context, emit func(galleryItem)) error {
-	items := make([]galleryItem, len(f.best))
-	g, _ := errgroup.WithContext(ctx)
+func (f *galleryFn) FinishBundle(_ context.Context, emit func(galleryItem)) error {
+	var g errgroup.Group
 	g.SetLimit(runtime.GOMAXPROCS(0))
-	for i, r := range f.best {
+	for i := range f.best {
+		c := &f.best[i]
 		g.Go(func() error {
-			e, err := NewGalleryEntry(r, f.Calibration)
+			e, err := NewGalleryEntry(c.r, f.Calibration)
 			if err != nil {
-				return fmt.Errorf("report: gallery entry of %s: %w", r.Item.URI, err)
+				return fmt.Errorf("report: gallery entry of %s: %w", c.r.Item.URI, err)
 			}
-			items[i] = galleryItem{Score: r.Score, Key: sortKey(r.Item.URI, r.Item.Index), Entry: e}
+			c.item.Entry = e
 			return nil
 		})
 	}
 	err := g.Wait()
+	if err == nil {
+		for _, c := range f.best {
+			emit(c.item)
+		}
+	}
 	clear(f.best)
 	f.best = f.best[:0]
-	if err != nil {
-		return err
-	}
-	for _, it := range items {
-		emit(it)
-	}
-	return nil
+	return err
 }

@@ -43,16 +43,11 @@ func galleryResults(n int) []score.Result {
 // rendered.
 func wantGallery(t *testing.T, rs []score.Result, k int, cal bundle.Scores) []GalleryEntry {
 	t.Helper()
+	rank := func(r score.Result) galleryItem {
+		return galleryItem{Score: r.Score, Key: sortKey(r.Item.URI, r.Item.Index)}
+	}
 	sorted := slices.Clone(rs)
-	slices.SortStableFunc(sorted, func(a, b score.Result) int {
-		switch {
-		case lessScore(b, a):
-			return -1
-		case lessScore(a, b):
-			return 1
-		}
-		return 0
-	})
+	slices.SortStableFunc(sorted, func(a, b score.Result) int { return descending(rank(a), rank(b)) })
 	var out []GalleryEntry
 	for _, r := range sorted[:min(k, len(sorted))] {
 		g, err := NewGalleryEntry(r, cal)
@@ -62,6 +57,17 @@ func wantGallery(t *testing.T, rs []score.Result, k int, cal bundle.Scores) []Ga
 		out = append(out, g)
 	}
 	return out
+}
+
+// descending compares gallery items for a sort, highest rank first.
+func descending(a, b galleryItem) int {
+	switch {
+	case lessGallery(b, a):
+		return -1
+	case lessGallery(a, b):
+		return 1
+	}
+	return 0
 }
 
 func sameJSON(t *testing.T, what string, got, want any) {
@@ -116,15 +122,7 @@ func TestGalleryBundles(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			slices.SortStableFunc(items, func(a, b galleryItem) int {
-				switch {
-				case lessGallery(b, a):
-					return -1
-				case lessGallery(a, b):
-					return 1
-				}
-				return 0
-			})
+			slices.SortStableFunc(items, descending)
 			var got []GalleryEntry
 			for _, it := range items[:min(k, len(items))] {
 				got = append(got, it.Entry)
