@@ -2,6 +2,7 @@ package ort_test
 
 import (
 	"math"
+	"strings"
 	"testing"
 
 	"github.com/advancedclimatesystems/gonnx/onnx"
@@ -63,4 +64,54 @@ func TestUnoptimizedKeepsQDQ(t *testing.T) {
 	}
 	opt := run(ort.Options{Device: ort.DeviceCPU, IntraOpThreads: 1})
 	t.Logf("y: as written %v; Unoptimized %v; optimized %v (%+.0f steps of 1/256)", want, got, opt, (opt-want)/s2)
+}
+
+// TestNewSessionNames checks that NewSession, given input and output
+// names, refuses names the graph does not have, naming the missing one
+// and the graph's own (ONNX Runtime would build the session and fail every
+// Run), and builds the session when they are right.
+func TestNewSessionNames(t *testing.T) {
+	b := onnxb.New()
+	in := b.Input("x", onnx.TensorProto_FLOAT, 1, 2)
+	b.Node("Neg", []string{in}, []string{"y"}, nil)
+	b.Output("y", onnx.TensorProto_FLOAT)
+	model, err := b.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	opt := ort.Options{Device: ort.DeviceCPU, IntraOpThreads: 1}
+	for _, c := range []struct {
+		inputs, outputs []string
+		want            string // "" when the session must build
+	}{
+		{[]string{"x"}, []string{"y"}, ""},
+		{nil, []string{"y"}, ""},
+		{[]string{"x"}, nil, ""},
+		{[]string{"image"}, []string{"y"}, `no input "image" (its inputs: x)`},
+		{[]string{"x"}, []string{"y", "score"}, `no output "score" (its outputs: y)`},
+		{nil, []string{"score"}, `no output "score"`},
+	} {
+		s, err := ort.NewSession(model, c.inputs, c.outputs, opt)
+		if c.want == "" {
+			if err != nil {
+				t.Errorf("%v → %v: %v", c.inputs, c.outputs, err)
+				continue
+			}
+			out, err := s.Run(ort.Tensor{Shape: []int64{1, 2}, Data: []float32{1, -2}})
+			if err != nil || len(out) != 1 || out[0].Data[0] != -1 || out[0].Data[1] != 2 {
+				t.Errorf("%v → %v: Run = %v, %v", c.inputs, c.outputs, out, err)
+			}
+			s.Close()
+			continue
+		}
+		if err == nil {
+			s.Close()
+			t.Errorf("%v → %v: no error", c.inputs, c.outputs)
+		} else if !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%v → %v: error %q, want it to say %q", c.inputs, c.outputs, err, c.want)
+		}
+	}
+	if _, err := ort.NewSession([]byte("not a model"), []string{"x"}, []string{"y"}, opt); err == nil {
+		t.Error("garbage model with names: no error")
+	}
 }

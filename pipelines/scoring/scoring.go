@@ -416,11 +416,7 @@ func build(s beam.Scope, opt Options, info *modelInfo) {
 	// On a local runner one process does all the work: reading each file
 	// where it is listed keeps the runner from holding the whole listing.
 	in := read.ReadFiles(s.Scope("ReadImages"), files, read.Options{NoReshuffle: LocalRunner(*runners.Runner)})
-	results, pix, scoreFailures := score.Score(s, in.Images, score.Options{
-		Bundle: opt.Model, BatchSize: opt.BatchSize, Device: opt.Device, Threads: opt.Threads, InFlight: opt.InFlight, GPUMemLimit: opt.GPUMemLimit,
-		KeepMaps: true, KeepIdentity: opt.IncludePHI || opt.DicomOut != "", GroupBy: opt.GroupBy,
-		Loader: opt.Loader,
-	})
+	results, pix, scoreFailures := score.Score(s, in.Images, scoreOptions(opt))
 	results = study.Identify(s, results, opt.salt())
 	if opt.DicomOut != "" {
 		_, dfail := dicomout.Write(s, results, dicomout.Options{Target: opt.DicomOut, MapLo: info.lo, MapHi: info.hi,
@@ -447,6 +443,15 @@ func build(s beam.Scope, opt Options, info *modelInfo) {
 		Dir: dir, Heatmaps: heatmaps, IncludePHI: opt.IncludePHI, Calibration: info.scores, Masks: opt.Masks, RawMaps: opt.RawMaps,
 		Gallery: opt.Gallery,
 	})
+}
+
+// scoreOptions are the score.Options of a run.
+func scoreOptions(opt Options) score.Options {
+	return score.Options{
+		Bundle: opt.Model, BatchSize: opt.BatchSize, Device: opt.Device, Threads: opt.Threads, InFlight: opt.InFlight, GPUMemLimit: opt.GPUMemLimit,
+		KeepMaps: true, KeepIdentity: opt.IncludePHI || opt.DicomOut != "", GroupBy: opt.GroupBy,
+		Loader: opt.Loader,
+	}
 }
 
 // LocalRunner reports whether Beam's runner named runner (the --runner
@@ -555,6 +560,10 @@ func Run(ctx context.Context, opt Options) (*Summary, error) {
 		opt.stage = storage.Join(opt.Output, RunsDir, ".tmp-"+opt.run+"-"+hex.EncodeToString(id))
 	} else {
 		opt.stage = storage.Join(opt.Output, ".tmp-"+start.UTC().Format("20060102T150405")+"-"+hex.EncodeToString(id))
+	}
+	if LocalRunner(*runners.Runner) {
+		// The session builds while Prism starts the job.
+		score.Preload(ctx, scoreOptions(opt))
 	}
 	p, s := beam.NewPipelineWithRoot()
 	build(s, opt, info)

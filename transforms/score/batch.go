@@ -98,16 +98,25 @@ func (b *batcher) load(ctx context.Context, uri string) error {
 	if b.m != nil {
 		return nil
 	}
-	dev, err := ort.ParseDevice(b.Opt.Device)
+	o, err := b.Opt.ortOptions()
 	if err != nil {
-		return fmt.Errorf("score: %w", err)
+		return err
 	}
-	m, err := model(ctx, b.Opt.Loader, uri, ort.Options{IntraOpThreads: b.Opt.intraOpThreads(), Device: dev, GPUMemLimit: b.Opt.GPUMemLimit})
+	m, err := model(ctx, b.Opt.Loader, uri, o)
 	if err != nil {
 		return fmt.Errorf("score: loading bundle %s: %w", uri, err)
 	}
 	b.m = m
 	return nil
+}
+
+// ortOptions are the session options of o on this worker.
+func (o Options) ortOptions() (ort.Options, error) {
+	dev, err := ort.ParseDevice(o.Device)
+	if err != nil {
+		return ort.Options{}, fmt.Errorf("score: %w", err)
+	}
+	return ort.Options{IntraOpThreads: o.intraOpThreads(), Device: dev, GPUMemLimit: o.GPUMemLimit}, nil
 }
 
 // intraOpThreads resolves Threads on the worker: ThreadsAuto shares this

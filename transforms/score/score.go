@@ -150,6 +150,30 @@ func model(ctx context.Context, loader, uri string, opt ort.Options) (Scorer, er
 	return e.m, e.err
 }
 
+// Preload starts loading the model of opt.Bundle into this process's model
+// cache, the one Score's DoFns take their model from, and returns at once.
+// A pipeline that runs in this process (a local runner such as Prism) then
+// finds the model loaded, or loading, when its scoring bundle starts,
+// instead of building the session only then. Call it with the Options given
+// to Score, after the bundle has been checked: a load that fails is
+// reported by Score, as without Preload. On a remote runner it only costs
+// the launcher a model load.
+//
+// Example:
+//
+//	opt := score.Options{Bundle: "model/", InFlight: 2, Threads: 1}
+//	score.Preload(ctx, opt)
+//	results, pix, failures := score.Score(s, images, opt)
+func Preload(ctx context.Context, opt Options) {
+	o, err := opt.ortOptions()
+	if err != nil {
+		return // Score's setup reports it
+	}
+	// Not cancelled with ctx: the cache keeps what the load returns.
+	ctx = context.WithoutCancel(ctx)
+	go model(ctx, opt.Loader, opt.Bundle, o) //nolint:errcheck // the cache keeps the result for Score
+}
+
 // ThreadsAuto in Options.Threads sets the intra-op threads from the
 // worker's core count: its cores divided among the batches in flight.
 const ThreadsAuto = -1
