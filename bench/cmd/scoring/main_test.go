@@ -23,7 +23,8 @@ func TestSmoke(t *testing.T) {
 	if err := run(context.Background(), []string{"-model", model, "-input", input, "-bin", bin, "-runs", "1", "-peak-n", "64", "-threads", "1"}, &out); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"bench.scoring.tiles.raw_images_per_s=", "bench.scoring.tiles.peak_gflops=", "bench.scoring.tiles.bound_images_per_s="} {
+	for _, want := range []string{"bench.scoring.tiles.raw_images_per_s=", "bench.scoring.tiles.peak_gflops=", "bench.scoring.tiles.bound_images_per_s=",
+		"bench.scoring.tiles.loaded_bound_images_per_s=", "bench.scoring.tiles.contention="} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("output lacks %q:\n%s", want, out.String())
 		}
