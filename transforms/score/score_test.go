@@ -6,6 +6,7 @@ import (
 	"fmt"
 	goruntime "runtime"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -304,5 +305,36 @@ func TestThreadsAuto(t *testing.T) {
 		if got := c.o.intraOpThreads(); got != c.want {
 			t.Errorf("%+v: %d threads, want %d", c.o, got, c.want)
 		}
+	}
+}
+
+// TestPreload checks that Preload returns while the model is still
+// loading, and that a pipeline with the same options then uses that load
+// instead of loading again; Options with a bad device load nothing.
+func TestPreload(t *testing.T) {
+	started, release := make(chan struct{}), make(chan struct{})
+	var slowLoads atomic.Int32
+	RegisterLoader("slow", func(ctx context.Context, uri string, opt ort.Options) (Scorer, error) {
+		slowLoads.Add(1)
+		close(started)
+		<-release
+		return &fake{}, nil
+	})
+	opt := Options{Bundle: "preloaded", BatchSize: 2, Threads: ThreadsAuto, InFlight: 2, Loader: "slow"}
+	Preload(context.Background(), Options{Bundle: "preloaded", Device: "tpu", Loader: "slow"})
+	Preload(context.Background(), opt) // returns with the loader blocked
+	select {
+	case <-started:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Preload started no load")
+	}
+	close(release)
+	p, s := beam.NewPipelineWithRoot()
+	res, _, fails := Score(s, beam.CreateList(s, decoded(5)), opt)
+	passert.Count(s, res, "results", 5)
+	passert.Empty(s, fails)
+	ptest.RunAndValidate(t, p)
+	if n := slowLoads.Load(); n != 1 {
+		t.Errorf("model loaded %d times, want once (the preload)", n)
 	}
 }

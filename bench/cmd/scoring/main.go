@@ -406,8 +406,9 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 func contentionReading(c float64) string {
 	switch {
 	case c > 1.05:
-		return "Cores that share caches and memory bandwidth run each other's work slower here: a cost no single-thread " +
-			"measurement sees and no scheduling of the pipeline avoids."
+		return "Per-image CPU rises with every core busy: cores that share caches and memory bandwidth slow each other's " +
+			"work (a cost no scheduling of the pipeline avoids, and most visible in memory-bound inference), or the machine's " +
+			"own load rose during the loaded runs (then every stage rises alike; compare the two rows)."
 	case c < 0.95:
 		return "The loaded loop ran faster than the single one: the machine's load changed between the two measurements."
 	}
