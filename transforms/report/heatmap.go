@@ -5,12 +5,11 @@ import (
 	"fmt"
 	"image"
 	"image/color"
-	"image/png"
 	"math"
-	"sync"
 
 	"golang.org/x/image/draw"
 
+	"github.com/multiad/multiad/internal/pngenc"
 	"github.com/multiad/multiad/model/bundle"
 	"github.com/multiad/multiad/model/preprocess"
 	"github.com/multiad/multiad/transforms/score"
@@ -53,25 +52,6 @@ func Overlay(r score.Result, lo, hi float64) (*image.RGBA, error) {
 	}
 	return img, nil
 }
-
-// heatmapEncoder favours speed: heatmaps are written for every flagged
-// image on the scoring path, where default compression cost as much CPU as
-// preprocessing (bench/BENCHMARKS.md); the files are somewhat larger.
-// Its buffer pool keeps the compressor and row buffers between images
-// instead of allocating and zeroing them for each one.
-var heatmapEncoder = png.Encoder{CompressionLevel: png.BestSpeed, BufferPool: &encoderBuffers{}}
-
-// encoderBuffers is a png.EncoderBufferPool over a sync.Pool.
-type encoderBuffers struct{ p sync.Pool }
-
-func (e *encoderBuffers) Get() *png.EncoderBuffer {
-	if b, ok := e.p.Get().(*png.EncoderBuffer); ok {
-		return b
-	}
-	return nil
-}
-
-func (e *encoderBuffers) Put(b *png.EncoderBuffer) { e.p.Put(b) }
 
 // Jet maps t in [0, 1] to the jet colormap (blue, cyan, yellow, red).
 func Jet(t float64) color.RGBA {
@@ -274,10 +254,13 @@ func DrawOutline(img *image.RGBA, mask []uint8) {
 	}
 }
 
-// EncodePNG encodes an image as PNG, favouring speed (heatmapEncoder).
+// EncodePNG encodes an image as PNG, favouring speed: heatmaps are
+// written for every flagged image on the scoring path, where image/png's
+// default compression cost as much CPU as preprocessing and its row-filter
+// search, at BestSpeed, half its time (package pngenc; bench/BENCHMARKS.md).
 func EncodePNG(img image.Image) ([]byte, error) {
 	var buf bytes.Buffer
-	if err := heatmapEncoder.Encode(&buf, img); err != nil {
+	if err := pngenc.Encode(&buf, img); err != nil {
 		return nil, fmt.Errorf("report: encoding PNG: %w", err)
 	}
 	return buf.Bytes(), nil
