@@ -156,8 +156,12 @@ func IO(model []byte) (inputs, outputs []string, err error) {
 // checkNames reports an error when the graph of the serialized model lacks
 // one of the named inputs or outputs (ONNX Runtime itself would accept the
 // names and fail each Run). It reads the graph with the ONNX protobuf
-// definitions, at a fraction of the cost of IO's throw-away session.
+// definitions, at a fraction of the cost of IO's throw-away session, and
+// reads nothing when no name is given.
 func checkNames(model []byte, inputs, outputs []string) error {
+	if len(inputs) == 0 && len(outputs) == 0 {
+		return nil
+	}
 	var m onnxpb.ModelProto
 	if err := proto.Unmarshal(model, &m); err != nil {
 		return fmt.Errorf("ort: not an ONNX model: %w", err)
@@ -186,6 +190,10 @@ func NewSession(model []byte, inputs, outputs []string, opt Options) (*Session, 
 	if err := Init(); err != nil {
 		return nil, err
 	}
+	// The caller's names are checked; names from IO are the graph's own.
+	if err := checkNames(model, inputs, outputs); err != nil {
+		return nil, err
+	}
 	if inputs == nil || outputs == nil {
 		// IO builds a throw-away session: only when names are missing.
 		gin, gout, err := IO(model)
@@ -198,9 +206,6 @@ func NewSession(model []byte, inputs, outputs []string, opt Options) (*Session, 
 		if outputs == nil {
 			outputs = gout
 		}
-	}
-	if err := checkNames(model, inputs, outputs); err != nil {
-		return nil, err
 	}
 	dev := opt.Device
 	if dev == "" {
