@@ -119,9 +119,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		}
 		files = sample
 	}
-	stageSecs := make([][]float64, len(workload.StageNames)) // per run, seconds per image
-	loadedSecs := make([][]float64, len(workload.StageNames))
-	var boundRates, loadedRates []float64
+	var single, loaded bound // alone, and with every core running the loop
 	rawOnce := func() (float64, error) {
 		secs, err := benchutil.Time(0, 1, func() error {
 			for i := 0; i < n; i += o.batch {
@@ -174,30 +172,18 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 			peakRates = append(peakRates, p.Median)
 		}
 		benchutil.Progress(name, "run %d/%d: stages at 1 thread, batch %d (the bound)", r+1, o.runs+1, o.batch)
-		st, sn, err := workload.Stages(ctx, m1, files, o.batch, filepath.Join(o.tmp, fmt.Sprintf("stages%d", r)), true)
+		st, err := stageCosts(ctx, m1, files, o.batch, filepath.Join(o.tmp, fmt.Sprintf("stages%d", r)), 1)
 		if err != nil {
 			return err
 		}
-		if r > 0 && sn > 0 {
-			sum := 0.0
-			for i, v := range st {
-				stageSecs[i] = append(stageSecs[i], v/float64(sn))
-				sum += v / float64(sn)
-			}
-			boundRates = append(boundRates, float64(goruntime.NumCPU())/sum)
-		}
 		benchutil.Progress(name, "run %d/%d: stages at 1 thread on every core at once (the loaded bound)", r+1, o.runs+1)
-		lst, err := loadedStages(ctx, m1, files, o.batch, filepath.Join(o.tmp, fmt.Sprintf("loaded%d", r)))
+		lst, err := stageCosts(ctx, m1, files, o.batch, filepath.Join(o.tmp, fmt.Sprintf("loaded%d", r)), goruntime.NumCPU())
 		if err != nil {
 			return err
 		}
 		if r > 0 {
-			sum := 0.0
-			for i, v := range lst {
-				loadedSecs[i] = append(loadedSecs[i], v)
-				sum += v
-			}
-			loadedRates = append(loadedRates, float64(goruntime.NumCPU())/sum)
+			single.add(st)
+			loaded.add(lst)
 		}
 		if r == 0 {
 			// The warm-up round ends here: the pipeline's first timed run
@@ -211,7 +197,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		}
 		benchutil.Progress(name, "run %d/%d: stages at %d threads, batch %d (the pipeline's functions without Beam)", r+1, o.runs+1, o.threads, o.batch)
 		c0, t0 := cpuSeconds(), time.Now()
-		_, sn, err = workload.Stages(ctx, m, files, o.batch, filepath.Join(o.tmp, fmt.Sprintf("stagesN%d", r)), false)
+		_, sn, err := workload.Stages(ctx, m, files, o.batch, filepath.Join(o.tmp, fmt.Sprintf("stagesN%d", r)), false)
 		if err != nil {
 			return err
 		}
@@ -271,8 +257,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	raw := benchutil.Summarize(rawSecs).Rate(float64(n))
 	peak := benchutil.Summarize(peakRates)
-	bound := benchutil.Summarize(boundRates)
-	loaded := benchutil.Summarize(loadedRates)
+	bound, loadedRate := benchutil.Summarize(single.rates), benchutil.Summarize(loaded.rates)
 	var wall, inner benchutil.Stats
 	if o.bin != "" {
 		wall = benchutil.Summarize(wallSecs).Rate(float64(scored))
@@ -300,32 +285,18 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		t.Add(fmt.Sprintf("FLOP floor: %.3f GFLOP/image ÷ sgemm peak %.1f GFLOP/s", flops/1e9, peak.Median), "", floor.Format("%.1f"),
 			fmt.Sprintf("%.0f%%", 100*floor.Median/raw.Median))
 	}
-	var costs []string
-	for i, v := range stageSecs {
-		costs = append(costs, fmt.Sprintf("%s %.2f", workload.StageNames[i], 1e3*benchutil.Summarize(v).Median))
-	}
-	t.Add(fmt.Sprintf("bound: %d cores ÷ Σ single-thread CPU ms per image (%s)", goruntime.NumCPU(), strings.Join(costs, " + ")), "",
+	t.Add(fmt.Sprintf("bound: %d cores ÷ Σ single-thread CPU ms per image (%s)", goruntime.NumCPU(), single.costs()), "",
 		bound.Format("%.1f"), fmt.Sprintf("%.0f%%", 100*bound.Median/raw.Median))
-	var lcosts []string
-	for i, v := range loadedSecs {
-		lcosts = append(lcosts, fmt.Sprintf("%s %.2f", workload.StageNames[i], 1e3*benchutil.Summarize(v).Median))
-	}
-	t.Add(fmt.Sprintf("loaded bound: the same, each stage timed while all %d cores run the loop at once (%s)", goruntime.NumCPU(), strings.Join(lcosts, " + ")), "",
-		loaded.Format("%.1f"), fmt.Sprintf("%.0f%%", 100*loaded.Median/raw.Median))
+	t.Add(fmt.Sprintf("loaded bound: the same, each stage timed while all %d cores run the loop at once (%s)", goruntime.NumCPU(), loaded.costs()), "",
+		loadedRate.Format("%.1f"), fmt.Sprintf("%.0f%%", 100*loadedRate.Median/raw.Median))
 	stages := benchutil.Summarize(stagesRates)
 	t.Add(fmt.Sprintf("stages loop: the pipeline's functions in one goroutine, no Beam, %d threads, batch %d", o.threads, o.batch),
 		fmt.Sprint(len(files)), stages.Format("%.1f"), fmt.Sprintf("%.0f%%", 100*stages.Median/raw.Median))
 	t.Write(stdout)
-	var boundCPU, loadedCPU float64
-	for _, v := range stageSecs {
-		boundCPU += benchutil.Summarize(v).Median
-	}
-	for _, v := range loadedSecs {
-		loadedCPU += benchutil.Summarize(v).Median
-	}
+	boundCPU, loadedCPU := single.cpu(), loaded.cpu()
 	fmt.Fprintf(stdout, "Loaded bound: with every core running the single-thread loop at once, an image's stages cost %.1f CPU ms against %.1f "+
 		"alone (contention %.2f×). %s The loaded bound, %.1f images/s, is the rate the machine allows with all its cores busy.\n\n",
-		1e3*loadedCPU, 1e3*boundCPU, loadedCPU/boundCPU, contentionReading(loadedCPU/boundCPU), loaded.Median)
+		1e3*loadedCPU, 1e3*boundCPU, loadedCPU/boundCPU, contentionReading(loadedCPU/boundCPU), loadedRate.Median)
 	sCPU, pCPU := benchutil.Summarize(stagesCPU), benchutil.Summarize(pipelineCPU)
 	if o.bin != "" {
 		more := "more"
@@ -374,7 +345,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		fig.Set("efficiency_pipeline_only", inner.Median/raw.Median)
 	}
 	fig.Set("bound_images_per_s", bound.Median)
-	fig.Set("loaded_bound_images_per_s", loaded.Median)
+	fig.Set("loaded_bound_images_per_s", loadedRate.Median)
 	fig.Set("loaded_cpu_ms_per_image", 1e3*loadedCPU)
 	fig.Set("contention", loadedCPU/boundCPU)
 	fig.Set("stages_images_per_s", stages.Median)
@@ -382,13 +353,13 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	fig.Set("stages_cpu_ms_per_image", 1e3*sCPU.Median)
 	if o.bin != "" {
 		fig.Set("efficiency_vs_bound", wall.Median/bound.Median)
-		fig.Set("efficiency_vs_loaded_bound", wall.Median/loaded.Median)
+		fig.Set("efficiency_vs_loaded_bound", wall.Median/loadedRate.Median)
 		fig.Set("pipeline_vs_stages", wall.Median/stages.Median)
 		fig.Set("pipeline_cpu_ms_per_image", 1e3*pCPU.Median)
 		fig.Set("beam_cpu_share", 1-sCPU.Median/pCPU.Median)
 	}
-	for i, v := range stageSecs {
-		fig.Set("t1_"+strings.ReplaceAll(workload.StageNames[i], "-", "_")+"_ms", 1e3*benchutil.Summarize(v).Median)
+	for i, name := range workload.StageNames {
+		fig.Set("t1_"+strings.ReplaceAll(name, "-", "_")+"_ms", 1e3*single.median(i))
 	}
 	fig.Set("peak_gflops", peak.Median)
 	if flops > 0 {
@@ -415,16 +386,66 @@ func contentionReading(c float64) string {
 	return "Busy cores do not slow each other's work measurably here, so the pipeline's gap to the bound is not the hardware's."
 }
 
-// loadedStages runs workload.Stages on one goroutine per core at once, all
-// over files on the one-thread model m (whose ONNX Runtime work runs on
-// each caller's thread), and returns each stage's thread-CPU seconds per
-// image across them: the bound's per-image costs with every core busy.
-func loadedStages(ctx context.Context, m *inference.Model, files []read.File, batch int, dir string) ([]float64, error) {
-	cores := goruntime.NumCPU()
-	secs := make([][]float64, cores)
-	counts := make([]int, cores)
+// bound collects, run by run, each stage's CPU seconds per image and the
+// rate they allow: the cores ÷ their sum.
+type bound struct {
+	secs  [][]float64 // per stage, one value per run
+	rates []float64
+}
+
+// add records one run's per-image stage costs (none: nothing to record).
+func (b *bound) add(perImage []float64) {
+	if perImage == nil {
+		return
+	}
+	if b.secs == nil {
+		b.secs = make([][]float64, len(perImage))
+	}
+	sum := 0.0
+	for i, v := range perImage {
+		b.secs[i] = append(b.secs[i], v)
+		sum += v
+	}
+	b.rates = append(b.rates, float64(goruntime.NumCPU())/sum)
+}
+
+// median is stage i's median cost per image, in seconds.
+func (b *bound) median(i int) float64 {
+	if i >= len(b.secs) {
+		return 0
+	}
+	return benchutil.Summarize(b.secs[i]).Median
+}
+
+// cpu is the sum of the stages' median costs per image, in seconds.
+func (b *bound) cpu() float64 {
+	sum := 0.0
+	for i := range workload.StageNames {
+		sum += b.median(i)
+	}
+	return sum
+}
+
+// costs lists the stages' median costs per image in milliseconds, for the
+// table ("decode 2.72 + preprocess 1.74 + …").
+func (b *bound) costs() string {
+	var c []string
+	for i, name := range workload.StageNames {
+		c = append(c, fmt.Sprintf("%s %.2f", name, 1e3*b.median(i)))
+	}
+	return strings.Join(c, " + ")
+}
+
+// stageCosts runs workload.Stages on copies goroutines at once, all over
+// files on the one-thread model m (whose ONNX Runtime work runs on each
+// caller's thread), and returns each stage's thread-CPU seconds per image
+// across them; nil when no image was scored. One copy gives the bound's
+// costs, one per core the costs with every core busy.
+func stageCosts(ctx context.Context, m *inference.Model, files []read.File, batch int, dir string, copies int) ([]float64, error) {
+	secs := make([][]float64, copies)
+	counts := make([]int, copies)
 	var g errgroup.Group
-	for c := range cores {
+	for c := range copies {
 		g.Go(func() error {
 			var err error
 			secs[c], counts[c], err = workload.Stages(ctx, m, files, batch, filepath.Join(dir, fmt.Sprint(c)), true)
@@ -436,14 +457,14 @@ func loadedStages(ctx context.Context, m *inference.Model, files []read.File, ba
 	}
 	out := make([]float64, len(workload.StageNames))
 	n := 0
-	for c := range cores {
+	for c := range copies {
 		for i, v := range secs[c] {
 			out[i] += v
 		}
 		n += counts[c]
 	}
 	if n == 0 {
-		return nil, fmt.Errorf("loaded stages: no image scored")
+		return nil, nil
 	}
 	for i := range out {
 		out[i] /= float64(n)
