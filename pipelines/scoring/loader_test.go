@@ -2,7 +2,10 @@ package scoring
 
 import (
 	"context"
+	"fmt"
 	"path/filepath"
+	"runtime"
+	"sync/atomic"
 	"testing"
 
 	"github.com/multiad/multiad/io/pixels"
@@ -63,5 +66,47 @@ func TestLoader(t *testing.T) {
 	}
 	if _, err := Run(context.Background(), Options{Model: testBundle(t), Input: data, Output: filepath.Join(root, "out2"), Loader: "unregistered"}); err == nil {
 		t.Error("Run with an unregistered loader succeeded")
+	}
+}
+
+// procsScorer is constScorer that records GOMAXPROCS while it scores.
+type procsScorer struct{ constScorer }
+
+var scoredProcs atomic.Int64
+
+func (p procsScorer) Score(batch [][]float32) ([][]float32, []float32, error) {
+	scoredProcs.Store(int64(runtime.GOMAXPROCS(0)))
+	return p.constScorer.Score(batch)
+}
+
+func init() {
+	score.RegisterLoader("scoring-test-procs", func(context.Context, string, ort.Options) (score.Scorer, error) {
+		return procsScorer{}, nil
+	})
+}
+
+// TestPrismProcs: on Prism, Run scores with PrismProcs more Ps than the
+// process had and sets GOMAXPROCS back afterwards; a GOMAXPROCS set in the
+// environment is left alone.
+func TestPrismProcs(t *testing.T) {
+	root := t.TempDir()
+	data := filepath.Join(root, "in")
+	mvtecSubset(t, data, 1, 1)
+	before := runtime.GOMAXPROCS(0)
+	for i, c := range []struct {
+		env  string
+		want int
+	}{{"", before + PrismProcs}, {"3", before}} {
+		t.Setenv("GOMAXPROCS", c.env)
+		scoredProcs.Store(0)
+		if _, err := Run(context.Background(), Options{Model: testBundle(t), Input: data, Output: filepath.Join(root, fmt.Sprint("out", i)), Loader: "scoring-test-procs"}); err != nil {
+			t.Fatal(err)
+		}
+		if got := int(scoredProcs.Load()); got != c.want {
+			t.Errorf("GOMAXPROCS=%q: scored with GOMAXPROCS %d, want %d", c.env, got, c.want)
+		}
+		if got := runtime.GOMAXPROCS(0); got != before {
+			t.Errorf("GOMAXPROCS=%q: %d after Run, want %d as before", c.env, got, before)
+		}
 	}
 }

@@ -48,6 +48,7 @@ import (
 	"fmt"
 	"log"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 	"time"
@@ -542,6 +543,10 @@ func runName(t time.Time) string { return t.UTC().Format("20060102T150405.000Z")
 // It returns an error wrapping
 // ErrTooManyFailures when failures exceed opt.MaxFailures (after
 // committing the outputs).
+//
+// On a local runner Run raises GOMAXPROCS by PrismProcs while the pipeline
+// runs (unless the GOMAXPROCS environment variable is set), then sets it
+// back.
 func Run(ctx context.Context, opt Options) (*Summary, error) {
 	info, err := check(ctx, &opt)
 	if err != nil {
@@ -561,7 +566,8 @@ func Run(ctx context.Context, opt Options) (*Summary, error) {
 	} else {
 		opt.stage = storage.Join(opt.Output, ".tmp-"+start.UTC().Format("20060102T150405")+"-"+hex.EncodeToString(id))
 	}
-	if LocalRunner(*runners.Runner) {
+	local := LocalRunner(*runners.Runner)
+	if local {
 		// The session builds while Prism starts the job.
 		score.Preload(ctx, scoreOptions(opt))
 	}
@@ -569,7 +575,7 @@ func Run(ctx context.Context, opt Options) (*Summary, error) {
 	build(s, opt, info)
 
 	log.Printf("multiad: scoring %s with %s into %s", opt.Input, opt.Model, out)
-	if err := beamx.Run(ctx, p); err != nil {
+	if err := runPipeline(ctx, p, local); err != nil {
 		return nil, discard(ctx, opt.stage, fmt.Errorf("score: pipeline failed: %w", err))
 	}
 	var inc *report.Incremental
@@ -619,6 +625,34 @@ func Run(ctx context.Context, opt Options) (*Summary, error) {
 		return sum, err
 	}
 	return sum, nil
+}
+
+// PrismProcs is how many Ps (GOMAXPROCS) Run adds on a local runner, for
+// Prism's busy loops. Prism (Beam v2.77.0) polls in a loop that never
+// blocks in two places: its element manager, while a stage waits for
+// bundles in progress, and each bundle's stage.Execute, from the moment the
+// bundle's outputs are all in (at once, for a bundle without outputs,
+// such as a pipeline's last steps) until the SDK answers. Each holds a P.
+// With GOMAXPROCS at the core count, two such loops hold every P, and the
+// SDK's goroutines (the gRPC reads and writes between runner and SDK
+// harness, the DoFns) wait for the scheduler's 10 ms preemption at every
+// step: a runtime trace of the 116-slice lgg_dicom run showed the
+// study step's bundle waiting 65 ms for Prism to answer a
+// GetProcessBundleDescriptor call that does one map lookup. With two more
+// Ps the kernel shares the cores among the threads instead, and wakes the
+// SDK's promptly: the steps after scoring took 0.10 s instead of 0.27 s
+// (medians of 6 interleaved runs; bench/BENCHMARKS.md). The added Ps do
+// not add work: the pipeline's CPU-bound steps are bounded by their own
+// concurrency (score.Options.InFlight), not by GOMAXPROCS.
+const PrismProcs = 2
+
+// runPipeline runs p; on a local runner with GOMAXPROCS raised by
+// PrismProcs, unless the GOMAXPROCS environment variable sets it.
+func runPipeline(ctx context.Context, p *beam.Pipeline, local bool) error {
+	if local && os.Getenv("GOMAXPROCS") == "" {
+		defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(runtime.GOMAXPROCS(0) + PrismProcs))
+	}
+	return beamx.Run(ctx, p)
 }
 
 // discard removes the staging folder of a run that failed with err and
