@@ -418,3 +418,34 @@ func TestAllGroups(t *testing.T) {
 		}
 	}
 }
+
+// TestPixelResultCoder: a PixelResult comes back equal, its map bit for
+// bit in 4 bytes a value, and without a map its map stays nil.
+func TestPixelResultCoder(t *testing.T) {
+	m := make([]float32, 64*64)
+	for i := range m {
+		m[i] = float32(math.Cos(float64(i)))
+	}
+	for _, in := range []PixelResult{{Groups: []string{"crack"}, Rows: 64, Cols: 64, Map: m, Mask: make([]uint8, 64*64)}, {AllGroups: true}} {
+		b, err := encodePixelResult(in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(b) > 5*len(in.Map)+400 {
+			t.Errorf("%d-value map: %d bytes, want about 5 a pixel (map and mask)", len(in.Map), len(b))
+		}
+		out, err := decodePixelResult(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(out.Groups, in.Groups) || out.AllGroups != in.AllGroups || out.Rows != in.Rows || out.Cols != in.Cols ||
+			!slices.Equal(out.Mask, in.Mask) || len(out.Map) != len(in.Map) || (in.Map == nil) != (out.Map == nil) {
+			t.Fatalf("round trip: got %+v, want %+v", out, in)
+		}
+		for i := range in.Map {
+			if math.Float32bits(out.Map[i]) != math.Float32bits(in.Map[i]) {
+				t.Fatalf("map[%d]: %v, want %v", i, out.Map[i], in.Map[i])
+			}
+		}
+	}
+}

@@ -262,7 +262,20 @@ func (f *scoreSideFn) FinishBundle(ctx context.Context, _ string, emit func(Resu
 }
 
 // Result elements carry large float and byte slices; they travel
-// gob-encoded (see internal/gobcoder).
-func encodeResult(v Result) ([]byte, error) { return gobcoder.Encode(v) }
+// gob-encoded (see internal/gobcoder), the map as raw float bits.
+type resultWire struct {
+	R   Result // R.Map nil
+	Map gobcoder.Float32s
+}
 
-func decodeResult(b []byte) (Result, error) { return gobcoder.Decode[Result](b) }
+func encodeResult(v Result) ([]byte, error) {
+	w := resultWire{R: v, Map: v.Map}
+	w.R.Map = nil
+	return gobcoder.Encode(w)
+}
+
+func decodeResult(b []byte) (Result, error) {
+	w, err := gobcoder.Decode[resultWire](b)
+	w.R.Map = w.Map
+	return w.R, err
+}
