@@ -11,6 +11,10 @@
 //	func encodeX(v X) ([]byte, error) { return gobcoder.Encode(v) }
 //	func decodeX(b []byte) (X, error) { return gobcoder.Decode[X](b) }
 //	beam.RegisterCoder(reflect.TypeOf(X{}), encodeX, decodeX)
+//
+// A type whose bulk is one []float32 field (an anomaly map) uses
+// EncodeFloats and DecodeFloats instead: gob writes each float on its own,
+// and the field then travels as one block of bytes (Float32s).
 package gobcoder
 
 import (
@@ -43,9 +47,8 @@ func Decode[T any](b []byte) (T, error) {
 // Float32s is a []float32 that gob carries as its little-endian IEEE 754
 // bits, one block of bytes. Gob writes each float as a variable-length
 // integer through its reflection loop, which made the anomaly maps most of
-// an element's encoding time (bench/BENCHMARKS.md). Use it in a coder's
-// wire struct for a large []float32 field; like any gob field, a nil or
-// empty slice is not sent and decodes as nil.
+// an element's encoding time (bench/BENCHMARKS.md). EncodeFloats uses it;
+// a nil or empty slice decodes as nil, as gob's own slices do.
 type Float32s []float32
 
 // GobEncode returns f's little-endian bits.
@@ -72,4 +75,30 @@ func (f *Float32s) GobDecode(b []byte) error {
 	}
 	*f = v
 	return nil
+}
+
+// floatsWire is a T on the wire with one of its []float32 fields carried
+// as Float32s.
+type floatsWire[T any] struct {
+	V T // the field is nil here
+	F Float32s
+}
+
+// EncodeFloats is Encode for a T with one large []float32 field (an
+// anomaly map), which field points to: the field travels as Float32s.
+//
+//	func mapOf(r *Result) *[]float32 { return &r.Map }
+//	func encodeResult(v Result) ([]byte, error) { return gobcoder.EncodeFloats(v, mapOf) }
+func EncodeFloats[T any](v T, field func(*T) *[]float32) ([]byte, error) {
+	w := floatsWire[T]{V: v}
+	f := field(&w.V)
+	w.F, *f = *f, nil
+	return Encode(w)
+}
+
+// DecodeFloats decodes what EncodeFloats encoded, with the same field.
+func DecodeFloats[T any](b []byte, field func(*T) *[]float32) (T, error) {
+	w, err := Decode[floatsWire[T]](b)
+	*field(&w.V) = w.F
+	return w.V, err
 }

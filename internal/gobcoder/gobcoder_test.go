@@ -80,3 +80,30 @@ func TestFloat32s(t *testing.T) {
 		t.Error("3 bytes decoded as float32s")
 	}
 }
+
+// TestEncodeFloats: the named field travels once, as raw bits, and comes
+// back in place; the other fields as gob carries them.
+func TestEncodeFloats(t *testing.T) {
+	mapOf := func(e *elem) *[]float32 { return &e.Map }
+	in := elem{URI: "a.png", Map: make([]float32, 1000), Mask: []uint8{1}}
+	for i := range in.Map {
+		in.Map[i] = float32(i) * 1.1
+	}
+	b, err := EncodeFloats(in, mapOf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(b) > 4*len(in.Map)+400 {
+		t.Errorf("%d bytes for a %d-value map, want it once, 4 bytes a value", len(b), len(in.Map))
+	}
+	out, err := DecodeFloats(b, mapOf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(out, in) {
+		t.Errorf("round trip: %+v != %+v", out, in)
+	}
+	if in.Map[1] != float32(1.1) {
+		t.Error("EncodeFloats changed its argument's map")
+	}
+}

@@ -475,23 +475,12 @@ func (f *reportFn) ProcessElement(_ []byte, images, pixels func(*Report) bool) R
 
 // PixelResult elements and the accumulators carry large slices and maps;
 // they travel gob-encoded (see internal/gobcoder).
-// pixelWire is a PixelResult on the wire, its map as raw float bits.
-type pixelWire struct {
-	P   PixelResult // P.Map nil
-	Map gobcoder.Float32s
-}
+// PixelResults travel gob-encoded, the map as raw float bits.
+func encodePixelResult(v PixelResult) ([]byte, error) { return gobcoder.EncodeFloats(v, pixelResultMap) }
 
-func encodePixelResult(v PixelResult) ([]byte, error) {
-	w := pixelWire{P: v, Map: v.Map}
-	w.P.Map = nil
-	return gobcoder.Encode(w)
-}
+func decodePixelResult(b []byte) (PixelResult, error) { return gobcoder.DecodeFloats(b, pixelResultMap) }
 
-func decodePixelResult(b []byte) (PixelResult, error) {
-	w, err := gobcoder.Decode[pixelWire](b)
-	w.P.Map = w.Map
-	return w.P, err
-}
+func pixelResultMap(p *PixelResult) *[]float32 { return &p.Map }
 
 func encodeGroupedImages(v GroupedImages) ([]byte, error) { return gobcoder.Encode(v) }
 

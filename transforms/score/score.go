@@ -263,19 +263,8 @@ func (f *scoreSideFn) FinishBundle(ctx context.Context, _ string, emit func(Resu
 
 // Result elements carry large float and byte slices; they travel
 // gob-encoded (see internal/gobcoder), the map as raw float bits.
-type resultWire struct {
-	R   Result // R.Map nil
-	Map gobcoder.Float32s
-}
+func encodeResult(v Result) ([]byte, error) { return gobcoder.EncodeFloats(v, resultMap) }
 
-func encodeResult(v Result) ([]byte, error) {
-	w := resultWire{R: v, Map: v.Map}
-	w.R.Map = nil
-	return gobcoder.Encode(w)
-}
+func decodeResult(b []byte) (Result, error) { return gobcoder.DecodeFloats(b, resultMap) }
 
-func decodeResult(b []byte) (Result, error) {
-	w, err := gobcoder.Decode[resultWire](b)
-	w.R.Map = w.Map
-	return w.R, err
-}
+func resultMap(r *Result) *[]float32 { return &r.Map }
