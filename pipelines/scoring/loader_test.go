@@ -110,3 +110,22 @@ func TestPrismProcs(t *testing.T) {
 		}
 	}
 }
+
+// TestRaiseProcsOverlap: pipelines that overlap in one process raise
+// GOMAXPROCS once, and the last to end sets it back.
+func TestRaiseProcsOverlap(t *testing.T) {
+	before := runtime.GOMAXPROCS(0)
+	end1 := raiseProcs()
+	end2 := raiseProcs()
+	if got := runtime.GOMAXPROCS(0); got != before+PrismProcs {
+		t.Errorf("two runs: GOMAXPROCS %d, want %d", got, before+PrismProcs)
+	}
+	end1()
+	if got := runtime.GOMAXPROCS(0); got != before+PrismProcs {
+		t.Errorf("one run left: GOMAXPROCS %d, want %d", got, before+PrismProcs)
+	}
+	end2()
+	if got := runtime.GOMAXPROCS(0); got != before {
+		t.Errorf("none left: GOMAXPROCS %d, want %d as before", got, before)
+	}
+}

@@ -51,6 +51,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/apache/beam/sdks/v2/go/pkg/beam"
@@ -650,9 +651,35 @@ const PrismProcs = 2
 // PrismProcs, unless the GOMAXPROCS environment variable sets it.
 func runPipeline(ctx context.Context, p *beam.Pipeline, local bool) error {
 	if local && os.Getenv("GOMAXPROCS") == "" {
-		defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(runtime.GOMAXPROCS(0) + PrismProcs))
+		defer raiseProcs()()
 	}
 	return beamx.Run(ctx, p)
+}
+
+// prismRuns counts the local pipelines running in this process: the first
+// raises GOMAXPROCS by PrismProcs, the last sets it back.
+var prismRuns struct {
+	sync.Mutex
+	n, prev int
+}
+
+// raiseProcs raises GOMAXPROCS for one more local pipeline and returns
+// the function that ends it.
+func raiseProcs() (restore func()) {
+	prismRuns.Lock()
+	defer prismRuns.Unlock()
+	if prismRuns.n == 0 {
+		prismRuns.prev = runtime.GOMAXPROCS(0)
+		runtime.GOMAXPROCS(prismRuns.prev + PrismProcs)
+	}
+	prismRuns.n++
+	return func() {
+		prismRuns.Lock()
+		defer prismRuns.Unlock()
+		if prismRuns.n--; prismRuns.n == 0 {
+			runtime.GOMAXPROCS(prismRuns.prev)
+		}
+	}
 }
 
 // discard removes the staging folder of a run that failed with err and

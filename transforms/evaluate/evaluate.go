@@ -474,11 +474,15 @@ func (f *reportFn) ProcessElement(_ []byte, images, pixels func(*Report) bool) R
 }
 
 // PixelResult elements and the accumulators carry large slices and maps;
-// they travel gob-encoded (see internal/gobcoder).
-// PixelResults travel gob-encoded, the map as raw float bits.
-func encodePixelResult(v PixelResult) ([]byte, error) { return gobcoder.EncodeFloats(v, pixelResultMap) }
+// they travel gob-encoded (see internal/gobcoder), a PixelResult's map as
+// raw float bits.
+func encodePixelResult(v PixelResult) ([]byte, error) {
+	return gobcoder.EncodeFloats(v, pixelResultMap)
+}
 
-func decodePixelResult(b []byte) (PixelResult, error) { return gobcoder.DecodeFloats(b, pixelResultMap) }
+func decodePixelResult(b []byte) (PixelResult, error) {
+	return gobcoder.DecodeFloats(b, pixelResultMap)
+}
 
 func pixelResultMap(p *PixelResult) *[]float32 { return &p.Map }
 
