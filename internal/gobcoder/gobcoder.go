@@ -14,7 +14,7 @@
 //
 // A type whose bulk is one []float32 field (an anomaly map) uses
 // EncodeFloats and DecodeFloats instead: gob writes each float on its own,
-// and the field then travels as one block of bytes (Float32s).
+// and the field then travels as one block of little-endian bytes.
 package gobcoder
 
 import (
@@ -44,15 +44,15 @@ func Decode[T any](b []byte) (T, error) {
 	return v, nil
 }
 
-// Float32s is a []float32 that gob carries as its little-endian IEEE 754
+// float32s is a []float32 that gob carries as its little-endian IEEE 754
 // bits, one block of bytes. Gob writes each float as a variable-length
 // integer through its reflection loop, which made the anomaly maps most of
 // an element's encoding time (bench/BENCHMARKS.md). EncodeFloats uses it;
 // a nil or empty slice decodes as nil, as gob's own slices do.
-type Float32s []float32
+type float32s []float32
 
 // GobEncode returns f's little-endian bits.
-func (f Float32s) GobEncode() ([]byte, error) {
+func (f float32s) GobEncode() ([]byte, error) {
 	b := make([]byte, 4*len(f))
 	for i, v := range f {
 		binary.LittleEndian.PutUint32(b[4*i:], math.Float32bits(v))
@@ -61,7 +61,7 @@ func (f Float32s) GobEncode() ([]byte, error) {
 }
 
 // GobDecode sets *f from GobEncode's bytes.
-func (f *Float32s) GobDecode(b []byte) error {
+func (f *float32s) GobDecode(b []byte) error {
 	if len(b)%4 != 0 {
 		return fmt.Errorf("gobcoder: %d bytes are not a whole number of float32s", len(b))
 	}
@@ -78,14 +78,15 @@ func (f *Float32s) GobDecode(b []byte) error {
 }
 
 // floatsWire is a T on the wire with one of its []float32 fields carried
-// as Float32s.
+// as float32s.
 type floatsWire[T any] struct {
 	V T // the field is nil here
-	F Float32s
+	F float32s
 }
 
 // EncodeFloats is Encode for a T with one large []float32 field (an
-// anomaly map), which field points to: the field travels as Float32s.
+// anomaly map), which field points to: the field travels as its raw
+// little-endian bits (float32s).
 //
 //	func mapOf(r *Result) *[]float32 { return &r.Map }
 //	func encodeResult(v Result) ([]byte, error) { return gobcoder.EncodeFloats(v, mapOf) }

@@ -33,15 +33,15 @@ func TestRoundTrip(t *testing.T) {
 	}
 }
 
-// TestFloat32s: every bit pattern comes back (NaN payloads, -0, ±Inf,
+// TestFloat32Bits: every bit pattern comes back (NaN payloads, -0, ±Inf,
 // subnormals), in 4 bytes a value; nil and empty decode as nil, and a
 // length that is not a multiple of 4 is an error.
-func TestFloat32s(t *testing.T) {
+func TestFloat32Bits(t *testing.T) {
 	type wire struct {
 		Name string
-		Map  Float32s
+		Map  float32s
 	}
-	in := Float32s{0, float32(math.Copysign(0, -1)), 1.5, -2e-9, float32(math.Inf(1)), float32(math.Inf(-1)),
+	in := float32s{0, float32(math.Copysign(0, -1)), 1.5, -2e-9, float32(math.Inf(1)), float32(math.Inf(-1)),
 		math.Float32frombits(0x7fc00001), math.Float32frombits(1), math.MaxFloat32}
 	b, err := Encode(wire{"m", in})
 	if err != nil {
@@ -59,14 +59,14 @@ func TestFloat32s(t *testing.T) {
 			t.Errorf("[%d]: bits %#x, want %#x", i, math.Float32bits(out.Map[i]), math.Float32bits(in[i]))
 		}
 	}
-	big := make(Float32s, 1<<16)
+	big := make(float32s, 1<<16)
 	for i := range big {
 		big[i] = float32(i) / 7
 	}
 	if b, err := Encode(wire{"m", big}); err != nil || len(b) > 4*len(big)+100 {
 		t.Errorf("a %d-value map encodes in %d bytes (%v), want about %d", len(big), len(b), err, 4*len(big))
 	}
-	for _, m := range []Float32s{nil, {}} {
+	for _, m := range []float32s{nil, {}} {
 		b, err := Encode(wire{"m", m})
 		if err != nil {
 			t.Fatal(err)
@@ -75,7 +75,7 @@ func TestFloat32s(t *testing.T) {
 			t.Errorf("%#v: decoded %+v, %v; want a nil map", m, out, err)
 		}
 	}
-	var f Float32s
+	var f float32s
 	if err := f.GobDecode([]byte{1, 2, 3}); err == nil {
 		t.Error("3 bytes decoded as float32s")
 	}

@@ -15,8 +15,11 @@ import (
 	"github.com/multiad/multiad/transforms/score"
 )
 
-// constScorer scores every image loaderScore, with a constant map.
+// constScorer scores every image loaderScore, with a constant map, and
+// records GOMAXPROCS while it scores (scoredProcs).
 type constScorer struct{}
+
+var scoredProcs atomic.Int64
 
 const loaderScore = 0.375
 
@@ -29,6 +32,7 @@ func (c constScorer) Preprocess(*pixels.Image) ([]float32, error) {
 }
 
 func (c constScorer) Score(batch [][]float32) ([][]float32, []float32, error) {
+	scoredProcs.Store(int64(runtime.GOMAXPROCS(0)))
 	maps := make([][]float32, len(batch))
 	scores := make([]float32, len(batch))
 	for i := range batch {
@@ -69,22 +73,6 @@ func TestLoader(t *testing.T) {
 	}
 }
 
-// procsScorer is constScorer that records GOMAXPROCS while it scores.
-type procsScorer struct{ constScorer }
-
-var scoredProcs atomic.Int64
-
-func (p procsScorer) Score(batch [][]float32) ([][]float32, []float32, error) {
-	scoredProcs.Store(int64(runtime.GOMAXPROCS(0)))
-	return p.constScorer.Score(batch)
-}
-
-func init() {
-	score.RegisterLoader("scoring-test-procs", func(context.Context, string, ort.Options) (score.Scorer, error) {
-		return procsScorer{}, nil
-	})
-}
-
 // TestPrismProcs: on Prism, Run scores with PrismProcs more Ps than the
 // process had and sets GOMAXPROCS back afterwards; a GOMAXPROCS set in the
 // environment is left alone.
@@ -99,7 +87,7 @@ func TestPrismProcs(t *testing.T) {
 	}{{"", before + PrismProcs}, {"3", before}} {
 		t.Setenv("GOMAXPROCS", c.env)
 		scoredProcs.Store(0)
-		if _, err := Run(context.Background(), Options{Model: testBundle(t), Input: data, Output: filepath.Join(root, fmt.Sprint("out", i)), Loader: "scoring-test-procs"}); err != nil {
+		if _, err := Run(context.Background(), Options{Model: testBundle(t), Input: data, Output: filepath.Join(root, fmt.Sprint("out", i)), Loader: "scoring-test-const"}); err != nil {
 			t.Fatal(err)
 		}
 		if got := int(scoredProcs.Load()); got != c.want {
