@@ -68,12 +68,12 @@ func lessGallery(a, b galleryItem) bool {
 	return a.Key > b.Key
 }
 
-// galleryFn keeps the K highest results of its bundle (lessGallery) and,
-// when the bundle ends, renders them as gallery entries on all cores and
-// emits them. What leaves the bundle is then K sets of thumbnails, not K
-// full-size results: the run's end holds megabytes less per entry for
-// large images, and the rendering no longer waits for the single final
-// step. A bundle renders at most K entries, whatever its size.
+// galleryFn keeps the K highest results of its bundle (lessGallery),
+// each shrunk to the gallery's size as it is kept, and when the bundle
+// ends renders them as gallery entries on the machine's cores and emits
+// them. What the bundle holds is then at most K thumbnail-sized results,
+// and what leaves it K sets of thumbnails: the same memory for
+// 4000-pixel images as for 400-pixel ones, whatever the bundle's size.
 type galleryFn struct {
 	K           int
 	Calibration bundle.Scores
@@ -81,18 +81,20 @@ type galleryFn struct {
 	best []candidate // ascending by lessGallery, at most K
 }
 
-// candidate is a kept result with its gallery item, the entry not yet
-// rendered.
+// candidate is a kept result, shrunk to the gallery's size, with its
+// gallery item, whose entry has no pictures yet.
 type candidate struct {
-	item galleryItem
-	r    score.Result
+	item  galleryItem
+	small score.Result
 }
 
 func (f *galleryFn) ProcessElement(_ context.Context, r score.Result, _ func(galleryItem)) error {
-	c := candidate{item: galleryItem{Score: r.Score, Key: sortKey(r.Item.URI, r.Item.Index)}, r: r}
-	if len(f.best) == f.K && !lessGallery(f.best[0].item, c.item) {
+	item := galleryItem{Score: r.Score, Key: sortKey(r.Item.URI, r.Item.Index)}
+	if len(f.best) == f.K && !lessGallery(f.best[0].item, item) {
 		return nil
 	}
+	c := candidate{item: item}
+	c.item.Entry, c.small = newGalleryEntry(r)
 	i := sort.Search(len(f.best), func(i int) bool { return lessGallery(c.item, f.best[i].item) })
 	f.best = slices.Insert(f.best, i, c)
 	if len(f.best) > f.K {
@@ -103,15 +105,14 @@ func (f *galleryFn) ProcessElement(_ context.Context, r score.Result, _ func(gal
 
 func (f *galleryFn) FinishBundle(_ context.Context, emit func(galleryItem)) error {
 	var g errgroup.Group
-	g.SetLimit(runtime.GOMAXPROCS(0))
+	// The cores, not GOMAXPROCS: scoring.Run raises that for Prism.
+	g.SetLimit(min(runtime.NumCPU(), runtime.GOMAXPROCS(0)))
 	for i := range f.best {
 		c := &f.best[i]
 		g.Go(func() error {
-			e, err := NewGalleryEntry(c.r, f.Calibration)
-			if err != nil {
-				return fmt.Errorf("report: gallery entry of %s: %w", c.r.Item.URI, err)
+			if err := c.item.Entry.draw(c.small, f.Calibration); err != nil {
+				return fmt.Errorf("report: gallery entry of %s: %w", c.small.Item.URI, err)
 			}
-			c.item.Entry = e
 			return nil
 		})
 	}

@@ -1,9 +1,14 @@
 package report
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"image"
+	"image/color"
+	"image/png"
+	"math"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -12,6 +17,7 @@ import (
 
 	"github.com/apache/beam/sdks/v2/go/pkg/beam"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/testing/ptest"
+	"golang.org/x/image/draw"
 
 	"github.com/multiad/multiad/model/bundle"
 	"github.com/multiad/multiad/transforms/evaluate"
@@ -152,4 +158,96 @@ func TestWriteGallery(t *testing.T) {
 		t.Fatal(err)
 	}
 	sameJSON(t, "the digest's gallery", d.Gallery, wantGallery(t, rs, 5, cal))
+}
+
+// TestGalleryShrink: an image larger than the gallery's side is shrunk
+// before its pictures are drawn. The pictures are the size the old
+// draw-then-scale gave, and close to it (golang.org/x/image/draw's
+// bilinear scaling of the full-size pictures, an independent resampler),
+// the entry keeps the original size, a one-pixel defect keeps its outline,
+// and galleryFn holds only thumbnail-sized results.
+func TestGalleryShrink(t *testing.T) {
+	const rows, cols = 500, 1000
+	cal := bundle.Scores{Threshold: 0.5, PixelThreshold: 0.3, PixelMin: 0, PixelMax: 0.8}
+	r := testResult("big.png", 32, 0.9)
+	r.Rows, r.Cols = rows, cols
+	r.View = make([]uint8, 3*rows*cols)
+	for i := range rows * cols {
+		y, x := i/cols, i%cols
+		r.View[3*i], r.View[3*i+1], r.View[3*i+2] = uint8(x/4), uint8(y/2), uint8((x+y)%256)
+	}
+	r.Truth = make([]uint8, rows*cols)
+	for x := 100; x < 300; x++ {
+		r.Truth[250*cols+x] = 1 // a one-pixel scratch, 2.5× thinner than a thumbnail pixel
+	}
+	g, err := NewGalleryEntry(r, cal)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g.Rows != rows || g.Cols != cols || !g.Truth {
+		t.Errorf("entry %d×%d, truth %v; want the original %d×%d with truth", g.Cols, g.Rows, g.Truth, cols, rows)
+	}
+	scaled := func(img *image.RGBA) *image.RGBA {
+		out := image.NewRGBA(image.Rect(0, 0, 400, 200))
+		draw.BiLinear.Scale(out, out.Bounds(), img, img.Bounds(), draw.Src, nil)
+		return out
+	}
+	heat, err := Heatmap(r, cal)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pic, err := Picture(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name      string
+		png       []byte
+		want      *image.RGBA
+		mean, max float64
+	}{{"picture", g.Image, scaled(pic), 0.5, 2}, {"heatmap", g.PNG, scaled(heat), 0.5, 4}} {
+		img, err := png.Decode(bytes.NewReader(c.png))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if b := img.Bounds(); b.Dx() != 400 || b.Dy() != 200 {
+			t.Fatalf("%s is %d×%d, want 400×200", c.name, b.Dx(), b.Dy())
+		}
+		var sum, worst float64
+		var red int
+		for y := range 200 {
+			for x := range 400 {
+				got := color.RGBAModel.Convert(img.At(x, y)).(color.RGBA)
+				if got == outlineColor {
+					red++
+					continue
+				}
+				w := c.want.RGBAAt(x, y)
+				for _, d := range []float64{float64(got.R) - float64(w.R), float64(got.G) - float64(w.G), float64(got.B) - float64(w.B)} {
+					sum += math.Abs(d)
+					worst = math.Max(worst, math.Abs(d))
+				}
+			}
+		}
+		mean := sum / float64(3*(400*200-red))
+		t.Logf("%s: mean |difference| %.3f, max %.0f levels against draw-then-scale; %d outline pixels", c.name, mean, worst, red)
+		if mean > c.mean || worst > c.max {
+			t.Errorf("%s: mean |difference| %.3f (at most %.1f), max %.0f (at most %.0f) against draw-then-scale", c.name, mean, c.mean, worst, c.max)
+		}
+		if want := c.name == "heatmap"; (red > 0) != want || want && red < 2*80 {
+			t.Errorf("%s: %d outline pixels (the scratch is 80 thumbnail pixels long)", c.name, red)
+		}
+	}
+	f := &galleryFn{K: 2, Calibration: cal}
+	for i := range 3 {
+		r.Score = 0.9 + float64(i)/100
+		if err := f.ProcessElement(context.Background(), r, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, c := range f.best {
+		if n := len(c.small.View) + len(c.small.Truth); n > 4*gallerySide*gallerySide {
+			t.Errorf("galleryFn holds %d bytes of view and truth for one result, more than a thumbnail's", n)
+		}
+	}
 }

@@ -7,8 +7,6 @@ import (
 	"image/color"
 	"math"
 
-	"golang.org/x/image/draw"
-
 	"github.com/multiad/multiad/internal/pngenc"
 	"github.com/multiad/multiad/model/bundle"
 	"github.com/multiad/multiad/model/preprocess"
@@ -275,15 +273,47 @@ func HeatmapPNG(r score.Result, cal bundle.Scores) ([]byte, error) {
 	return EncodePNG(img)
 }
 
-// thumbnail scales img down to fit within side×side (never up), bilinearly.
-func thumbnail(img *image.RGBA, side int) *image.RGBA {
-	b := img.Bounds()
-	if b.Dx() <= side && b.Dy() <= side {
-		return img
+// shrink returns r scaled down to fit within side×side (never up), for
+// the gallery: its View and Truth resampled to the smaller size
+// (preprocess.ResizeAntialiased, PIL's bilinear), the model-size map and
+// input kept. Heatmap and Picture of the result then draw the thumbnails
+// directly, so a gallery entry costs the same memory and time for a
+// 4000-pixel image as for a 400-pixel one. A truth pixel is kept where any
+// defect pixel falls under it, so thin defects keep their outline. A
+// result that fits is returned as it is.
+func shrink(r score.Result, side int) score.Result {
+	rows, cols := size(r)
+	if rows <= side && cols <= side {
+		return r
 	}
-	f := float64(side) / float64(max(b.Dx(), b.Dy()))
-	w, h := max(1, int(math.Round(float64(b.Dx())*f))), max(1, int(math.Round(float64(b.Dy())*f)))
-	out := image.NewRGBA(image.Rect(0, 0, w, h))
-	draw.BiLinear.Scale(out, out.Bounds(), img, b, draw.Src, nil)
+	f := float64(side) / float64(max(rows, cols))
+	h, w := max(1, int(math.Round(float64(rows)*f))), max(1, int(math.Round(float64(cols)*f)))
+	out := r
+	out.Rows, out.Cols = h, w
+	out.View, out.Truth = nil, nil
+	src, dst := make([]float32, rows*cols), make([]float32, h*w)
+	resize := func(plane func(i int) float32) []float32 {
+		for i := range src {
+			src[i] = plane(i)
+		}
+		preprocess.ResizeAntialiased(src, rows, cols, dst, h, w)
+		return dst
+	}
+	if ch := r.ViewChannels(); ch > 0 {
+		out.View = make([]uint8, ch*h*w)
+		for c := range ch {
+			for i, v := range resize(func(i int) float32 { return float32(r.View[ch*i+c]) }) {
+				out.View[ch*i+c] = uint8(math.Round(math.Min(255, math.Max(0, float64(v)))))
+			}
+		}
+	}
+	if len(r.Truth) == rows*cols {
+		out.Truth = make([]uint8, h*w)
+		for i, v := range resize(func(i int) float32 { return float32(min(r.Truth[i], 1)) }) {
+			if v > 0 {
+				out.Truth[i] = 1
+			}
+		}
+	}
 	return out
 }

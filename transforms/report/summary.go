@@ -39,32 +39,47 @@ type GalleryEntry struct {
 const gallerySide = 400
 
 // NewGalleryEntry renders a result for the report's gallery: the image
-// and the heatmap at its own aspect (scaled to fit gallerySide), with the
-// ground-truth mask's outline drawn on the heatmap where one exists.
+// and the heatmap at its own aspect, scaled to fit gallerySide before
+// they are drawn (shrink), with the ground-truth mask's outline drawn on
+// the heatmap where one exists.
 func NewGalleryEntry(r score.Result, cal bundle.Scores) (GalleryEntry, error) {
+	g, small := newGalleryEntry(r)
+	err := g.draw(small, cal)
+	return g, err
+}
+
+// newGalleryEntry returns r's gallery entry without its pictures, and r
+// shrunk to the gallery's size for draw.
+func newGalleryEntry(r score.Result) (GalleryEntry, score.Result) {
 	g := GalleryEntry{Record: NewRecord(r, "", false)}
 	g.Record.Meta = nil
 	g.Rows, g.Cols = size(r)
-	if r.Map == nil {
-		return g, nil
+	return g, shrink(r, gallerySide)
+}
+
+// draw renders the entry's pictures from small, its result shrunk to the
+// gallery's size.
+func (g *GalleryEntry) draw(small score.Result, cal bundle.Scores) error {
+	if small.Map == nil {
+		return nil
 	}
-	heat, err := Heatmap(r, cal)
+	heat, err := Heatmap(small, cal)
 	if err != nil {
-		return g, err
+		return err
 	}
-	if len(r.Truth) > 0 {
-		DrawOutline(heat, r.Truth)
+	if len(small.Truth) > 0 {
+		DrawOutline(heat, small.Truth)
 		g.Truth = true
 	}
-	if g.PNG, err = EncodePNG(thumbnail(heat, gallerySide)); err != nil {
-		return g, err
+	if g.PNG, err = EncodePNG(heat); err != nil {
+		return err
 	}
-	pic, err := Picture(r)
+	pic, err := Picture(small)
 	if err != nil {
-		return g, err
+		return err
 	}
-	g.Image, err = EncodePNG(thumbnail(pic, gallerySide))
-	return g, err
+	g.Image, err = EncodePNG(pic)
+	return err
 }
 
 // MaxListedFailures is how many failed inputs summary digests and

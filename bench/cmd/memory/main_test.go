@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -37,10 +38,23 @@ func TestSmoke(t *testing.T) {
 	if err := run(context.Background(), []string{"-bin", bin, "-model", model, "-input", input, "-model-sizes", "3", "-sizes", "3,6", "-threads", "1"}, &out); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"bench.memory.model_n3.peak_rss_mib=", "bench.memory.n6.peak_rss_mib=", "bench.memory.max_over_min=", "| stand-in "} {
+	for _, want := range []string{"bench.memory.model_n3.peak_rss_mib=", "bench.memory.n6.peak_rss_mib=", "bench.memory.max_over_min=",
+		"bench.memory.anon_max_over_min=", "| stand-in "} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("output lacks %q:\n%s", want, out.String())
 		}
+	}
+	// The sampled anonymous peak is part of the peak RSS.
+	figure := func(name string) float64 {
+		_, v, _ := strings.Cut(out.String(), "bench.memory."+name+"=")
+		f, err := strconv.ParseFloat(strings.Fields(v + " ")[0], 64)
+		if err != nil {
+			t.Fatalf("figure %s: %v", name, err)
+		}
+		return f
+	}
+	if anon, rss := figure("n6.peak_anon_mib"), figure("n6.peak_rss_mib"); !(anon > 1 && anon < rss) {
+		t.Errorf("6 images: peak anonymous %.1f MiB, peak RSS %.1f MiB; want 1 < anonymous < RSS", anon, rss)
 	}
 }
 
