@@ -110,11 +110,21 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	s.mu.Unlock()
 	switch {
 	case code == 0:
-		if hj, ok := w.(http.Hijacker); ok {
-			c, _, _ := hj.Hijack()
-			c.Close()
+		// An injected dropped connection: the client sees the connection
+		// close without a response. A writer that cannot be hijacked (never
+		// with httptest.Server) answers 500 instead of serving the request.
+		hj, ok := w.(http.Hijacker)
+		if !ok {
+			http.Error(w, "injected failure: cannot drop the connection", http.StatusInternalServerError)
 			return
 		}
+		c, _, err := hj.Hijack()
+		if err != nil {
+			http.Error(w, "injected failure: "+err.Error(), http.StatusInternalServerError)
+			return
+		}
+		c.Close()
+		return
 	case code > 0:
 		if code == http.StatusTooManyRequests {
 			w.Header().Set("Retry-After", "0")
@@ -276,7 +286,11 @@ func (s *Server) stow(w http.ResponseWriter, r *http.Request) {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
 		}
-		data, _ := io.ReadAll(p)
+		data, err := io.ReadAll(p)
+		if err != nil {
+			http.Error(w, "reading a part: "+err.Error(), http.StatusBadRequest)
+			return
+		}
 		if err := s.Add(data); err != nil {
 			fails = append(fails, map[string]any{"00081197": map[string]any{"vr": "US", "Value": []int{0xC000}}})
 			continue
