@@ -278,9 +278,9 @@ func HeatmapPNG(r score.Result, cal bundle.Scores) ([]byte, error) {
 // (preprocess.ResizeAntialiased, PIL's bilinear), the model-size map and
 // input kept. Heatmap and Picture of the result then draw the thumbnails
 // directly, so a gallery entry costs the same memory and time for a
-// 4000-pixel image as for a 400-pixel one. A truth pixel is kept where any
-// defect pixel falls under it, so thin defects keep their outline. A
-// result that fits is returned as it is.
+// 4000-pixel image as for a 400-pixel one. A thumbnail pixel is in the
+// truth mask when the centre of any defect pixel falls in it, so thin
+// defects keep their outline. A result that fits is returned as it is.
 func shrink(r score.Result, side int) score.Result {
 	rows, cols := size(r)
 	if rows <= side && cols <= side {
@@ -291,27 +291,27 @@ func shrink(r score.Result, side int) score.Result {
 	out := r
 	out.Rows, out.Cols = h, w
 	out.View, out.Truth = nil, nil
-	src, dst := make([]float32, rows*cols), make([]float32, h*w)
-	resize := func(plane func(i int) float32) []float32 {
-		for i := range src {
-			src[i] = plane(i)
-		}
-		preprocess.ResizeAntialiased(src, rows, cols, dst, h, w)
-		return dst
-	}
 	if ch := r.ViewChannels(); ch > 0 {
+		src, dst := make([]float32, rows*cols), make([]float32, h*w)
 		out.View = make([]uint8, ch*h*w)
 		for c := range ch {
-			for i, v := range resize(func(i int) float32 { return float32(r.View[ch*i+c]) }) {
+			for i := range src {
+				src[i] = float32(r.View[ch*i+c])
+			}
+			preprocess.ResizeAntialiased(src, rows, cols, dst, h, w)
+			for i, v := range dst {
 				out.View[ch*i+c] = uint8(math.Round(math.Min(255, math.Max(0, float64(v)))))
 			}
 		}
 	}
 	if len(r.Truth) == rows*cols {
 		out.Truth = make([]uint8, h*w)
-		for i, v := range resize(func(i int) float32 { return float32(min(r.Truth[i], 1)) }) {
-			if v > 0 {
-				out.Truth[i] = 1
+		for y := range rows {
+			row, oy := r.Truth[y*cols:(y+1)*cols], (2*y+1)*h/(2*rows)
+			for x, v := range row {
+				if v != 0 {
+					out.Truth[oy*w+(2*x+1)*w/(2*cols)] = 1
+				}
 			}
 		}
 	}
