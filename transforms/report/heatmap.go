@@ -102,17 +102,28 @@ func background(r score.Result) ([]uint8, error) {
 	if s <= 0 || len(r.Gray) != s*s {
 		return nil, &HeatmapError{r.Item.URI, "no image to draw the heatmap over"}
 	}
-	src := make([]float32, s*s)
-	for i, g := range r.Gray {
-		src[i] = float32(g)
-	}
-	up := make([]float32, n)
-	preprocess.Resize(src, s, s, up, rows, cols)
-	for i, v := range up {
-		g := uint8(math.Round(math.Min(255, math.Max(0, float64(v)))))
+	for i, g := range resample8(r.Gray, 1, s, s, rows, cols, preprocess.Resize) {
 		out[3*i], out[3*i+1], out[3*i+2] = g, g, g
 	}
 	return out, nil
+}
+
+// resample8 resamples an h×w image of ch interleaved 8-bit channels to
+// oh×ow with resize (preprocess.Resize or ResizeAntialiased), channel by
+// channel, rounding to the nearest 8-bit value.
+func resample8(src []uint8, ch, h, w, oh, ow int, resize func(src []float32, h, w int, dst []float32, oh, ow int)) []uint8 {
+	plane, res := make([]float32, h*w), make([]float32, oh*ow)
+	out := make([]uint8, ch*oh*ow)
+	for c := range ch {
+		for i := range plane {
+			plane[i] = float32(src[ch*i+c])
+		}
+		resize(plane, h, w, res, oh, ow)
+		for i, v := range res {
+			out[ch*i+c] = uint8(math.Round(math.Min(255, math.Max(0, float64(v)))))
+		}
+	}
+	return out
 }
 
 // fullMap returns r's anomaly map at the original size, or an error.
@@ -274,9 +285,9 @@ func HeatmapPNG(r score.Result, cal bundle.Scores) ([]byte, error) {
 }
 
 // shrink returns r scaled down to fit within side×side (never up), for
-// the gallery: its View and Truth resampled to the smaller size
-// (preprocess.ResizeAntialiased, PIL's bilinear), the model-size map and
-// input kept. Heatmap and Picture of the result then draw the thumbnails
+// the gallery: its View resampled to the smaller size
+// (preprocess.ResizeAntialiased, PIL's bilinear) and its Truth mapped onto
+// it, the model-size map and input kept. Heatmap and Picture of the result then draw the thumbnails
 // directly, so a gallery entry costs the same memory and time for a
 // 4000-pixel image as for a 400-pixel one. A thumbnail pixel is in the
 // truth mask when the centre of any defect pixel falls in it, so thin
@@ -292,17 +303,7 @@ func shrink(r score.Result, side int) score.Result {
 	out.Rows, out.Cols = h, w
 	out.View, out.Truth = nil, nil
 	if ch := r.ViewChannels(); ch > 0 {
-		src, dst := make([]float32, rows*cols), make([]float32, h*w)
-		out.View = make([]uint8, ch*h*w)
-		for c := range ch {
-			for i := range src {
-				src[i] = float32(r.View[ch*i+c])
-			}
-			preprocess.ResizeAntialiased(src, rows, cols, dst, h, w)
-			for i, v := range dst {
-				out.View[ch*i+c] = uint8(math.Round(math.Min(255, math.Max(0, float64(v)))))
-			}
-		}
+		out.View = resample8(r.View, ch, rows, cols, h, w, preprocess.ResizeAntialiased)
 	}
 	if len(r.Truth) == rows*cols {
 		out.Truth = make([]uint8, h*w)
