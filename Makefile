@@ -2,6 +2,10 @@
 #   make demo   train a small model on ../shared magnetic tiles, score the test set on Prism, write reports
 #   make test   run the test suite (make test-short: unit tests only, without ../shared or Python)
 SHELL := /bin/bash
+# The Go toolchain go.mod's toolchain line names (GoMLX's fast kernels need
+# Go 1.27): the go command fetches it from the module proxy the first time,
+# whatever Go is installed, since machines here set GOTOOLCHAIN=local.
+export GOTOOLCHAIN := $(shell sed -n 's/^toolchain //p' go.mod)
 export GOEXPERIMENT := simd
 export GOMLX_NO_AUTO_INSTALL := 1
 export GOFLAGS := -buildvcs=false
@@ -15,9 +19,10 @@ GO_TEST_FLAGS ?= -timeout 45m
 .PHONY: setup build lint test test-short demo eval ablation bench fuzz template clean
 
 # The linter, pinned; installed from the Go module proxy into .cache/ the first
-# time (the versioned path makes a new pin install again). Config: .golangci.yml.
+# time and built by the project's toolchain (the path names both, so a new pin
+# or toolchain installs again). Config: .golangci.yml.
 GOLANGCI_LINT_VERSION := v2.15.0
-GOLANGCI_LINT := $(CURDIR)/.cache/golangci-lint/$(GOLANGCI_LINT_VERSION)/golangci-lint
+GOLANGCI_LINT := $(CURDIR)/.cache/golangci-lint/$(GOLANGCI_LINT_VERSION)-$(GOTOOLCHAIN)/golangci-lint
 
 ## setup: install the C codec libraries (Debian) and fetch + verify the ONNX Runtime 1.24.1 library into .cache/ (idempotent)
 setup: $(MULTIAD_ORT_LIB)

@@ -1,14 +1,18 @@
 module github.com/multiad/multiad
 
-go 1.26.5
+go 1.27
+
+toolchain go1.27.3
 
 require (
 	cloud.google.com/go/storage v1.70.0
 	github.com/advancedclimatesystems/gonnx v1.1.0
 	github.com/apache/beam/sdks/v2 v2.77.0
 	github.com/fsouza/fake-gcs-server v1.56.1
-	github.com/gomlx/compute v0.1.2
-	github.com/gomlx/gomlx v0.28.2
+	github.com/gomlx/compute v0.1.12
+	// v0.28.14 on compute v0.1.12, not newer: compute v0.1.13 lets GoMLX embed the variables of graphs not marked as
+	// training as constants, which freezes the training graphs' weights (model/train TestExecsReadCurrentWeights).
+	github.com/gomlx/gomlx v0.28.14
 	github.com/google/flatbuffers v25.12.19+incompatible
 	github.com/google/pprof v0.0.0-20260507013755-92041b743c96
 	github.com/klauspost/compress v1.19.2
@@ -86,7 +90,7 @@ require (
 	go.opentelemetry.io/otel/trace v1.45.0 // indirect
 	go4.org/unsafe/assume-no-moving-gc v0.0.0-20231121144256-b99613f794b6 // indirect
 	golang.org/x/crypto v0.58.0 // indirect
-	golang.org/x/exp v0.0.0-20260508232706-74f9aab9d74a // indirect
+	golang.org/x/exp v0.0.0-20260908205506-85c1c2202aba // indirect
 	golang.org/x/net v0.61.0 // indirect
 	golang.org/x/text v0.44.0 // indirect
 	golang.org/x/time v0.16.0 // indirect

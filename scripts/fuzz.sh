@@ -3,6 +3,7 @@
 set -euo pipefail
 t=${1:-60s}
 cd "$(dirname "$0")/.."
+export GOTOOLCHAIN=$(sed -n 's/^toolchain //p' go.mod)
 for pkg in ./io/dicom ./io/nifti ./io/codec/rle ./io/codec/jpegll; do
   for target in $(go test -list 'Fuzz.*' "$pkg" | grep '^Fuzz'); do
     echo "fuzz: $pkg $target for $t"

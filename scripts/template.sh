@@ -32,6 +32,8 @@ set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
+# The Go toolchain go.mod names, fetched by the go command if missing.
+export GOTOOLCHAIN=$(sed -n 's/^toolchain //p' go.mod)
 
 dry=0
 case "${1:-}" in

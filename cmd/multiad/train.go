@@ -20,7 +20,7 @@ func init() {
 
 func runTrain(ctx context.Context, args []string) int {
 	fs := flag.NewFlagSet("train", flag.ContinueOnError)
-	def := train.DefaultConfig(256)
+	def := train.DefaultConfig(train.DefaultSize)
 	data := fs.String("data", "", "normal images: a folder, an MVTec root (uses train/good), or a manifest CSV (uri[,slice])")
 	out := fs.String("out", "", "bundle to write: a directory or a .tar, local or gs://")
 	size := fs.Int("size", def.Size, "model input size (multiple of 32)")

@@ -94,6 +94,10 @@ var DefaultScaleWeights = [3]float64{0.25, 0.5, 1}
 // so the training pipeline turns it off for medical images by default.
 const DefaultHardMining = 2.5
 
+// DefaultSize is the image size `multiad train` trains at unless told
+// otherwise (bench/ACCURACY.md measures it).
+const DefaultSize = 256
+
 // DefaultEpochs is the default number of epochs. At 256 px more training
 // made both real datasets worse (bench/ACCURACY.md: magnetic tiles image /
 // pixel AUROC 0.874 / 0.779 after 7 epochs, 0.869 / 0.767 after 10, 0.862 /

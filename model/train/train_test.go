@@ -196,22 +196,30 @@ func changed(a, b map[string][]float32) (n int) {
 	return n
 }
 
-// TestOptimizersUpdateOwnVariables runs one student step and one
-// discriminator step and checks which variables each changed.
-func TestOptimizersUpdateOwnVariables(t *testing.T) {
-	const S = 64
-	imgs := loadTiles(t, 2, S)
-	data := standInTeacher(t, imgs, S, [3]int{24, 32, 96})
+// oneBatchTrainer builds the graphs of a tiny one-epoch configuration at
+// S px (edit changes it first, if not nil) and returns them with a batch of
+// two magnetic tiles and stand-in teacher features.
+func oneBatchTrainer(t *testing.T, S int, edit func(*Config)) (*trainer, [4]*tensors.Tensor) {
+	t.Helper()
+	data := standInTeacher(t, loadTiles(t, 2, S), S, [3]int{24, 32, 96})
 	cfg := tinyConfig(S)
 	cfg.Epochs = 1
-	cfg.AdvWeight = 0.1
+	if edit != nil {
+		edit(&cfg)
+	}
 	be, err := NewBackend("")
 	if err != nil {
 		t.Fatal(err)
 	}
 	tr := &trainer{cfg: cfg, backend: be, store: model.NewStore()}
 	tr.build()
-	in := tr.batchTensors(data)
+	return tr, tr.batchTensors(data)
+}
+
+// TestOptimizersUpdateOwnVariables runs one student step and one
+// discriminator step and checks which variables each changed.
+func TestOptimizersUpdateOwnVariables(t *testing.T) {
+	tr, in := oneBatchTrainer(t, 64, func(cfg *Config) { cfg.AdvWeight = 0.1 })
 	// The first calls create the variables; compare the second ones.
 	out := tr.studentExec.MustCall(in[0], in[1], in[2], in[3])
 	tr.discExec.MustCall(in[3], out[2])
@@ -234,6 +242,30 @@ func TestOptimizersUpdateOwnVariables(t *testing.T) {
 	}
 	if n := changed(d1, d2); n != len(d1) {
 		t.Errorf("discriminator step changed %d of %d discriminator variables", n, len(d1))
+	}
+}
+
+// TestExecsReadCurrentWeights checks that every training graph reads the
+// weights as they are when it runs, not as they were when it was compiled:
+// a second student step on the same batch has another loss, and the
+// validation graph's scores move after a step. GoMLX ≥ v0.28.13 on compute
+// ≥ v0.1.13 embeds the variables of graphs not marked as training as
+// constants when they are compiled, which makes both fail (the step's loss
+// repeats forever; calibration scores the first epoch's weights).
+func TestExecsReadCurrentWeights(t *testing.T) {
+	tr, in := oneBatchTrainer(t, 32, nil)
+	scores := func() []float32 {
+		out := tr.scoreExec.MustCall(in[0], in[1], in[2], in[3])
+		return tensors.MustCopyFlatData[float32](out[1])
+	}
+	kd := func() float32 { return tr.studentExec.MustCall(in[0], in[1], in[2], in[3])[0].Value().(float32) }
+	s0, kd0 := scores(), kd()
+	s1, kd1 := scores(), kd()
+	if kd1 == kd0 {
+		t.Errorf("the second student step on the same batch has the first one's loss %g: it did not read the updated weights", kd0)
+	}
+	if slices.Equal(s0, s1) {
+		t.Errorf("the validation scores %v did not change after a student step: the graph did not read the updated weights", s0)
 	}
 }
 
