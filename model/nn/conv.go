@@ -11,6 +11,7 @@ package nn
 import (
 	"fmt"
 
+	"github.com/gomlx/compute"
 	"github.com/gomlx/compute/shapes"
 	. "github.com/gomlx/gomlx/core/graph"
 )
@@ -85,7 +86,9 @@ func ZeroPad(x *Node, p Padding) *Node {
 }
 
 // patches returns the k² strided windows of the padded map, each
-// [N, Ho, Wo, C], in (dy, dx) row-major order.
+// [N, Ho, Wo, C], in (dy, dx) row-major order. Windows of a stride-1
+// convolution that keeps the map's size are shifted copies of x (see
+// shifted); the others are strided slices of the zero-padded map.
 func patches(x *Node, k, stride int, p Padding) ([]*Node, int, int) {
 	d := x.Shape().Dimensions
 	if len(d) != 4 {
@@ -96,8 +99,16 @@ func patches(x *Node, k, stride int, p Padding) ([]*Node, int, int) {
 	if ho <= 0 || wo <= 0 {
 		panic(fmt.Sprintf("nn: %dx%d kernel with stride %d does not fit a %dx%d map", k, k, stride, d[1], d[2]))
 	}
-	x = ZeroPad(x, p)
 	out := make([]*Node, 0, k*k)
+	if stride == 1 && ho == d[1] && wo == d[2] {
+		for dy := 0; dy < k; dy++ {
+			for dx := 0; dx < k; dx++ {
+				out = append(out, shifted(x, dy-p.Top, dx-p.Left))
+			}
+		}
+		return out, ho, wo
+	}
+	x = ZeroPad(x, p)
 	for dy := 0; dy < k; dy++ {
 		for dx := 0; dx < k; dx++ {
 			out = append(out, Slice(x, AxisRange(),
@@ -109,10 +120,46 @@ func patches(x *Node, k, stride int, p Padding) ([]*Node, int, int) {
 	return out, ho, wo
 }
 
-// Conv2D convolves an NHWC map with a [k, k, Cin, Cout] kernel as im2col:
+// shifted returns the NHWC map x moved by (sy, sx) pixels, zeros shifted
+// in: out[n, i, j, c] = x[n, i+sy, j+sx, c], 0 where that is outside x. It
+// is the window (dy, dx) = (sy+Top, sx+Left) of a same-size convolution,
+// the same values Slice takes from the zero-padded map. GoMLX's pure-Go
+// backend copies a Pad row by row (memmove) but a Slice element by element,
+// 10× slower, and the slices of im2col were the largest cost of a training
+// step (issue 20 item 6). Pad takes the shift as negative padding, which
+// its own gradient (a Slice from the negative start) cannot handle, so the
+// gradient is attached separately: the opposite shift of the adjoint,
+// through IdentityWithCustomGradient. The value Pad(StopGradient(x)) +
+// (x' − StopGradient(x')) is exactly the shift (x' − x' is 0).
+func shifted(x *Node, sy, sx int) *Node {
+	if sy == 0 && sx == 0 {
+		return x
+	}
+	shift := func(v *Node, sy, sx int) *Node {
+		return Pad(v, ScalarZero(v.Graph(), v.DType()), compute.PadAxis{},
+			compute.PadAxis{Start: -sy, End: sy}, compute.PadAxis{Start: -sx, End: sx}, compute.PadAxis{})
+	}
+	through := IdentityWithCustomGradient(x, func(_, v *Node) *Node { return shift(v, -sy, -sx) })
+	return Add(shift(StopGradient(x), sy, sx), Sub(through, StopGradient(through)))
+}
+
+// Conv2D convolves an NHWC map with a [k, k, Cin, Cout] kernel. It is a
+// cross-correlation, like ONNX Conv (whose weight is this kernel
+// transposed to [Cout, Cin, k, k]). A stride-1 convolution that keeps the
+// map's size (3×3 with padding 1) is convShifts; the others are im2col:
 // the k² strided slices are concatenated along channels and multiplied by
-// the kernel reshaped to [k·k·Cin, Cout]. It is a cross-correlation, like
-// ONNX Conv (whose weight is this kernel transposed to [Cout, Cin, k, k]).
+// the kernel reshaped to [k·k·Cin, Cout].
+//
+// The products are computed transposed, Yᵀ = Wᵀ·colsᵀ as a [Cout, N·H·W]
+// matrix, then transposed back. The output is the same (each value is the
+// same dot product), but the weight gradient colsᵀ·dY then contracts the
+// leading axis of both operands in the layout GoMLX's matrix multiply
+// takes, so the backend does not transpose the large input matrix in every
+// training step; only the [Cout, N·H·W] output and its gradient are
+// transposed. With convShifts this made a 256 px training step about 1.6×
+// faster on GoMLX v0.28.14 (issue 20 item 6; BenchmarkConvGrad in
+// bench/cmd/train compares the layouts, bench/readings/train.md has the
+// figures).
 func Conv2D(x, kernel *Node, stride int, p Padding) *Node {
 	kd := kernel.Shape().Dimensions
 	if len(kd) != 4 || kd[0] != kd[1] {
@@ -122,11 +169,15 @@ func Conv2D(x, kernel *Node, stride int, p Padding) *Node {
 	if c := x.Shape().Dimensions[3]; c != cin {
 		panic(fmt.Sprintf("nn: Conv2D kernel takes %d channels, input has %d", cin, c))
 	}
-	n := x.Shape().Dimensions[0]
+	d := x.Shape().Dimensions
+	n := d[0]
+	if stride == 1 && k > 1 && OutSize(d[1], k, 1, p.Top, p.Bottom) == d[1] && OutSize(d[2], k, 1, p.Left, p.Right) == d[2] {
+		return convShifts(x, kernel, p)
+	}
 	var cols *Node
 	ho, wo := 0, 0
 	if k == 1 && stride == 1 && p == (Padding{}) {
-		cols, ho, wo = x, x.Shape().Dimensions[1], x.Shape().Dimensions[2]
+		cols, ho, wo = x, d[1], d[2]
 	} else {
 		var ps []*Node
 		ps, ho, wo = patches(x, k, stride, p)
@@ -136,8 +187,41 @@ func Conv2D(x, kernel *Node, stride int, p Padding) *Node {
 			cols = Concatenate(ps, 3)
 		}
 	}
-	y := MatMul(Reshape(cols, n*ho*wo, k*k*cin), Reshape(kernel, k*k*cin, cout))
-	return Reshape(y, n, ho, wo, cout)
+	// yt[o, m] = Σ_j kernel[j, o]·cols[m, j]
+	yt := DotGeneral(Reshape(kernel, k*k*cin, cout), []int{0}, nil, Reshape(cols, n*ho*wo, k*k*cin), []int{1}, nil)
+	return Reshape(Transpose(yt, 0, 1), n, ho, wo, cout)
+}
+
+// convShifts is Conv2D for a stride-1 convolution that keeps the map's
+// size: the sum over the k² windows of each shifted map times its
+// [Cin, Cout] slice of the kernel, without an im2col matrix. On GoMLX's
+// pure-Go backend the im2col matrix cost more than its products: its
+// concatenation, and in the gradient one element-by-element Slice of the
+// matrix per window. Here the windows are shifted copies (rows copied with
+// memmove) and their gradients come from the products directly. The sum
+// runs over the windows in another order than im2col's single product, so
+// values differ from it by float32 rounding (TestConvGradEqual in
+// bench/cmd/train).
+func convShifts(x, kernel *Node, p Padding) *Node {
+	kd := kernel.Shape().Dimensions
+	k, cin, cout := kd[0], kd[2], kd[3]
+	d := x.Shape().Dimensions
+	m := d[0] * d[1] * d[2]
+	var yt *Node
+	for dy := 0; dy < k; dy++ {
+		for dx := 0; dx < k; dx++ {
+			win := Reshape(shifted(x, dy-p.Top, dx-p.Left), m, cin)
+			w := Reshape(Slice(kernel, AxisElem(dy), AxisElem(dx), AxisRange(), AxisRange()), cin, cout)
+			// t[o, m] = Σ_c w[c, o]·win[m, c]
+			t := DotGeneral(w, []int{0}, nil, win, []int{1}, nil)
+			if yt == nil {
+				yt = t
+			} else {
+				yt = Add(yt, t)
+			}
+		}
+	}
+	return Reshape(Transpose(yt, 0, 1), d[0], d[1], d[2], cout)
 }
 
 // DepthwiseConv2D convolves each channel of an NHWC map with its own k×k

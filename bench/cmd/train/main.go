@@ -14,6 +14,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"math/rand/v2"
 	"os"
 	"time"
@@ -32,11 +33,16 @@ func main() {
 
 func run(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("train", flag.ContinueOnError)
-	size := fs.Int("size", 128, "image size (multiad train's default)")
+	size := fs.Int("size", train.DefaultSize, "image size (multiad train's default)")
 	runs := fs.Int("runs", 5, "timed steps")
 	warmup := fs.Int("warmup", 2, "untimed first steps (graph compilation)")
 	width := fs.Int("width", 0, "student width (0: the default)")
 	peakN := fs.Int("peak-n", 2048, "matrix side of the sgemm peak measurement")
+	lossesOut := fs.String("losses", "", "write each step's losses (step, KD, adversarial, discriminator) to this TSV file")
+	lossesWant := fs.String("want-losses", "", "compare each step's losses with this TSV file (written by -losses, for example by another build) and fail beyond -loss-tol")
+	lossTol := fs.Float64("loss-tol", 1e-4, "largest absolute loss difference -want-losses accepts")
+	nudge := fs.Bool("nudge", false, "add one float32 ULP to the first pixel of the first image: a change the size of a rounding error, to see how far training carries one (compare with -want-losses)")
+	hard := fs.Float64("hard-mining", -1, "the KD loss's hard-mining factor (train.Config.HardMining; 0: off; negative: the default)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -44,7 +50,10 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	if *width > 0 {
 		cfg.Student.Width = *width
 	}
-	cfg.MaxSteps = *warmup + *runs
+	cfg.Epochs, cfg.MaxSteps = 0, *warmup+*runs // the steps, whatever the epochs
+	if *hard >= 0 {
+		cfg.HardMining = *hard
+	}
 	cfg.ProgressEvery = 0
 	S := cfg.Size
 	rng := rand.New(rand.NewPCG(3, 4))
@@ -67,8 +76,13 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		data.Train = append(data.Train, sample())
 	}
 	data.Val = data.Train[:2]
+	if *nudge {
+		p := &data.Train[0].Image[0]
+		*p = math.Nextafter32(*p, 2)
+	}
 
 	var stepSecs []float64
+	var losses []stepLosses
 	last := time.Now()
 	lastStep := 0
 	start := time.Now()
@@ -77,6 +91,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		if p.Phase != "" && p.Phase != "train" || p.Step == lastStep {
 			return
 		}
+		losses = append(losses, stepLosses{p.Step, p.KDLoss, p.AdvLoss, p.DiscLoss})
 		now := time.Now()
 		if p.Step > *warmup && p.Step == lastStep+1 {
 			stepSecs = append(stepSecs, now.Sub(last).Seconds())
@@ -90,6 +105,18 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	total := time.Since(start)
 	if len(stepSecs) == 0 {
 		return fmt.Errorf("no timed steps (progress reported %d)", lastStep)
+	}
+	if *lossesOut != "" {
+		if err := writeLosses(*lossesOut, losses); err != nil {
+			return err
+		}
+	}
+	var lossDiff float64
+	if *lossesWant != "" {
+		if lossDiff, err = compareLosses(*lossesWant, losses, *lossTol); err != nil {
+			return err
+		}
+		benchutil.Progress("train", "losses of %d steps agree with %s: largest difference %.3g (tolerance %g)", len(losses), *lossesWant, lossDiff, *lossTol)
 	}
 	benchutil.Progress("train", "sgemm peak: ONNX Runtime MatMul %d², 2 threads", *peakN)
 	peak, err := benchutil.PeakGFLOPS(*peakN, 2, 5)
@@ -128,6 +155,9 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	fig.Set("peak_gflops", peak.Median)
 	fig.Set("floor_image_steps_per_s", floor)
 	fig.Set("fraction_of_peak", achieved/peak.Median)
+	if *lossesWant != "" {
+		fig.Set("max_loss_difference", lossDiff)
+	}
 	fig.Write(stdout)
 	fmt.Fprintln(stdout)
 	return nil
