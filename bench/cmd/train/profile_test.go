@@ -189,7 +189,7 @@ const (
 	catTranspose = "transposes (im2col gradients, DotGeneral layouts)"
 	catSlice     = "strided slices (im2col)"
 	catConcat    = "concatenations (im2col, zero padding)"
-	catPad       = "pads (gradients of the slices)"
+	catPad       = "pads (shifted windows; gradients of slices)"
 	catElem      = "element-wise ops (incl. Adam)"
 	catReduce    = "reductions"
 	catBuffers   = "buffer allocation and zeroing"
