@@ -143,10 +143,12 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	t.Add("whole run incl. graph compilation and calibration", fmt.Sprintf("%.1f s", total.Seconds()))
 	t.Write(stdout)
 	fmt.Fprintf(stdout, "Reading: training reaches %.0f%% of the sgemm peak (%.1f of %.1f GFLOP/s). It runs on GoMLX's pure-Go backend: "+
-		"convolutions become im2col (strided slices, a concatenation, a matrix multiply), ops run one at a time (train.NewBackend sets ops_sequential "+
-		"after a deadlock with parallel ops), and at %d² with batch %d the tensors are small, so copies, element-wise ops, the squeeze-and-excitation "+
-		"blocks and the discriminator's extra passes weigh as much as the matrix multiplies. The FLOP count is a lower bound on the work "+
-		"(3× the student's forward convolutions and dense layers), so the real fraction is somewhat higher.\n\n",
+		"nn.Conv2D computes a 3×3 same-size convolution as nine products of shifted maps and the others as im2col products, "+
+		"ops run one at a time (train.NewBackend sets ops_sequential after a deadlock with parallel ops), and at %d² with batch %d "+
+		"the products are thin (16–128 output channels), so the sums of the window products, the transposes of their outputs, "+
+		"buffer zeroing, the squeeze-and-excitation blocks and the discriminator's extra passes weigh as much as the products. "+
+		"The FLOP count is a lower bound on the work (3× the student's forward convolutions and dense layers), so the real "+
+		"fraction is somewhat higher. Where the time goes: the readings below.\n\n",
 		100*achieved/peak.Median, achieved, peak.Median, S, cfg.BatchSize)
 	fig.Set("seconds_per_step", step.Median)
 	fig.Set("image_steps_per_s", ips.Median)
