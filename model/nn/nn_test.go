@@ -81,6 +81,8 @@ func TestConvMatchesONNX(t *testing.T) {
 		depthwise          bool
 	}{
 		{"3x3 s1", 9, 7, 3, 5, 3, 1, false, false},
+		{"5x5 s1", 6, 5, 3, 4, 5, 1, false, false},
+		{"3x3 s1 1x2 map", 1, 2, 3, 2, 3, 1, false, false},
 		{"3x3 s2 even", 8, 8, 4, 6, 3, 2, false, false},
 		{"3x3 s2 same", 8, 10, 4, 6, 3, 2, true, false},
 		{"1x1", 5, 5, 7, 3, 1, 1, false, false},
@@ -245,6 +247,85 @@ func TestUpsampleGradient(t *testing.T) {
 		if math.Abs(fd-grad[i]) > 1e-6*math.Max(1, math.Abs(fd)) {
 			t.Errorf("x[%d]: autodiff %g, finite difference %g", i, grad[i], fd)
 		}
+	}
+}
+
+// TestConvGradient checks Conv2D's and DepthwiseConv2D's autodiff
+// gradients with respect to the input and the kernel against central
+// finite differences in float64, on each way they are built: nine shifted
+// products (3×3 and 5×5 same-size, where the shifts carry a custom
+// gradient), im2col of strided slices (stride 2) and shifted windows
+// (depthwise).
+func TestConvGradient(t *testing.T) {
+	be := backend(t)
+	r := rand.New(rand.NewPCG(9, 10))
+	for _, tc := range []struct {
+		name             string
+		h, w, c, cout, k int
+		stride           int
+		depthwise        bool
+	}{
+		{"3x3 s1", 5, 4, 2, 3, 3, 1, false},
+		{"5x5 s1", 4, 5, 2, 2, 5, 1, false},
+		{"3x3 s2", 5, 6, 2, 3, 3, 2, false},
+		{"dw 3x3 s1", 4, 4, 3, 3, 3, 1, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			xdims := []int{1, tc.h, tc.w, tc.c}
+			kdims := []int{tc.k, tc.k, tc.c, tc.cout}
+			if tc.depthwise {
+				kdims = kdims[:3]
+			}
+			conv := func(x, k *Node) *Node {
+				if tc.depthwise {
+					return DepthwiseConv2D(x, k, tc.stride, Symmetric(tc.k/2))
+				}
+				return Conv2D(x, k, tc.stride, Symmetric(tc.k/2))
+			}
+			fill := func(dims []int) []float64 {
+				n := 1
+				for _, d := range dims {
+					n *= d
+				}
+				v := make([]float64, n)
+				for i := range v {
+					v[i] = r.NormFloat64()
+				}
+				return v
+			}
+			x, k := fill(xdims), fill(kdims)
+			var wt []float64
+			exec := MustNewExec(be, func(x, k, wt *Node) []*Node {
+				l := ReduceAllSum(Mul(wt, Square(conv(x, k)))) // non-linear, so the gradient depends on both
+				g := Gradient(l, x, k)
+				return []*Node{l, g[0], g[1]}
+			})
+			ho := (tc.h+2*(tc.k/2)-tc.k)/tc.stride + 1
+			wo := (tc.w+2*(tc.k/2)-tc.k)/tc.stride + 1
+			wdims := []int{1, ho, wo, tc.cout}
+			wt = fill(wdims)
+			call := func(x, k []float64) []*tensors.Tensor {
+				return exec.MustCall(tensors.FromFlatDataAndDimensions(x, xdims...),
+					tensors.FromFlatDataAndDimensions(k, kdims...), tensors.FromFlatDataAndDimensions(wt, wdims...))
+			}
+			out := call(x, k)
+			const eps = 1e-6
+			for a, v := range [][]float64{x, k} {
+				grad := tensors.MustCopyFlatData[float64](out[1+a])
+				for i := range v {
+					old := v[i]
+					v[i] = old + eps
+					lp := tensors.ToScalar[float64](call(x, k)[0])
+					v[i] = old - eps
+					lm := tensors.ToScalar[float64](call(x, k)[0])
+					v[i] = old
+					fd := (lp - lm) / (2 * eps)
+					if math.Abs(fd-grad[i]) > 1e-6*math.Max(1, math.Abs(fd)) {
+						t.Errorf("%s[%d]: autodiff %g, finite difference %g", []string{"x", "kernel"}[a], i, grad[i], fd)
+					}
+				}
+			}
+		})
 	}
 }
 
