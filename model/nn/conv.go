@@ -100,7 +100,7 @@ func patches(x *Node, k, stride int, p Padding) ([]*Node, int, int) {
 		panic(fmt.Sprintf("nn: %dx%d kernel with stride %d does not fit a %dx%d map", k, k, stride, d[1], d[2]))
 	}
 	out := make([]*Node, 0, k*k)
-	if stride == 1 && ho == d[1] && wo == d[2] {
+	if keepsSize(d, k, stride, p) {
 		for dy := 0; dy < k; dy++ {
 			for dx := 0; dx < k; dx++ {
 				out = append(out, shifted(x, dy-p.Top, dx-p.Left))
@@ -118,6 +118,13 @@ func patches(x *Node, k, stride int, p Padding) ([]*Node, int, int) {
 		}
 	}
 	return out, ho, wo
+}
+
+// keepsSize reports whether a k×k convolution with this stride and padding
+// of an NHWC map of dimensions d is stride-1 and keeps the map's size: its
+// windows are then shifted copies of the map (patches, convShifts).
+func keepsSize(d []int, k, stride int, p Padding) bool {
+	return stride == 1 && OutSize(d[1], k, 1, p.Top, p.Bottom) == d[1] && OutSize(d[2], k, 1, p.Left, p.Right) == d[2]
 }
 
 // shifted returns the NHWC map x moved by (sy, sx) pixels, zeros shifted
@@ -171,7 +178,7 @@ func Conv2D(x, kernel *Node, stride int, p Padding) *Node {
 	}
 	d := x.Shape().Dimensions
 	n := d[0]
-	if stride == 1 && k > 1 && OutSize(d[1], k, 1, p.Top, p.Bottom) == d[1] && OutSize(d[2], k, 1, p.Left, p.Right) == d[2] {
+	if k > 1 && keepsSize(d, k, stride, p) {
 		return convShifts(x, kernel, p)
 	}
 	var cols *Node
@@ -208,6 +215,9 @@ func convShifts(x, kernel *Node, p Padding) *Node {
 	d := x.Shape().Dimensions
 	m := d[0] * d[1] * d[2]
 	var yt *Node
+	// Each window's product follows the window (not patches' windows all
+	// first): the order of the nodes sets the order in which the input's
+	// gradient sums the windows' contributions.
 	for dy := 0; dy < k; dy++ {
 		for dx := 0; dx < k; dx++ {
 			win := Reshape(shifted(x, dy-p.Top, dx-p.Left), m, cin)

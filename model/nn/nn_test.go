@@ -300,9 +300,8 @@ func TestConvGradient(t *testing.T) {
 				g := Gradient(l, x, k)
 				return []*Node{l, g[0], g[1]}
 			})
-			ho := (tc.h+2*(tc.k/2)-tc.k)/tc.stride + 1
-			wo := (tc.w+2*(tc.k/2)-tc.k)/tc.stride + 1
-			wdims := []int{1, ho, wo, tc.cout}
+			pad := tc.k / 2
+			wdims := []int{1, OutSize(tc.h, tc.k, tc.stride, pad, pad), OutSize(tc.w, tc.k, tc.stride, pad, pad), tc.cout}
 			wt = fill(wdims)
 			call := func(x, k []float64) []*tensors.Tensor {
 				return exec.MustCall(tensors.FromFlatDataAndDimensions(x, xdims...),
