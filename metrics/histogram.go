@@ -32,8 +32,11 @@ const DefaultHistogramBits = 14
 // The zero value is not ready: use NewHistogram. Fields are exported for
 // serialization; treat them as read-only.
 type Histogram struct {
-	Bits      int
-	Normal    map[uint32]int64
+	Bits int
+	// Normal counts the normal pixels, nearly all of a map's, per bin: runs
+	// sorted by bin, so that adding a map merges its sorted runs in one
+	// linear pass instead of one map update per distinct bin.
+	Normal    Runs
 	Anomalous map[uint32]int64
 	// Regions counts the ground-truth regions (8-connected components of
 	// the masks) added.
@@ -43,6 +46,73 @@ type Histogram struct {
 	// scores, the mean overlap at any threshold is a suffix sum of Overlap
 	// over Regions: no second pass over the maps is needed.
 	Overlap map[uint32]float64
+
+	spare Runs // the buffer the next merge into Normal writes to
+}
+
+// Runs are pixel counts per bin: Counts[i] pixels fall in bin Bins[i]. Bins
+// increase strictly and every count is positive.
+type Runs struct {
+	Bins   []uint32
+	Counts []int64
+}
+
+// Len returns the number of bins in use.
+func (r Runs) Len() int { return len(r.Bins) }
+
+// Total returns the number of pixels counted.
+func (r Runs) Total() int64 {
+	var n int64
+	for _, c := range r.Counts {
+		n += c
+	}
+	return n
+}
+
+// valid reports whether r keeps the Runs invariants.
+func (r Runs) valid() bool {
+	if len(r.Bins) != len(r.Counts) {
+		return false
+	}
+	for i, c := range r.Counts {
+		if c <= 0 || i > 0 && r.Bins[i] <= r.Bins[i-1] {
+			return false
+		}
+	}
+	return true
+}
+
+// mergeRuns writes the union of a and b, counts of a bin in both summed,
+// to dst's buffers and returns it.
+func mergeRuns(dst, a, b Runs) Runs {
+	n := len(a.Bins) + len(b.Bins)
+	bins, counts := slices.Grow(dst.Bins[:0], n), slices.Grow(dst.Counts[:0], n)
+	i, j := 0, 0
+	for i < len(a.Bins) && j < len(b.Bins) {
+		switch x, y := a.Bins[i], b.Bins[j]; {
+		case x < y:
+			bins, counts = append(bins, x), append(counts, a.Counts[i])
+			i++
+		case y < x:
+			bins, counts = append(bins, y), append(counts, b.Counts[j])
+			j++
+		default:
+			bins, counts = append(bins, x), append(counts, a.Counts[i]+b.Counts[j])
+			i++
+			j++
+		}
+	}
+	bins, counts = append(bins, a.Bins[i:]...), append(counts, a.Counts[i:]...)
+	bins, counts = append(bins, b.Bins[j:]...), append(counts, b.Counts[j:]...)
+	return Runs{Bins: bins, Counts: counts}
+}
+
+// addNormal adds r to h's normal counts.
+func (h *Histogram) addNormal(r Runs) {
+	if r.Len() == 0 {
+		return
+	}
+	h.Normal, h.spare = mergeRuns(h.spare, h.Normal, r), h.Normal
 }
 
 // NewHistogram returns an empty histogram keeping bits (0..23) mantissa
@@ -51,7 +121,7 @@ func NewHistogram(bits int) (*Histogram, error) {
 	if bits < 0 || bits > 23 {
 		return nil, fmt.Errorf("metrics: histogram bits %d outside 0..23", bits)
 	}
-	return &Histogram{Bits: bits, Normal: map[uint32]int64{}, Anomalous: map[uint32]int64{}, Overlap: map[uint32]float64{}}, nil
+	return &Histogram{Bits: bits, Anomalous: map[uint32]int64{}, Overlap: map[uint32]float64{}}, nil
 }
 
 // binOf returns the bin of score s at bits mantissa bits: the float32 bit
@@ -70,13 +140,14 @@ func binOf(s float32, bits int) uint32 {
 	return b >> (23 - bits)
 }
 
-// check reports whether h is usable.
-func (h *Histogram) check() error {
+// check reports whether h is usable. Only a full check reads every normal
+// run: AddMap, which keeps the runs valid, checks their lengths alone.
+func (h *Histogram) check(full bool) error {
 	if h == nil || h.Bits < 0 || h.Bits > 23 {
 		return fmt.Errorf("metrics: histogram not made by NewHistogram")
 	}
-	if h.Normal == nil {
-		h.Normal = map[uint32]int64{}
+	if len(h.Normal.Bins) != len(h.Normal.Counts) || full && !h.Normal.valid() {
+		return fmt.Errorf("metrics: histogram's normal runs are not sorted positive counts")
 	}
 	if h.Anomalous == nil {
 		h.Anomalous = map[uint32]int64{}
@@ -97,7 +168,7 @@ func AddMap(m Map, hs ...*Histogram) error {
 		return nil
 	}
 	for _, h := range hs {
-		if err := h.check(); err != nil {
+		if err := h.check(false); err != nil {
 			return err
 		}
 		if h.Bits != hs[0].Bits {
@@ -124,14 +195,15 @@ func AddMap(m Map, hs ...*Histogram) error {
 			weight[r] = 1 / weight[r]
 		}
 	}
-	// Normal pixels, nearly all of a map, are counted per distinct bin:
-	// their bins are sorted and each run is one map update per histogram
-	// instead of one per pixel.
+	// Normal pixels, nearly all of a map, are counted per distinct bin
+	// (normalRuns), and the runs merged into each histogram.
 	normal := make([]uint32, 0, len(m.Scores))
+	lo, hi := ^uint32(0), uint32(0) // the normal pixels' lowest and highest bin
 	for i, s := range m.Scores {
 		b := binOf(s, bits)
 		if l := labels[i]; l == 0 {
 			normal = append(normal, b)
+			lo, hi = min(lo, b), max(hi, b)
 		} else {
 			for _, h := range hs {
 				h.Anomalous[b]++
@@ -139,21 +211,52 @@ func AddMap(m Map, hs ...*Histogram) error {
 			}
 		}
 	}
-	sortBins(normal, 9+bits)
-	for i := 0; i < len(normal); {
-		j := i + 1
-		for j < len(normal) && normal[j] == normal[i] {
-			j++
-		}
-		for _, h := range hs {
-			h.Normal[normal[i]] += int64(j - i)
-		}
-		i = j
+	runs := normalRuns(normal, lo, hi, 9+bits)
+	for _, h := range hs {
+		h.addNormal(runs)
 	}
 	for _, h := range hs {
 		h.Regions += int64(n)
 	}
 	return nil
+}
+
+// denseSpan is how many bins per pixel normalRuns counts in an array
+// rather than sorting: a map's scores span a few powers of two, so at the
+// default resolution its bins fit in an array a few times its size.
+const denseSpan = 4
+
+// normalRuns counts bins, each of at most width significant bits and all
+// within [lo, hi], per distinct bin. Where the span is at most denseSpan
+// bins per value it counts them in an array indexed by bin; otherwise it
+// sorts them (sortBins, which reorders bins) and counts the runs.
+func normalRuns(bins []uint32, lo, hi uint32, width int) Runs {
+	var r Runs
+	if len(bins) == 0 {
+		return r
+	}
+	if span := uint64(hi-lo) + 1; span <= uint64(denseSpan*len(bins)) && len(bins) <= math.MaxInt32 {
+		counts := make([]int32, span)
+		for _, b := range bins {
+			counts[b-lo]++
+		}
+		for i, c := range counts {
+			if c != 0 {
+				r.Bins, r.Counts = append(r.Bins, lo+uint32(i)), append(r.Counts, int64(c))
+			}
+		}
+		return r
+	}
+	sortBins(bins, width)
+	for i := 0; i < len(bins); {
+		j := i + 1
+		for j < len(bins) && bins[j] == bins[i] {
+			j++
+		}
+		r.Bins, r.Counts = append(r.Bins, bins[i]), append(r.Counts, int64(j-i))
+		i = j
+	}
+	return r
 }
 
 // sortBins sorts bins of at most width significant bits in place: a
@@ -186,18 +289,16 @@ func sortBins(bins []uint32, width int) {
 
 // Merge adds the counts of o, which must have the same Bits, to h.
 func (h *Histogram) Merge(o *Histogram) error {
-	if err := h.check(); err != nil {
+	if err := h.check(true); err != nil {
 		return err
 	}
-	if err := o.check(); err != nil {
+	if err := o.check(true); err != nil {
 		return err
 	}
 	if o.Bits != h.Bits {
 		return fmt.Errorf("metrics: cannot merge histograms of %d and %d bits", h.Bits, o.Bits)
 	}
-	for b, c := range o.Normal {
-		h.Normal[b] += c
-	}
+	h.addNormal(o.Normal)
 	for b, c := range o.Anomalous {
 		h.Anomalous[b] += c
 	}
@@ -213,9 +314,7 @@ func (h *Histogram) Counts() (normal, anomalous int64) {
 	if h == nil {
 		return 0, 0
 	}
-	for _, c := range h.Normal {
-		normal += c
-	}
+	normal = h.Normal.Total()
 	for _, c := range h.Anomalous {
 		anomalous += c
 	}
@@ -235,26 +334,27 @@ func sortedBins(counts map[uint32]int64) []uint32 {
 // AUROC returns the pixel AUROC of the counted pixels, pixels sharing a bin
 // counting as tied. It fails unless both classes are present.
 func (h *Histogram) AUROC() (float64, error) {
-	if err := h.check(); err != nil {
+	if err := h.check(true); err != nil {
 		return 0, err
 	}
 	n, p := h.Counts()
 	if n == 0 || p == 0 {
 		return 0, fmt.Errorf("metrics: pixel AUROC is undefined with %d anomalous and %d normal pixels", p, n)
 	}
-	all := make(map[uint32]int64, len(h.Normal)+len(h.Anomalous))
-	for b := range h.Normal {
-		all[b] = 0
-	}
-	for b := range h.Anomalous {
-		all[b] = 0
-	}
+	// Walk the anomalous bins in order beside the normal runs.
 	var twiceU float64
 	var below int64 // normal pixels in lower bins
-	for _, b := range sortedBins(all) {
-		neg := h.Normal[b]
+	i := 0
+	for _, b := range sortedBins(h.Anomalous) {
+		for i < h.Normal.Len() && h.Normal.Bins[i] < b {
+			below += h.Normal.Counts[i]
+			i++
+		}
+		var neg int64 // normal pixels in bin b
+		if i < h.Normal.Len() && h.Normal.Bins[i] == b {
+			neg = h.Normal.Counts[i]
+		}
 		twiceU += float64(h.Anomalous[b]) * float64(2*below+neg)
-		below += neg
 	}
 	return twiceU / (2 * float64(p) * float64(n)), nil
 }
@@ -274,14 +374,14 @@ type thresholds struct {
 func (h *Histogram) thresholds() thresholds {
 	n, _ := h.Counts()
 	t := thresholds{bins: make([]uint32, PROThresholds), fpr: make([]float64, PROThresholds)}
-	bins := sortedBins(h.Normal)
+	bins, counts := h.Normal.Bins, h.Normal.Counts
 	var i int
-	upTo := h.Normal[bins[0]] // normal pixels in bins[0..i]
+	upTo := counts[0] // normal pixels in bins[0..i]
 	for k := range PROThresholds {
 		r := thresholdRank(k, n)
 		for upTo <= r {
 			i++
-			upTo += h.Normal[bins[i]]
+			upTo += counts[i]
 		}
 		t.bins[k] = bins[i]
 		t.fpr[k] = float64(n-upTo) / float64(n)
@@ -294,7 +394,7 @@ func (h *Histogram) thresholds() thresholds {
 // regions of the share of region pixels in a higher bin. It fails without
 // normal pixels or without regions.
 func (h *Histogram) AUPRO(fprLimit float64) (float64, error) {
-	if err := h.check(); err != nil {
+	if err := h.check(true); err != nil {
 		return 0, err
 	}
 	n, _ := h.Counts()

@@ -60,7 +60,7 @@ func TestHistogramErrorSynthetic(t *testing.T) {
 	for _, bits := range []int{8, 12, DefaultHistogramBits, 16} {
 		hauc, hpro, h := histogramMetrics(t, maps, bits, PROLimit, 4)
 		t.Logf("bits=%d (%d normal, %d anomalous bins): pixel AUROC error %.2e, AU-PRO error %.2e",
-			bits, len(h.Normal), len(h.Anomalous), hauc-auc, hpro-pro)
+			bits, h.Normal.Len(), len(h.Anomalous), hauc-auc, hpro-pro)
 		if bits >= DefaultHistogramBits && (!near(hauc, auc, 1e-4) || !near(hpro, pro, 1e-4)) {
 			t.Errorf("bits=%d: histogram pixel AUROC %v, AU-PRO %v; exact %v, %v", bits, hauc, hpro, auc, pro)
 		}
@@ -92,10 +92,43 @@ func TestAddMapCounts(t *testing.T) {
 			}
 		}
 		for _, h := range []*Histogram{h1, h2} {
-			if !countsEqual(h.Normal, wantN) || !countsEqual(h.Anomalous, wantA) {
-				t.Fatalf("bits %d: counts differ from pixel-by-pixel counting (%d/%d normal bins, %d/%d anomalous)",
-					bits, len(h.Normal), len(wantN), len(h.Anomalous), len(wantA))
+			normal := map[uint32]int64{}
+			for i, b := range h.Normal.Bins {
+				normal[b] = h.Normal.Counts[i]
 			}
+			if !h.Normal.valid() || !countsEqual(normal, wantN) || !countsEqual(h.Anomalous, wantA) {
+				t.Fatalf("bits %d: counts differ from pixel-by-pixel counting (%d/%d normal bins, %d/%d anomalous)",
+					bits, h.Normal.Len(), len(wantN), len(h.Anomalous), len(wantA))
+			}
+		}
+	}
+}
+
+// TestHistogramRejectsBadRuns checks that a histogram whose normal runs
+// break their invariants (as a corrupt or foreign accumulator could) fails
+// its metrics and merges instead of giving wrong values.
+func TestHistogramRejectsBadRuns(t *testing.T) {
+	for name, r := range map[string]Runs{
+		"unsorted":       {Bins: []uint32{5, 3}, Counts: []int64{1, 1}},
+		"repeated bin":   {Bins: []uint32{3, 3}, Counts: []int64{1, 1}},
+		"zero count":     {Bins: []uint32{3, 5}, Counts: []int64{1, 0}},
+		"lengths differ": {Bins: []uint32{3, 5}, Counts: []int64{1}},
+		"negative count": {Bins: []uint32{3}, Counts: []int64{-2}},
+	} {
+		h, _ := NewHistogram(DefaultHistogramBits)
+		h.Normal = r
+		h.Anomalous[4] = 1
+		h.Overlap[4] = 1
+		h.Regions = 1
+		if _, err := h.AUROC(); err == nil {
+			t.Errorf("%s: AUROC accepted %+v", name, r)
+		}
+		if _, err := h.AUPRO(PROLimit); err == nil {
+			t.Errorf("%s: AUPRO accepted %+v", name, r)
+		}
+		good, _ := NewHistogram(DefaultHistogramBits)
+		if err := good.Merge(h); err == nil {
+			t.Errorf("%s: Merge accepted %+v", name, r)
 		}
 	}
 }
@@ -110,6 +143,38 @@ func countsEqual(a, b map[uint32]int64) bool {
 		}
 	}
 	return true
+}
+
+// TestNormalRuns checks both ways normalRuns counts (an array over the
+// span, or sorting) against a map, on spans either side of denseSpan.
+func TestNormalRuns(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 3))
+	for _, n := range []int{1, 7, 1000} {
+		for _, span := range []int{1, n, denseSpan * n, denseSpan*n + 1, 1 << 20} {
+			bins := make([]uint32, n)
+			want := map[uint32]int64{}
+			lo, hi := ^uint32(0), uint32(0)
+			for i := range bins {
+				b := 1<<22 + uint32(r.IntN(span))
+				if i == 0 {
+					b = 1 << 22 // the span's ends are in use
+				} else if i == 1 {
+					b = 1<<22 + uint32(span-1)
+				}
+				bins[i] = b
+				want[b]++
+				lo, hi = min(lo, b), max(hi, b)
+			}
+			got := normalRuns(bins, lo, hi, 23)
+			m := map[uint32]int64{}
+			for i, b := range got.Bins {
+				m[b] = got.Counts[i]
+			}
+			if !got.valid() || !countsEqual(m, want) {
+				t.Errorf("%d values over %d bins: runs %v, want the counts %v", n, span, got, want)
+			}
+		}
+	}
 }
 
 func TestSortBins(t *testing.T) {
@@ -130,15 +195,19 @@ func TestSortBins(t *testing.T) {
 	}
 }
 
-// BenchmarkAddMap adds one 256x256 map to two histograms, as the
-// pipeline's pixel metrics do for each image (its group's and the overall).
+// BenchmarkAddMap adds 256x256 maps to two histograms, as the pipeline's
+// pixel metrics do for each image (its group's and the overall), cycling
+// through 16 different maps so that the histograms hold the bins of many
+// images, as they do in a run.
 func BenchmarkAddMap(b *testing.B) {
-	m := syntheticMaps(1, 1)[0]
+	maps := syntheticMaps(1, 16)
 	h1, _ := NewHistogram(DefaultHistogramBits)
 	h2, _ := NewHistogram(DefaultHistogramBits)
+	i := 0
 	for b.Loop() {
-		if err := AddMap(m, h1, h2); err != nil {
+		if err := AddMap(maps[i%len(maps)], h1, h2); err != nil {
 			b.Fatal(err)
 		}
+		i++
 	}
 }

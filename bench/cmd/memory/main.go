@@ -66,8 +66,20 @@ func runChild(ctx context.Context, args []string) error {
 	input := fs.String("input", "", "manifest CSV")
 	output := fs.String("output", "", "output folder")
 	heap := fs.String("heap-profile", "", "write a heap profile here every 10 s (a diagnostic)")
+	cpu := fs.String("cpu-profile", "", "write a CPU profile of the run here (a diagnostic)")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *cpu != "" {
+		f, err := os.Create(*cpu)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
 	}
 	if *heap != "" {
 		go func() {
