@@ -68,17 +68,21 @@ func Progress() (scored, failed int64, elapsed time.Duration) {
 // batcher buffers preprocessed inputs and scores them in batches. A full
 // batch is scored on its own goroutine while the bundle goes on decoding
 // and preprocessing the next one (ONNX Runtime on a few threads and Go
-// decoding then overlap); its results are emitted on the bundle's
-// goroutine, in input order, when a batch beyond Options.InFlight is
-// submitted or at FinishBundle. At most Options.InFlight batches (default
-// one) are in flight, sharing the session (ONNX Runtime runs concurrent
-// calls). Its exported field is the DoFn's serialized configuration.
+// decoding then overlap). At most Options.InFlight batches (default one)
+// are scored at once, sharing the session (ONNX Runtime runs concurrent
+// calls); a new batch starts as soon as one of them ends, before the
+// results of the batches done are emitted, so that no scoring slot waits
+// for the bundle's own work. Results are emitted on the bundle's
+// goroutine, in input order: those ready after each submitted batch, and
+// the rest at FinishBundle. Its exported field is the DoFn's serialized
+// configuration.
 type batcher struct {
 	Opt Options
 
 	m        Scorer
 	buf      []pending
-	inflight []chan []outcome // oldest first
+	slots    chan struct{}    // one token per batch being scored
+	inflight []chan []outcome // batches submitted and not yet emitted, oldest first
 }
 
 type pending struct {
@@ -151,47 +155,67 @@ func (b *batcher) add(ctx context.Context, d read.Decoded, emit func(Result), em
 	return nil
 }
 
-// submit emits the oldest batch in flight when InFlight batches are, and
-// starts scoring the buffered images.
+// submit starts scoring the buffered images once fewer than InFlight
+// batches are being scored, then emits the results of the batches done.
 func (b *batcher) submit(ctx context.Context, emit func(Result), emitPix func(evaluate.PixelResult), fail func(read.Failure)) {
-	for len(b.inflight) >= max(1, b.Opt.InFlight) {
-		b.wait(ctx, emit, emitPix, fail)
-	}
-	if len(b.buf) == 0 {
-		return
-	}
-	batch := b.buf
-	b.buf = nil
-	done := make(chan []outcome, 1)
-	b.inflight = append(b.inflight, done)
-	go func() { done <- b.scoreBatch(ctx, batch) }()
-}
-
-// wait emits the results of the oldest batch in flight, if any.
-func (b *batcher) wait(ctx context.Context, emit func(Result), emitPix func(evaluate.PixelResult), fail func(read.Failure)) {
-	if len(b.inflight) == 0 {
-		return
-	}
-	outs := <-b.inflight[0]
-	b.inflight[0] = nil
-	b.inflight = b.inflight[1:]
-	for _, o := range outs {
-		if o.err != nil {
-			failedCount.Inc(ctx, 1)
-			noteProgress(ctx, 0, 1)
-			fail(read.Failure{URI: o.p.d.Item.URI, Index: o.p.d.Item.Index, Error: fmt.Sprintf("score: %v", o.err)})
-			continue
+	if len(b.buf) > 0 {
+		if b.slots == nil {
+			b.slots = make(chan struct{}, max(1, b.Opt.InFlight))
 		}
-		b.emit(ctx, o.p, o.amap, o.score, emit, emitPix)
+		batch := b.buf
+		b.buf = nil
+		b.slots <- struct{}{} // waits while InFlight batches are scored
+		done := make(chan []outcome, 1)
+		b.inflight = append(b.inflight, done)
+		go func() {
+			// The results go out before the slot is freed: a batch
+			// that has the slot finds every earlier batch's results.
+			done <- b.scoreBatch(ctx, batch)
+			<-b.slots
+		}()
+	}
+	b.emitDone(ctx, false, emit, emitPix, fail)
+}
+
+// emitDone emits the results of the oldest batches, in order, as long as
+// they are done; with wait it waits for every batch.
+func (b *batcher) emitDone(ctx context.Context, wait bool, emit func(Result), emitPix func(evaluate.PixelResult), fail func(read.Failure)) {
+	for len(b.inflight) > 0 {
+		var outs []outcome
+		if wait {
+			outs = <-b.inflight[0]
+		} else {
+			select {
+			case outs = <-b.inflight[0]:
+			default:
+				return
+			}
+		}
+		b.inflight[0] = nil
+		b.inflight = b.inflight[1:]
+		for _, o := range outs {
+			if o.err != nil {
+				failedCount.Inc(ctx, 1)
+				noteProgress(ctx, 0, 1)
+				fail(read.Failure{URI: o.p.d.Item.URI, Index: o.p.d.Item.Index, Error: fmt.Sprintf("score: %v", o.err)})
+				continue
+			}
+			b.emit(ctx, o.p, o.amap, o.score, emit, emitPix)
+		}
 	}
 }
 
-// flush scores what is buffered and emits everything (FinishBundle).
+// flush scores what is buffered and emits everything (FinishBundle). The
+// last images are split into InFlight batches, so that the bundle's end
+// uses every scoring slot instead of one.
 func (b *batcher) flush(ctx context.Context, emit func(Result), emitPix func(evaluate.PixelResult), fail func(read.Failure)) error {
-	b.submit(ctx, emit, emitPix, fail)
-	for len(b.inflight) > 0 {
-		b.wait(ctx, emit, emitPix, fail)
+	rest, parts := b.buf, min(len(b.buf), max(1, b.Opt.InFlight))
+	for i := range parts { // sizes differ by one at most
+		k := len(rest) / (parts - i)
+		b.buf, rest = rest[:k:k], rest[k:]
+		b.submit(ctx, emit, emitPix, fail)
 	}
+	b.emitDone(ctx, true, emit, emitPix, fail)
 	return nil
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	goruntime "runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -288,6 +289,91 @@ func TestBatcherInFlight(t *testing.T) {
 			if want := float64(float32(d.Image.At(0)) / 255); got[i].Item.URI != d.Item.URI || got[i].Score != want {
 				t.Errorf("in-flight %d: result %d is %s %v, want %s %v", n, i, got[i].Item.URI, got[i].Score, d.Item.URI, want)
 			}
+		}
+	}
+}
+
+// announcing reports the index of each batch it starts scoring, and
+// then scores it as gated does: once the next image is preprocessed.
+type announcing struct {
+	gated
+	n       atomic.Int32
+	started chan int
+}
+
+func (a *announcing) Score(batch [][]float32) ([][]float32, []float32, error) {
+	a.started <- int(a.n.Add(1)) - 1
+	return a.gated.Score(batch)
+}
+
+// TestBatcherStartsBeforeEmitting checks that a scoring slot does not wait
+// for the bundle's own work: image i's result, which is ready only once
+// image i+1 is preprocessed, is emitted after the batch of image i+1 has
+// started (one image a batch, one batch in flight).
+func TestBatcherStartsBeforeEmitting(t *testing.T) {
+	const n = 6
+	a := &announcing{gated: gated{next: make(chan struct{}, n)}, started: make(chan int, n)}
+	b := &batcher{Opt: Options{BatchSize: 1, InFlight: 1}, m: a}
+	seen := -1 // the last batch known to have started
+	var got []string
+	emit := func(r Result) {
+		i := len(got)
+		got = append(got, r.Item.URI)
+		for i+1 < n && seen < i+1 {
+			select {
+			case seen = <-a.started:
+			case <-time.After(2 * time.Second):
+				t.Fatalf("image %d was emitted before batch %d started", i, i+1)
+			}
+		}
+	}
+	fail := func(f read.Failure) { t.Errorf("failure %v", f) }
+	ctx := context.Background()
+	for _, d := range decoded(n) {
+		if err := b.add(ctx, d, emit, func(evaluate.PixelResult) {}, fail); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a.next <- struct{}{} // the last batch has no next image
+	if err := b.flush(ctx, emit, func(evaluate.PixelResult) {}, fail); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != n {
+		t.Fatalf("%d results for %d images", len(got), n)
+	}
+}
+
+// TestBatcherFlushSplits checks that the images left at FinishBundle are
+// split into InFlight batches, and that every image is scored once.
+func TestBatcherFlushSplits(t *testing.T) {
+	for _, c := range []struct {
+		inFlight, images int
+		want             []int // batch sizes, sorted
+	}{
+		{1, 11, []int{3, 8}},
+		{2, 11, []int{1, 2, 8}},
+		{2, 16, []int{8, 8}},
+		{3, 12, []int{1, 1, 2, 8}},
+		{3, 13, []int{1, 2, 2, 8}},
+		{4, 3, []int{1, 1, 1}},
+	} {
+		f := &fake{}
+		b := &batcher{Opt: Options{BatchSize: 8, InFlight: c.inFlight}, m: f}
+		var got int
+		emit := func(Result) { got++ }
+		fail := func(f read.Failure) { t.Errorf("failure %v", f) }
+		ctx := context.Background()
+		for _, d := range decoded(c.images) {
+			if err := b.add(ctx, d, emit, func(evaluate.PixelResult) {}, fail); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := b.flush(ctx, emit, func(evaluate.PixelResult) {}, fail); err != nil {
+			t.Fatal(err)
+		}
+		sizes := slices.Sorted(slices.Values(f.batches))
+		if !slices.Equal(sizes, c.want) || got != c.images {
+			t.Errorf("in-flight %d, %d images: batches %v and %d results, want %v and %d", c.inFlight, c.images, sizes, got, c.want, c.images)
 		}
 	}
 }
