@@ -200,15 +200,21 @@ func (m *Image) Stored() []float64 {
 
 // Rescaled returns the physical values stored*Slope+Intercept.
 func (m *Image) Rescaled() []float64 {
+	out := m.Stored()
+	for i, v := range out {
+		out[i] = m.Rescale(v)
+	}
+	return out
+}
+
+// Rescale returns the physical value of stored value v: v*Slope+Intercept,
+// a zero Slope meaning 1.
+func (m *Image) Rescale(v float64) float64 {
 	s := m.Slope
 	if s == 0 {
 		s = 1
 	}
-	out := m.Stored()
-	for i, v := range out {
-		out[i] = v*s + m.Intercept
-	}
-	return out
+	return v*s + m.Intercept
 }
 
 // Stats summarises a set of values. NaNs are skipped; Count is the number of

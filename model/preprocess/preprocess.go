@@ -5,9 +5,11 @@
 package preprocess
 
 import (
+	"encoding/binary"
 	"fmt"
 	"math"
 	"slices"
+	"sort"
 	"strings"
 
 	"github.com/multiad/multiad/io/pixels"
@@ -153,7 +155,10 @@ func Normalize(img *pixels.Image, c Config) ([]float32, string, error) {
 		}
 	case ModePercentile:
 		vals := img.Rescaled()
-		lo, hi := percentiles(vals, c.Low, c.High)
+		lo, hi, ok := countedPercentiles(img, c.Low, c.High)
+		if !ok {
+			lo, hi = percentiles(vals, c.Low, c.High)
+		}
 		scale := hi - lo
 		for i, v := range vals {
 			if scale <= 0 || math.IsNaN(v) {
@@ -395,6 +400,84 @@ func percentiles(vs []float64, lo, hi float64) (float64, float64) {
 		return a + (b-a)*f
 	}
 	return q(lo), q(hi)
+}
+
+// countedPercentiles returns what percentiles returns for img.Rescaled(),
+// for images of integers of at most 16 bits with a finite rescale, and
+// false for others. It counts the stored values instead of selecting among
+// the rescaled ones: a rescale is monotonic (increasing for a positive
+// slope, decreasing for a negative one), so the k-th smallest rescaled
+// value is the rescale of the k-th smallest stored value (of the k-th
+// largest for a negative slope), and it rescales only those.
+func countedPercentiles(img *pixels.Image, lo, hi float64) (float64, float64, bool) {
+	var offset, bins int
+	switch img.DType {
+	case pixels.Uint8:
+		bins = 1 << 8
+	case pixels.Int8:
+		offset, bins = 1<<7, 1<<8
+	case pixels.Uint16:
+		bins = 1 << 16
+	case pixels.Int16:
+		offset, bins = 1<<15, 1<<16
+	default:
+		return 0, 0, false
+	}
+	slope, icpt := img.Slope, img.Intercept
+	if math.IsNaN(slope) || math.IsInf(slope, 0) || math.IsNaN(icpt) || math.IsInf(icpt, 0) {
+		return 0, 0, false
+	}
+	n := img.Len()
+	if n == 0 {
+		return 0, 0, true
+	}
+	// below[v] counts the stored values under v-offset, for v in [0, bins].
+	below := make([]int, bins+1)
+	d := img.Data
+	switch img.DType {
+	case pixels.Uint8:
+		for _, b := range d[:n] {
+			below[int(b)+1]++
+		}
+	case pixels.Int8:
+		for _, b := range d[:n] {
+			below[int(int8(b))+offset+1]++
+		}
+	case pixels.Uint16:
+		for i := range n {
+			below[int(binary.LittleEndian.Uint16(d[2*i:]))+1]++
+		}
+	default: // Int16
+		for i := range n {
+			below[int(int16(binary.LittleEndian.Uint16(d[2*i:])))+offset+1]++
+		}
+	}
+	for v := 1; v <= bins; v++ {
+		below[v] += below[v-1]
+	}
+	// kth returns the k-th smallest rescaled value (from 0).
+	kth := func(k int) float64 {
+		if slope < 0 {
+			k = n - 1 - k
+		}
+		v := sort.Search(bins, func(v int) bool { return below[v+1] > k })
+		return img.Rescale(float64(v - offset))
+	}
+	q := func(p float64) float64 {
+		pos := p / 100 * float64(n-1)
+		i := int(math.Floor(pos))
+		if i >= n-1 {
+			return kth(n - 1)
+		}
+		a := kth(i)
+		f := pos - float64(i)
+		if f == 0 {
+			return a
+		}
+		b := kth(i + 1)
+		return a + (b-a)*f
+	}
+	return q(lo), q(hi), true
 }
 
 // nthElement reorders s so that s[k] is the value a sort would put there,

@@ -187,3 +187,72 @@ func TestPercentilesSelect(t *testing.T) {
 		}
 	}
 }
+
+// TestCountedPercentiles checks that counting the stored values gives
+// exactly what selecting among the rescaled ones does, for each integer
+// type, positive, negative, zero and fractional slopes, offsets, and
+// images of one value, few values and the type's extremes.
+func TestCountedPercentiles(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	types := []struct {
+		dt       pixels.DType
+		min, max int
+	}{{pixels.Uint8, 0, 255}, {pixels.Int8, -128, 127}, {pixels.Uint16, 0, 65535}, {pixels.Int16, -32768, 32767}}
+	slopes := []float64{0, 1, 2.5, -1, -0.37, 1e-3, 0.1}
+	intercepts := []float64{0, -1024, 3.3, 1e6}
+	for trial := range 600 {
+		ty := types[trial%len(types)]
+		n := 1 + r.IntN(400)
+		ch := 1 + 2*(trial%2) // 1 or 3 channels
+		m := pixels.New(1, n, ch, ty.dt)
+		levels := 1 + r.IntN(n*ch+1)
+		base := ty.min + r.IntN(ty.max-ty.min+1)
+		for i := range m.Len() {
+			v := base + r.IntN(levels)
+			if r.IntN(30) == 0 {
+				v = []int{ty.min, ty.max}[r.IntN(2)]
+			}
+			m.Set(i, float64(min(max(v, ty.min), ty.max)))
+		}
+		m.Slope, m.Intercept = slopes[r.IntN(len(slopes))], intercepts[r.IntN(len(intercepts))]
+		lo, hi := r.Float64()*50, 50+r.Float64()*50
+		switch trial % 5 {
+		case 0:
+			lo, hi = 0, 100
+		case 1:
+			lo, hi = 1, 99
+		}
+		gl, gh, ok := countedPercentiles(m, lo, hi)
+		wl, wh := percentiles(m.Rescaled(), lo, hi)
+		if !ok || gl != wl || gh != wh {
+			t.Fatalf("trial %d (%v, %d values, slope %g, intercept %g): counted percentiles(%g, %g) = %g, %g (ok %v); selected %g, %g",
+				trial, ty.dt, m.Len(), m.Slope, m.Intercept, lo, hi, gl, gh, ok, wl, wh)
+		}
+	}
+	for _, m := range []*pixels.Image{pixels.New(2, 2, 1, pixels.Float32), pixels.New(2, 2, 1, pixels.Uint32)} {
+		if _, _, ok := countedPercentiles(m, 1, 99); ok {
+			t.Errorf("%v: counted, want the selection", m.DType)
+		}
+	}
+	m := pixels.New(2, 2, 1, pixels.Uint16)
+	m.Slope = math.NaN()
+	if _, _, ok := countedPercentiles(m, 1, 99); ok {
+		t.Error("a NaN slope was counted, want the selection")
+	}
+}
+
+// BenchmarkPercentiles compares the two ways on a 256x256 16-bit slice.
+func BenchmarkPercentiles(b *testing.B) {
+	r := rand.New(rand.NewPCG(1, 2))
+	m := gray16(256, 256, func(int, int) float64 { return float64(r.IntN(4096)) })
+	b.Run("counted", func(b *testing.B) {
+		for b.Loop() {
+			countedPercentiles(m, 1, 99)
+		}
+	})
+	b.Run("selected", func(b *testing.B) {
+		for b.Loop() {
+			percentiles(m.Rescaled(), 1, 99)
+		}
+	})
+}
