@@ -417,7 +417,7 @@ func build(s beam.Scope, opt Options, info *modelInfo) {
 	}
 	// On a local runner one process does all the work: reading each file
 	// where it is listed keeps the runner from holding the whole listing.
-	in := read.ReadFiles(s.Scope("ReadImages"), files, read.Options{NoReshuffle: LocalRunner(*runners.Runner)})
+	in := read.ReadFiles(s.Scope("ReadImages"), files, read.Options{NoReshuffle: LocalRunner(*runners.Runner), Prefetch: prefetch})
 	results, pix, scoreFailures := score.Score(s, in.Images, scoreOptions(opt))
 	results = study.Identify(s, results, opt.salt())
 	if opt.DicomOut != "" {
@@ -446,6 +446,15 @@ func build(s beam.Scope, opt Options, info *modelInfo) {
 		Gallery: opt.Gallery,
 	})
 }
+
+// prefetch is how many files scoring decodes ahead (read.Options.Prefetch).
+// On a local runner the listing, decoding, preprocessing, emitting and
+// writing share one bundle's goroutine; decoding ahead moves decoding off
+// it. With the memory benchmark's stand-in scorer, whose scoring costs
+// nothing, 1000 tiles went through in 6.5-6.9 s against 7.3-8.7 s without
+// (2 interleaved rounds); with the ONNX model on 2 cores, where inference
+// keeps both cores busy, it changes nothing measurable.
+const prefetch = 2
 
 // scoreOptions are the score.Options of a run.
 func scoreOptions(opt Options) score.Options {

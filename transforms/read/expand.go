@@ -22,11 +22,24 @@ var (
 )
 
 // expandFn decodes a File and emits one Decoded per image, slice or frame
-// that its items ask for.
+// that its items ask for. With Prefetch, it decodes up to Prefetch files on
+// other goroutines while it emits the images of the oldest, in order
+// (Options.Prefetch).
 type expandFn struct {
-	Limits pixels.Limits
+	Limits   pixels.Limits
+	Prefetch int
 
-	masks []maskEntry // most recent last
+	masks   []maskEntry        // most recent last
+	pending []chan decodedFile // files being decoded ahead, oldest first
+	// decodeURI decodes a file (decode.URI unless a test sets it).
+	decodeURI func(ctx context.Context, uri string, limits pixels.Limits) ([]*pixels.Image, error)
+}
+
+// decodedFile is a File and what decoding it gave.
+type decodedFile struct {
+	file   File
+	images []*pixels.Image
+	err    error
 }
 
 type maskEntry struct {
@@ -36,6 +49,55 @@ type maskEntry struct {
 }
 
 func (f *expandFn) ProcessElement(ctx context.Context, file File, emit func(Decoded), fail func(Failure)) {
+	if f.Prefetch <= 0 {
+		var d decodedFile
+		if d.file = file; file.Error == "" {
+			d.images, d.err = f.decode(ctx, file.URI)
+		}
+		f.expand(ctx, d, emit, fail)
+		return
+	}
+	done := make(chan decodedFile, 1)
+	f.pending = append(f.pending, done)
+	if file.Error != "" {
+		done <- decodedFile{file: file}
+	} else {
+		go func() {
+			d := decodedFile{file: file}
+			defer func() {
+				// A decoder's panic fails this file, as a decoding
+				// error would, instead of the process.
+				if r := recover(); r != nil {
+					d.images, d.err = nil, fmt.Errorf("read: %s: decoder panic: %v", file.URI, r)
+				}
+				done <- d
+			}()
+			d.images, d.err = f.decode(ctx, file.URI)
+		}()
+	}
+	for len(f.pending) > f.Prefetch {
+		f.expandOldest(ctx, emit, fail)
+	}
+}
+
+// FinishBundle emits the files still being decoded ahead.
+func (f *expandFn) FinishBundle(ctx context.Context, emit func(Decoded), fail func(Failure)) {
+	for len(f.pending) > 0 {
+		f.expandOldest(ctx, emit, fail)
+	}
+}
+
+// expandOldest waits for the oldest file being decoded ahead and emits it.
+func (f *expandFn) expandOldest(ctx context.Context, emit func(Decoded), fail func(Failure)) {
+	d := <-f.pending[0]
+	f.pending[0] = nil
+	f.pending = f.pending[1:]
+	f.expand(ctx, d, emit, fail)
+}
+
+// expand emits a decoded file's images, or its items' failures.
+func (f *expandFn) expand(ctx context.Context, d decodedFile, emit func(Decoded), fail func(Failure)) {
+	file, images, err := d.file, d.images, d.err
 	emit, fail = counted(ctx, emit, fail)
 	failAll := func(msg string) {
 		for _, it := range file.Items {
@@ -46,7 +108,6 @@ func (f *expandFn) ProcessElement(ctx context.Context, file File, emit func(Deco
 		failAll(file.Error)
 		return
 	}
-	images, err := f.decode(ctx, file.URI)
 	if err != nil {
 		log.Debugf(ctx, "read: %v", err)
 		failAll(err.Error())
@@ -102,7 +163,11 @@ func (f *expandFn) emitOne(ctx context.Context, it Item, img *pixels.Image, emit
 
 // decode reads and decodes one file.
 func (f *expandFn) decode(ctx context.Context, uri string) ([]*pixels.Image, error) {
-	images, err := decode.URI(ctx, uri, f.Limits)
+	decodeURI := f.decodeURI
+	if decodeURI == nil {
+		decodeURI = decode.URI
+	}
+	images, err := decodeURI(ctx, uri, f.Limits)
 	if err != nil {
 		return nil, err
 	}

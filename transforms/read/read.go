@@ -89,6 +89,15 @@ type Options struct {
 	// (Prism) the reshuffle only makes the runner hold every listed file
 	// until listing ends, memory that grows with the input.
 	NoReshuffle bool
+	// Prefetch is how many files ReadFiles decodes ahead, each on its own
+	// goroutine, while the images of the file before them go down the
+	// pipeline (0: each file is decoded when its turn comes). On a runner
+	// that runs the whole pipeline in one bundle (Prism with NoReshuffle),
+	// decoding then leaves the goroutine that also preprocesses, emits and
+	// writes every image. Images and failures still come out in listing
+	// order. A multi-image file (a volume) is held whole while it waits, so
+	// memory grows with Prefetch times the largest file.
+	Prefetch int
 }
 
 // Output holds ReadImages' collections.
@@ -141,7 +150,7 @@ func ReadFiles(s beam.Scope, files beam.PCollection, opt Options) Output {
 	if !opt.NoReshuffle {
 		files = beam.Reshuffle(s, files)
 	}
-	images, failures := beam.ParDo2(s, &expandFn{Limits: opt.Limits}, files)
+	images, failures := beam.ParDo2(s, &expandFn{Limits: opt.Limits, Prefetch: opt.Prefetch}, files)
 	return Output{Images: images, Failures: failures, Inputs: inputs}
 }
 

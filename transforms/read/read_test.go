@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 	"testing/iotest"
+	"time"
 
 	"github.com/apache/beam/sdks/v2/go/pkg/beam"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/register"
@@ -18,6 +19,7 @@ import (
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/testing/ptest"
 
 	"github.com/multiad/multiad/internal/shared"
+	"github.com/multiad/multiad/io/pixels"
 )
 
 func TestMain(m *testing.M) {
@@ -159,14 +161,119 @@ func TestReadImagesFLAIR(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, s := beam.NewPipelineWithRoot()
-	out := ReadImages(s, filepath.Join(dir, "m.csv"), Options{})
-	passert.Count(s, out.Images, "images", len(imgs))
-	passert.Count(s, out.Failures, "failures", 1)
-	passert.Sum(s, out.Inputs, "inputs", 1, 2)
-	masked := beam.ParDo(s, checkSlice, out.Images)
-	passert.Count(s, masked, "masked", len(imgs))
-	ptest.RunAndValidate(t, p)
+	for _, opt := range []Options{{}, {NoReshuffle: true, Prefetch: 2}} {
+		p, s := beam.NewPipelineWithRoot()
+		out := ReadImages(s, filepath.Join(dir, "m.csv"), opt)
+		passert.Count(s, out.Images, "images", len(imgs))
+		passert.Count(s, out.Failures, "failures", 1)
+		passert.Sum(s, out.Inputs, "inputs", 1, 2)
+		masked := beam.ParDo(s, checkSlice, out.Images)
+		passert.Count(s, masked, "masked", len(imgs))
+		ptest.RunAndValidate(t, p)
+	}
+}
+
+// slowDecoder decodes "good*" files to one image each after a delay that
+// varies by file, fails "bad*" files, panics on "panic*" files, and
+// reports each file whose decoding starts.
+type slowDecoder struct{ started chan string }
+
+func (d slowDecoder) decode(ctx context.Context, uri string, _ pixels.Limits) ([]*pixels.Image, error) {
+	if d.started != nil {
+		d.started <- uri
+	}
+	time.Sleep(time.Duration(len(uri)%3) * time.Millisecond)
+	switch {
+	case strings.HasPrefix(uri, "bad"):
+		return nil, fmt.Errorf("read: %s: not an image", uri)
+	case strings.HasPrefix(uri, "panic"):
+		panic("decoder bug")
+	}
+	return []*pixels.Image{pixels.New(2, 2, 1, pixels.Uint8)}, nil
+}
+
+// expandAll runs f over files as a bundle does and returns what it emits,
+// in order.
+func expandAll(t *testing.T, f *expandFn, files []File) []string {
+	t.Helper()
+	var got []string
+	emit := func(d Decoded) { got = append(got, "image "+d.Item.URI) }
+	fail := func(fl Failure) { got = append(got, "failure "+fl.URI+": "+fl.Error) }
+	for _, file := range files {
+		f.ProcessElement(context.Background(), file, emit, fail)
+		if len(f.pending) > max(0, f.Prefetch) {
+			t.Fatalf("prefetch %d: %d files pending", f.Prefetch, len(f.pending))
+		}
+	}
+	f.FinishBundle(context.Background(), emit, fail)
+	return got
+}
+
+// TestExpandPrefetch checks that decoding files ahead emits exactly what
+// decoding each in turn does, in the same order, with at most Prefetch
+// files pending; and that a decoder's panic fails only its file.
+func TestExpandPrefetch(t *testing.T) {
+	var files []File
+	for i := range 23 {
+		uri := fmt.Sprintf("good%02d.png", i)
+		switch i % 7 {
+		case 3:
+			uri = fmt.Sprintf("bad%02d.png", i)
+		case 5:
+			files = append(files, File{URI: fmt.Sprintf("row%02d", i), Items: []Item{{URI: fmt.Sprintf("row%02d", i), Index: -1}}, Error: "manifest row: bad label"})
+			continue
+		}
+		files = append(files, File{URI: uri, Items: []Item{{URI: uri, Index: -1, MaskIndex: -1}}})
+	}
+	want := expandAll(t, &expandFn{decodeURI: slowDecoder{}.decode}, files)
+	if len(want) != len(files) {
+		t.Fatalf("%d outputs for %d files", len(want), len(files))
+	}
+	for _, k := range []int{1, 2, 5, 40} {
+		got := expandAll(t, &expandFn{Prefetch: k, decodeURI: slowDecoder{}.decode}, files)
+		if strings.Join(got, "\n") != strings.Join(want, "\n") {
+			t.Errorf("prefetch %d emitted\n%s\nwant\n%s", k, strings.Join(got, "\n"), strings.Join(want, "\n"))
+		}
+	}
+	got := expandAll(t, &expandFn{Prefetch: 2, decodeURI: slowDecoder{}.decode},
+		[]File{{URI: "good.png", Items: []Item{{URI: "good.png", Index: -1}}}, {URI: "panic.png", Items: []Item{{URI: "panic.png", Index: -1}}}})
+	if len(got) != 2 || got[0] != "image good.png" || !strings.Contains(got[1], "failure panic.png: read: panic.png: decoder panic: decoder bug") {
+		t.Errorf("with a panicking decoder: %q", got)
+	}
+}
+
+// TestExpandPrefetchOverlaps checks that with Prefetch the next file is
+// being decoded while the images of the one before it are emitted.
+func TestExpandPrefetchOverlaps(t *testing.T) {
+	d := slowDecoder{started: make(chan string, 16)}
+	f := &expandFn{Prefetch: 1, decodeURI: d.decode}
+	var files []File
+	for i := range 6 {
+		uri := fmt.Sprintf("good%d.png", i)
+		files = append(files, File{URI: uri, Items: []Item{{URI: uri, Index: -1}}})
+	}
+	seen := map[string]bool{}
+	emit := func(dd Decoded) {
+		var next string
+		for i, file := range files[:len(files)-1] {
+			if file.URI == dd.Item.URI {
+				next = files[i+1].URI
+			}
+		}
+		for next != "" && !seen[next] {
+			select {
+			case u := <-d.started:
+				seen[u] = true
+			case <-time.After(2 * time.Second):
+				t.Fatalf("%s was emitted before %s started decoding", dd.Item.URI, next)
+			}
+		}
+	}
+	fail := func(fl Failure) { t.Errorf("failure %v", fl) }
+	for _, file := range files {
+		f.ProcessElement(context.Background(), file, emit, fail)
+	}
+	f.FinishBundle(context.Background(), emit, fail)
 }
 
 func checkSlice(d Decoded) (int, error) {
@@ -192,7 +299,7 @@ func decodeFile(uri string) (n []int, err error) {
 // the input count is one element.
 func TestReadImagesBadFiles(t *testing.T) {
 	dir := tiles(t)
-	for _, opt := range []Options{{}, {NoReshuffle: true}} {
+	for _, opt := range []Options{{}, {NoReshuffle: true}, {NoReshuffle: true, Prefetch: 2}, {Prefetch: 1}} {
 		p, s := beam.NewPipelineWithRoot()
 		out := ReadImages(s, dir, opt)
 		passert.Count(s, out.Images, "images", 3)
