@@ -66,21 +66,15 @@ func runChild(ctx context.Context, args []string) error {
 	input := fs.String("input", "", "manifest CSV")
 	output := fs.String("output", "", "output folder")
 	heap := fs.String("heap-profile", "", "write a heap profile here every 10 s (a diagnostic)")
-	cpu := fs.String("cpu-profile", "", "write a CPU profile of the run here (a diagnostic)")
+	cpu := fs.String("cpuprofile", "", "write a CPU profile of the run to this file (a diagnostic; go tool pprof)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if *cpu != "" {
-		f, err := os.Create(*cpu)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return err
-		}
-		defer pprof.StopCPUProfile()
+	stop, err := benchutil.CPUProfile(*cpu)
+	if err != nil {
+		return err
 	}
+	defer stop()
 	if *heap != "" {
 		go func() {
 			for i := 0; ; i++ {
@@ -98,7 +92,7 @@ func runChild(ctx context.Context, args []string) error {
 	}
 	blog.LogLevel = "warn"
 	beam.Init()
-	_, err := scoring.Run(ctx, scoring.Options{Model: *model, Input: *input, Output: *output, BatchSize: 8,
+	_, err = scoring.Run(ctx, scoring.Options{Model: *model, Input: *input, Output: *output, BatchSize: 8,
 		Heatmaps: report.HeatmapsAnomalous, Masks: true, Gallery: 12, StudyScore: "max", Device: "cpu", Loader: standInLoader})
 	return err
 }

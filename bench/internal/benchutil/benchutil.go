@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"time"
@@ -259,4 +260,21 @@ func PeakGFLOPS(n, threads, runs int) (Stats, error) {
 		return Stats{}, err
 	}
 	return Summarize(secs).Rate(2 * float64(n) * float64(n) * float64(n) / 1e9), nil
+}
+
+// CPUProfile starts a CPU profile of this process written to path (no
+// profile when path is empty) and returns the function that ends it.
+func CPUProfile(path string) (stop func(), err error) {
+	if path == "" {
+		return func() {}, nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
 }
