@@ -35,7 +35,9 @@ type Histogram struct {
 	Bits int
 	// Normal counts the normal pixels, nearly all of a map's, per bin: runs
 	// sorted by bin, so that adding a map merges its sorted runs in one
-	// linear pass instead of one map update per distinct bin.
+	// linear pass instead of one map update per distinct bin. Each Add or
+	// Merge replaces it, writing into the slices it held before the last
+	// one: slices read from it stay valid through one more Add or Merge.
 	Normal    Runs
 	Anomalous map[uint32]int64
 	// Regions counts the ground-truth regions (8-connected components of
