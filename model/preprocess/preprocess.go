@@ -385,21 +385,28 @@ func percentiles(vs []float64, lo, hi float64) (float64, float64) {
 	if len(s) == 0 {
 		return 0, 0
 	}
-	q := func(p float64) float64 {
-		pos := p / 100 * float64(len(s)-1)
-		i := int(math.Floor(pos))
-		if i >= len(s)-1 {
-			return nthElement(s, len(s)-1)
-		}
-		a := nthElement(s, i)
-		f := pos - float64(i)
-		if f == 0 {
-			return a
-		}
-		b := slices.Min(s[i+1:]) // s[i+1:] holds the values ≥ s[i]
-		return a + (b-a)*f
+	kth := func(k int) float64 { return nthElement(s, k) }
+	// After kth(i), s[i+1:] holds the values ≥ s[i]: the next is their least.
+	next := func(i int) float64 { return slices.Min(s[i+1:]) }
+	return percentile(len(s), lo, kth, next), percentile(len(s), hi, kth, next)
+}
+
+// percentile returns the p-th percentile (0–100) of n values with linear
+// interpolation between order statistics (NumPy's default): kth(k) returns
+// the k-th smallest value (from 0), and next(i), called right after
+// kth(i), the (i+1)-th.
+func percentile(n int, p float64, kth, next func(int) float64) float64 {
+	pos := p / 100 * float64(n-1)
+	i := int(math.Floor(pos))
+	if i >= n-1 {
+		return kth(n - 1)
 	}
-	return q(lo), q(hi)
+	a := kth(i)
+	f := pos - float64(i)
+	if f == 0 {
+		return a
+	}
+	return a + (next(i)-a)*f
 }
 
 // countedPercentiles returns what percentiles returns for img.Rescaled(),
@@ -463,21 +470,8 @@ func countedPercentiles(img *pixels.Image, lo, hi float64) (float64, float64, bo
 		v := sort.Search(bins, func(v int) bool { return below[v+1] > k })
 		return img.Rescale(float64(v - offset))
 	}
-	q := func(p float64) float64 {
-		pos := p / 100 * float64(n-1)
-		i := int(math.Floor(pos))
-		if i >= n-1 {
-			return kth(n - 1)
-		}
-		a := kth(i)
-		f := pos - float64(i)
-		if f == 0 {
-			return a
-		}
-		b := kth(i + 1)
-		return a + (b-a)*f
-	}
-	return q(lo), q(hi), true
+	next := func(i int) float64 { return kth(i + 1) }
+	return percentile(n, lo, kth, next), percentile(n, hi, kth, next), true
 }
 
 // nthElement reorders s so that s[k] is the value a sort would put there,
