@@ -216,8 +216,6 @@ func AddMap(m Map, hs ...*Histogram) error {
 	runs := normalRuns(normal, lo, hi, 9+bits)
 	for _, h := range hs {
 		h.addNormal(runs)
-	}
-	for _, h := range hs {
 		h.Regions += int64(n)
 	}
 	return nil
