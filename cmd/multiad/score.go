@@ -158,6 +158,8 @@ func runScore(ctx context.Context, args []string) int {
 	if err := sf.opt.Validate(); err != nil {
 		return usageError("score", strings.TrimPrefix(err.Error(), "score: "))
 	}
+	// The session builds while the preflight runs.
+	scoring.Preload(ctx, *sf.opt)
 	// Preflight: the checks that would otherwise fail inside the
 	// pipeline, after Beam's plan dump.
 	if plan.local {

@@ -447,6 +447,18 @@ func build(s beam.Scope, opt Options, info *modelInfo) {
 	})
 }
 
+// Preload starts building the session of opt's model in this process, as
+// Run does on a local runner, and returns at once. A caller that makes its
+// own checks before Run (Check) calls it first, so that the session builds
+// while they run; Run then finds it built, or building. It does nothing
+// for a runner that scores elsewhere. A model that does not load is
+// reported by Check or Run, as without Preload.
+func Preload(ctx context.Context, opt Options) {
+	if LocalRunner(*runners.Runner) {
+		score.Preload(ctx, scoreOptions(opt))
+	}
+}
+
 // prefetch is how many files scoring decodes ahead (read.Options.Prefetch).
 // On a local runner the listing, decoding, preprocessing, emitting and
 // writing share one bundle's goroutine; decoding ahead moves decoding off
@@ -558,6 +570,13 @@ func runName(t time.Time) string { return t.UTC().Format("20060102T150405.000Z")
 // runs (unless the GOMAXPROCS environment variable is set), then sets it
 // back.
 func Run(ctx context.Context, opt Options) (*Summary, error) {
+	local := LocalRunner(*runners.Runner)
+	if local {
+		// The session builds while the checks run and Prism starts the
+		// job. A model that does not load is reported by check or by the
+		// scoring step, as without it.
+		score.Preload(ctx, scoreOptions(opt))
+	}
 	info, err := check(ctx, &opt)
 	if err != nil {
 		return nil, err
@@ -575,11 +594,6 @@ func Run(ctx context.Context, opt Options) (*Summary, error) {
 		opt.stage = storage.Join(opt.Output, RunsDir, ".tmp-"+opt.run+"-"+hex.EncodeToString(id))
 	} else {
 		opt.stage = storage.Join(opt.Output, ".tmp-"+start.UTC().Format("20060102T150405")+"-"+hex.EncodeToString(id))
-	}
-	local := LocalRunner(*runners.Runner)
-	if local {
-		// The session builds while Prism starts the job.
-		score.Preload(ctx, scoreOptions(opt))
 	}
 	p, s := beam.NewPipelineWithRoot()
 	build(s, opt, info)
