@@ -72,9 +72,10 @@ func Progress() (scored, failed int64, elapsed time.Duration) {
 // are scored at once, sharing the session (ONNX Runtime runs concurrent
 // calls); a new batch starts as soon as one of them ends, before the
 // results of the batches done are emitted, so that no scoring slot waits
-// for the bundle's own work. Results are emitted on the bundle's
-// goroutine, in input order: those ready after each submitted batch, and
-// the rest at FinishBundle. Its exported field is the DoFn's serialized
+// for the bundle's own work. A batch's goroutine also builds its results
+// (NewResult: the view, the gray input, the copies), and the bundle's
+// goroutine emits them, in input order: those ready after each submitted
+// batch, and the rest at FinishBundle. Its exported field is the DoFn's serialized
 // configuration.
 type batcher struct {
 	Opt Options
@@ -90,12 +91,13 @@ type pending struct {
 	tensor []float32
 }
 
-// outcome is one scored (or failed) image of a batch.
+// outcome is one scored (or failed) image of a batch: its result, built
+// on the batch's goroutine, or the error that failed it.
 type outcome struct {
-	p     pending
-	amap  []float32
-	score float32
-	err   error
+	item read.Item
+	r    Result
+	pix  *evaluate.PixelResult
+	err  error
 }
 
 func (b *batcher) load(ctx context.Context, uri string) error {
@@ -170,7 +172,7 @@ func (b *batcher) submit(ctx context.Context, emit func(Result), emitPix func(ev
 		go func() {
 			// The results go out before the slot is freed: a batch
 			// that has the slot finds every earlier batch's results.
-			done <- b.scoreBatch(ctx, batch)
+			done <- b.results(ctx, b.scoreBatch(ctx, batch))
 			<-b.slots
 		}()
 	}
@@ -197,10 +199,15 @@ func (b *batcher) emitDone(ctx context.Context, wait bool, emit func(Result), em
 			if o.err != nil {
 				failedCount.Inc(ctx, 1)
 				noteProgress(ctx, 0, 1)
-				fail(read.Failure{URI: o.p.d.Item.URI, Index: o.p.d.Item.Index, Error: fmt.Sprintf("score: %v", o.err)})
+				fail(read.Failure{URI: o.item.URI, Index: o.item.Index, Error: fmt.Sprintf("score: %v", o.err)})
 				continue
 			}
-			b.emit(ctx, o.p, o.amap, o.score, emit, emitPix)
+			scoredCount.Inc(ctx, 1)
+			noteProgress(ctx, 1, 0)
+			emit(o.r)
+			if o.pix != nil {
+				emitPix(*o.pix)
+			}
 		}
 	}
 }
@@ -219,19 +226,27 @@ func (b *batcher) flush(ctx context.Context, emit func(Result), emitPix func(eva
 	return nil
 }
 
+// scored is one image of a batch as the model returned it.
+type scored struct {
+	p     pending
+	amap  []float32
+	score float32
+	err   error
+}
+
 // scoreBatch scores ps. When the batch fails, each image is retried alone
 // so that one bad input fails only itself.
-func (b *batcher) scoreBatch(ctx context.Context, ps []pending) []outcome {
+func (b *batcher) scoreBatch(ctx context.Context, ps []pending) []scored {
 	batch := make([][]float32, len(ps))
 	for i, p := range ps {
 		batch[i] = p.tensor
 	}
-	outs := make([]outcome, len(ps))
+	outs := make([]scored, len(ps))
 	maps, scores, err := b.m.Score(batch)
 	if err != nil && len(ps) > 1 {
 		log.Warnf(ctx, "score: batch of %d failed (%v); retrying one by one", len(ps), err)
 		for i, p := range ps {
-			outs[i] = outcome{p: p}
+			outs[i] = scored{p: p}
 			m, s, err := b.m.Score([][]float32{p.tensor})
 			if err != nil {
 				outs[i].err = err
@@ -242,7 +257,7 @@ func (b *batcher) scoreBatch(ctx context.Context, ps []pending) []outcome {
 		return outs
 	}
 	for i, p := range ps {
-		outs[i] = outcome{p: p, err: err}
+		outs[i] = scored{p: p, err: err}
 		if err == nil {
 			outs[i].amap, outs[i].score = maps[i], scores[i]
 		}
@@ -250,14 +265,20 @@ func (b *batcher) scoreBatch(ctx context.Context, ps []pending) []outcome {
 	return outs
 }
 
-func (b *batcher) emit(ctx context.Context, p pending, amap []float32, score float32, emit func(Result), emitPix func(evaluate.PixelResult)) {
-	r, pix := NewResult(ctx, b.m, p.d, p.tensor, amap, score, b.Opt)
-	scoredCount.Inc(ctx, 1)
-	noteProgress(ctx, 1, 0)
-	emit(r)
-	if pix != nil {
-		emitPix(*pix)
+// results turns a batch's model outputs into what Score emits. It runs on
+// the batch's goroutine, so that the post-processing of one batch (the
+// view, the gray input, the map and mask copies) runs beside the next
+// batch's scoring and the bundle's decoding, and the bundle's own goroutine
+// is left to emit.
+func (b *batcher) results(ctx context.Context, ss []scored) []outcome {
+	outs := make([]outcome, len(ss))
+	for i, sc := range ss {
+		outs[i] = outcome{item: sc.p.d.Item, err: sc.err}
+		if sc.err == nil {
+			outs[i].r, outs[i].pix = NewResult(ctx, b.m, sc.p.d, sc.p.tensor, sc.amap, sc.score, b.Opt)
+		}
 	}
+	return outs
 }
 
 // NewResult is what Score emits for one scored image: d decoded, tensor
