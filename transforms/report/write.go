@@ -7,7 +7,11 @@ import (
 	"fmt"
 	"image"
 	"reflect"
+	"runtime"
 	"sort"
+	"sync/atomic"
+
+	"golang.org/x/sync/errgroup"
 
 	"github.com/apache/beam/sdks/v2/go/pkg/beam"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/register"
@@ -96,19 +100,47 @@ func sortKey(uri string, index int) string { return fmt.Sprintf("%s\x00%012d", u
 
 // lineFn writes a result's heatmap (when the mode asks for it), formats its
 // scores.jsonl line and spills the lines in sorted shards, emitting each
-// shard's URI.
+// shard's URI. The pictures are drawn, encoded and written on up to
+// imageWriters goroutines while the bundle goes on (a line names its
+// pictures before they exist); FinishBundle waits for them, and the
+// first that fails fails the bundle.
 type lineFn struct {
 	Opt Options
 
-	spill *shard.Spiller[Line]
+	spill  *shard.Spiller[Line]
+	writes errgroup.Group
+	failed atomic.Pointer[error] // the first write that failed
 }
+
+// imageWriters is how many results' pictures lineFn writes at once: the
+// worker's cores, not GOMAXPROCS (scoring.Run raises that for Prism). Each
+// holds one result until its pictures are written.
+func imageWriters() int { return min(runtime.NumCPU(), runtime.GOMAXPROCS(0)) }
 
 func (f *lineFn) StartBundle(context.Context, func(string)) {
 	f.spill = scoresShards().NewSpiller(f.Opt.Dir)
+	f.writes = errgroup.Group{}
+	f.writes.SetLimit(imageWriters())
+	f.failed.Store(nil)
 }
 
 func (f *lineFn) ProcessElement(ctx context.Context, r score.Result, emit func(string)) error {
-	l, err := f.line(ctx, r)
+	if err := f.failed.Load(); err != nil {
+		return *err // a write failed: the bundle stops here
+	}
+	rec := imageNames(r, f.Opt)
+	if rec.Heatmap != "" {
+		heatmapCount.Inc(ctx, 1)
+		// Go waits while imageWriters results are being written.
+		f.writes.Go(func() error {
+			err := writeImages(ctx, r, f.Opt, rec)
+			if err != nil {
+				f.failed.CompareAndSwap(nil, &err)
+			}
+			return err
+		})
+	}
+	l, err := line(r, rec)
 	if err != nil {
 		return err
 	}
@@ -116,14 +148,14 @@ func (f *lineFn) ProcessElement(ctx context.Context, r score.Result, emit func(s
 }
 
 func (f *lineFn) FinishBundle(ctx context.Context, emit func(string)) error {
+	if err := f.writes.Wait(); err != nil {
+		return err
+	}
 	return f.spill.Flush(ctx, emit)
 }
 
-func (f *lineFn) line(ctx context.Context, r score.Result) (Line, error) {
-	rec, err := WriteImages(ctx, r, f.Opt)
-	if err != nil {
-		return Line{}, err
-	}
+// line is r's scores.jsonl line, with rec its record.
+func line(r score.Result, rec Record) (Line, error) {
 	b, err := json.Marshal(rec)
 	if err != nil {
 		return Line{}, fmt.Errorf("report: %s: %w", r.Item.URI, err)
@@ -136,10 +168,32 @@ func (f *lineFn) line(ctx context.Context, r score.Result) (Line, error) {
 // that opt asks for into opt.Dir, and returns its scores.jsonl record
 // naming them.
 func WriteImages(ctx context.Context, r score.Result, opt Options) (Record, error) {
-	rec := NewRecord(r, "", opt.IncludePHI)
-	if r.Map == nil || !WritesHeatmap(opt.Heatmaps, r.Anomalous) {
+	rec := imageNames(r, opt)
+	if rec.Heatmap == "" {
 		return rec, nil
 	}
+	return rec, writeImages(ctx, r, opt, rec)
+}
+
+// imageNames is r's scores.jsonl record, naming the pictures that opt
+// asks for (none when it asks for no heatmap of r).
+func imageNames(r score.Result, opt Options) Record {
+	rec := NewRecord(r, "", opt.IncludePHI)
+	if r.Map == nil || !WritesHeatmap(opt.Heatmaps, r.Anomalous) {
+		return rec
+	}
+	rec.Heatmap = HeatmapName(r.Item)
+	if opt.Masks && r.Anomalous {
+		rec.Mask = MaskName(r.Item)
+	}
+	if opt.RawMaps {
+		rec.RawMap = RawMapName(r.Item)
+	}
+	return rec
+}
+
+// writeImages draws, encodes and writes the pictures that rec names.
+func writeImages(ctx context.Context, r score.Result, opt Options, rec Record) error {
 	write := func(name string, img image.Image) error {
 		png, err := EncodePNG(img)
 		if err != nil {
@@ -152,34 +206,30 @@ func WriteImages(ctx context.Context, r score.Result, opt Options) (Record, erro
 	}
 	heat, err := Heatmap(r, opt.Calibration)
 	if err != nil {
-		return rec, err
+		return err
 	}
-	rec.Heatmap = HeatmapName(r.Item)
 	if err := write(rec.Heatmap, heat); err != nil {
-		return rec, err
+		return err
 	}
-	heatmapCount.Inc(ctx, 1)
-	if opt.Masks && r.Anomalous {
+	if rec.Mask != "" {
 		m, err := PredictedMask(r, opt.Calibration)
 		if err != nil {
-			return rec, err
+			return err
 		}
-		rec.Mask = MaskName(r.Item)
 		if err := write(rec.Mask, m); err != nil {
-			return rec, err
+			return err
 		}
 	}
-	if opt.RawMaps {
+	if rec.RawMap != "" {
 		m, err := RawMap(r, opt.Calibration)
 		if err != nil {
-			return rec, err
+			return err
 		}
-		rec.RawMap = RawMapName(r.Item)
 		if err := write(rec.RawMap, m); err != nil {
-			return rec, err
+			return err
 		}
 	}
-	return rec, nil
+	return nil
 }
 
 // finalFn writes scores.jsonl, failures.jsonl and the digest.
