@@ -150,9 +150,7 @@ func Normalize(img *pixels.Image, c Config) ([]float32, string, error) {
 		default:
 			return nil, "", fmt.Errorf("preprocess: range mode needs uint8 or uint16 pixels, got %v", img.DType)
 		}
-		for i := range out {
-			out[i] = float32(clamp01(img.At(i) / max))
-		}
+		normalizeRange(img, max, out)
 	case ModePercentile:
 		vals := img.Rescaled()
 		lo, hi, ok := countedPercentiles(img, c.Low, c.High)
@@ -182,6 +180,27 @@ func Normalize(img *pixels.Image, c Config) ([]float32, string, error) {
 		}
 	}
 	return out, mode, nil
+}
+
+// normalizeRange sets out[i] to element i of img (8- or 16-bit unsigned)
+// over max, clamped to [0, 1]. 8-bit elements look up their 256 possible
+// values, computed by the same expression.
+func normalizeRange(img *pixels.Image, max float64, out []float32) {
+	switch img.DType {
+	case pixels.Uint8:
+		var lut [256]float32
+		for v := range lut {
+			lut[v] = float32(clamp01(float64(v) / max))
+		}
+		for i, v := range img.Data[:len(out)] {
+			out[i] = lut[v]
+		}
+	case pixels.Uint16:
+		d := img.Data[:2*len(out)]
+		for i := range out {
+			out[i] = float32(clamp01(float64(binary.LittleEndian.Uint16(d[2*i:])) / max))
+		}
+	}
 }
 
 // Tensor returns the model input for img: a [3, Size, Size] float32 tensor
@@ -553,6 +572,12 @@ func View(img *pixels.Image, c Config) (pix []uint8, channels int, err error) {
 	}
 	n := img.Rows * img.Cols
 	pix = make([]uint8, n*channels)
+	if ch == channels {
+		for i, v := range norm[:len(pix)] {
+			pix[i] = uint8(v*255 + 0.5)
+		}
+		return pix, channels, nil
+	}
 	for i := 0; i < n; i++ {
 		for k := 0; k < channels; k++ {
 			pix[i*channels+k] = uint8(norm[i*ch+k]*255 + 0.5)

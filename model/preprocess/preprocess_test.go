@@ -256,3 +256,97 @@ func BenchmarkPercentiles(b *testing.B) {
 		}
 	})
 }
+
+// TestRangeAndViewPaths checks Normalize's range mode and View against
+// the element-by-element rule (pixels.Image.At over the type's maximum,
+// then round(v*255)) with ==, for every 8-bit value, random 16-bit values
+// with and without BitsStored, 1, 3 and 4 channels, and MONOCHROME1.
+func TestRangeAndViewPaths(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	var imgs []*pixels.Image
+	for _, ch := range []int{1, 3, 4} {
+		u8 := pixels.New(16, 16, ch, pixels.Uint8)
+		for i := range u8.Len() {
+			u8.Set(i, float64(i%256))
+		}
+		imgs = append(imgs, u8)
+		for _, bits := range []int{0, 12} {
+			u16 := pixels.New(9, 7, ch, pixels.Uint16)
+			for i := range u16.Len() {
+				u16.Set(i, float64(rng.IntN(65536)))
+			}
+			u16.Meta.BitsStored = bits
+			imgs = append(imgs, u16)
+		}
+	}
+	mono1 := pixels.New(16, 16, 1, pixels.Uint8)
+	for i := range mono1.Len() {
+		mono1.Set(i, float64(255-i%256))
+	}
+	mono1.Meta.Photometric = "MONOCHROME1"
+	imgs = append(imgs, mono1)
+	cfg := Default(32)
+	for k, img := range imgs {
+		max := 255.0
+		if img.DType == pixels.Uint16 {
+			max = 65535
+			if b := img.Meta.BitsStored; b > 0 {
+				max = float64(int(1)<<b - 1)
+			}
+		}
+		norm, mode, err := Normalize(img, cfg)
+		if err != nil || mode != ModeRange {
+			t.Fatalf("image %d: mode %s, %v", k, mode, err)
+		}
+		want := make([]float32, img.Len())
+		for i := range want {
+			want[i] = float32(clamp01(img.At(i) / max))
+			if img.Meta.Photometric == "MONOCHROME1" {
+				want[i] = 1 - want[i]
+			}
+			if norm[i] != want[i] {
+				t.Fatalf("image %d (%v, %d channels): element %d is %v, want %v", k, img.DType, img.Channels, i, norm[i], want[i])
+			}
+		}
+		view, channels, err := View(img, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := min(img.Channels, 3); channels != want {
+			t.Fatalf("image %d: view has %d channels, want %d", k, channels, want)
+		}
+		for i := range img.Rows * img.Cols {
+			for c := range channels {
+				if got, w := view[i*channels+c], uint8(want[i*img.Channels+c]*255+0.5); got != w {
+					t.Fatalf("image %d: view pixel %d channel %d is %d, want %d", k, i, c, got, w)
+				}
+			}
+		}
+	}
+}
+
+// BenchmarkView is the heatmap's view of a 256×256 RGB 8-bit image and of
+// a 16-bit gray slice (range mode).
+func BenchmarkView(b *testing.B) {
+	rgb := pixels.New(256, 256, 3, pixels.Uint8)
+	gray := pixels.New(256, 256, 1, pixels.Uint16)
+	for i := range rgb.Len() {
+		rgb.Set(i, float64(i*7%256))
+	}
+	for i := range gray.Len() {
+		gray.Set(i, float64(i*13%4096))
+	}
+	gray.Meta.BitsStored = 12
+	for _, c := range []struct {
+		name string
+		img  *pixels.Image
+	}{{"rgb8", rgb}, {"gray16", gray}} {
+		b.Run(c.name, func(b *testing.B) {
+			for b.Loop() {
+				if _, _, err := View(c.img, Default(256)); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

@@ -231,6 +231,14 @@ func (f *expandFn) mask(ctx context.Context, it Item, img *pixels.Image) ([]uint
 		return nil, fmt.Errorf("read: mask %s: %w", it.MaskURI, err)
 	}
 	out := make([]uint8, m.Rows*m.Cols)
+	if m.DType == pixels.Uint8 { // PNG masks: the first channel's bytes
+		for i := range out {
+			if m.Data[i*m.Channels] > 0 {
+				out[i] = 1
+			}
+		}
+		return out, nil
+	}
 	for i := range out {
 		if m.At(i*m.Channels) > 0 {
 			out[i] = 1
