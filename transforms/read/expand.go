@@ -3,6 +3,7 @@ package read
 import (
 	"context"
 	"fmt"
+	"sync"
 
 	"github.com/apache/beam/sdks/v2/go/pkg/beam"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/log"
@@ -22,59 +23,44 @@ var (
 )
 
 // expandFn decodes a File and emits one Decoded per image, slice or frame
-// that its items ask for. With Prefetch, it decodes up to Prefetch files on
-// other goroutines while it emits the images of the oldest, in order
-// (Options.Prefetch).
+// that its items ask for. With Prefetch, it decodes up to Prefetch files,
+// with their masks, on other goroutines while it emits the images of the
+// oldest, in order (Options.Prefetch).
 type expandFn struct {
 	Limits   pixels.Limits
 	Prefetch int
 
-	masks   []maskEntry        // most recent last
-	pending []chan decodedFile // files being decoded ahead, oldest first
+	masks   maskCache
+	pending []chan []output // files being decoded ahead, oldest first
 	// decodeURI decodes a file (decode.URI unless a test sets it).
 	decodeURI func(ctx context.Context, uri string, limits pixels.Limits) ([]*pixels.Image, error)
 }
 
-// decodedFile is a File and what decoding it gave.
-type decodedFile struct {
-	file   File
-	images []*pixels.Image
-	err    error
-}
-
-type maskEntry struct {
-	uri    string
-	images []*pixels.Image
-	err    error
+// output is one image to emit, with its mask attached, or one failure.
+type output struct {
+	d    Decoded
+	fail *Failure
 }
 
 func (f *expandFn) ProcessElement(ctx context.Context, file File, emit func(Decoded), fail func(Failure)) {
 	if f.Prefetch <= 0 {
-		var d decodedFile
-		if d.file = file; file.Error == "" {
-			d.images, d.err = f.decode(ctx, file.URI)
-		}
-		f.expand(ctx, d, emit, fail)
+		f.emit(ctx, f.expand(ctx, file), emit, fail)
 		return
 	}
-	done := make(chan decodedFile, 1)
+	done := make(chan []output, 1)
 	f.pending = append(f.pending, done)
-	if file.Error != "" {
-		done <- decodedFile{file: file}
-	} else {
-		go func() {
-			d := decodedFile{file: file}
-			defer func() {
-				// A decoder's panic fails this file, as a decoding
-				// error would, instead of the process.
-				if r := recover(); r != nil {
-					d.images, d.err = nil, fmt.Errorf("read: %s: decoder panic: %v", file.URI, r)
-				}
-				done <- d
-			}()
-			d.images, d.err = f.decode(ctx, file.URI)
+	go func() {
+		var outs []output
+		defer func() {
+			// A decoder's panic fails this file, as a decoding error
+			// would, instead of the process.
+			if r := recover(); r != nil {
+				outs = failAll(file, fmt.Sprintf("read: %s: decoder panic: %v", file.URI, r))
+			}
+			done <- outs
 		}()
-	}
+		outs = f.expand(ctx, file)
+	}()
 	for len(f.pending) > f.Prefetch {
 		f.expandOldest(ctx, emit, fail)
 	}
@@ -89,30 +75,46 @@ func (f *expandFn) FinishBundle(ctx context.Context, emit func(Decoded), fail fu
 
 // expandOldest waits for the oldest file being decoded ahead and emits it.
 func (f *expandFn) expandOldest(ctx context.Context, emit func(Decoded), fail func(Failure)) {
-	d := <-f.pending[0]
+	outs := <-f.pending[0]
 	f.pending[0] = nil
 	f.pending = f.pending[1:]
-	f.expand(ctx, d, emit, fail)
+	f.emit(ctx, outs, emit, fail)
 }
 
-// expand emits a decoded file's images, or its items' failures.
-func (f *expandFn) expand(ctx context.Context, d decodedFile, emit func(Decoded), fail func(Failure)) {
-	file, images, err := d.file, d.images, d.err
-	emit, fail = counted(ctx, emit, fail)
-	failAll := func(msg string) {
-		for _, it := range file.Items {
-			fail(Failure{URI: it.URI, Index: it.Index, Error: msg})
+// emit emits a file's outputs, in order, counting them.
+func (f *expandFn) emit(ctx context.Context, outs []output, emit func(Decoded), fail func(Failure)) {
+	for _, o := range outs {
+		if o.fail != nil {
+			failedCount.Inc(ctx, 1)
+			fail(*o.fail)
+			continue
 		}
+		imagesCount.Inc(ctx, 1)
+		emit(o.d)
 	}
+}
+
+// failAll fails every item of file with msg.
+func failAll(file File, msg string) []output {
+	outs := make([]output, len(file.Items))
+	for i, it := range file.Items {
+		outs[i].fail = &Failure{URI: it.URI, Index: it.Index, Error: msg}
+	}
+	return outs
+}
+
+// expand decodes a file and returns its images, with their masks, or its
+// items' failures. It may run on a goroutine of its own (Prefetch).
+func (f *expandFn) expand(ctx context.Context, file File) []output {
 	if file.Error != "" {
-		failAll(file.Error)
-		return
+		return failAll(file, file.Error)
 	}
+	images, err := f.decode(ctx, file.URI)
 	if err != nil {
 		log.Debugf(ctx, "read: %v", err)
-		failAll(err.Error())
-		return
+		return failAll(file, err.Error())
 	}
+	var outs []output
 	for _, it := range file.Items {
 		if it.Index < 0 {
 			for _, img := range images {
@@ -123,13 +125,14 @@ func (f *expandFn) expand(ctx context.Context, d decodedFile, emit func(Decoded)
 						out.MaskIndex = img.Index
 					}
 				}
-				f.emitOne(ctx, out, img, emit, fail)
+				outs = append(outs, f.withMask(ctx, out, img))
 			}
 			continue
 		}
 		img := pick(images, it.Index)
 		if img == nil {
-			fail(Failure{URI: it.URI, Index: it.Index, Error: fmt.Sprintf("read: %s: slice %d not found (the file has %d images)", it.URI, it.Index, len(images))})
+			outs = append(outs, output{fail: &Failure{URI: it.URI, Index: it.Index,
+				Error: fmt.Sprintf("read: %s: slice %d not found (the file has %d images)", it.URI, it.Index, len(images))}})
 			continue
 		}
 		out := it
@@ -137,28 +140,22 @@ func (f *expandFn) expand(ctx context.Context, d decodedFile, emit func(Decoded)
 		if out.IndexKind == "" {
 			out.IndexKind = "slice"
 		}
-		f.emitOne(ctx, out, img, emit, fail)
+		outs = append(outs, f.withMask(ctx, out, img))
 	}
+	return outs
 }
 
-// counted wraps the emitters to count decoded images and failures.
-func counted(ctx context.Context, emit func(Decoded), fail func(Failure)) (func(Decoded), func(Failure)) {
-	return func(d Decoded) { imagesCount.Inc(ctx, 1); emit(d) },
-		func(f Failure) { failedCount.Inc(ctx, 1); fail(f) }
-}
-
-// emitOne attaches the mask and emits the image, or a Failure when the mask
-// cannot be loaded.
-func (f *expandFn) emitOne(ctx context.Context, it Item, img *pixels.Image, emit func(Decoded), fail func(Failure)) {
+// withMask attaches the item's mask to the image, or fails the item when
+// the mask cannot be loaded.
+func (f *expandFn) withMask(ctx context.Context, it Item, img *pixels.Image) output {
 	mask, err := f.mask(ctx, it, img)
 	if err != nil {
-		fail(Failure{URI: it.URI, Index: it.Index, Error: err.Error()})
-		return
+		return output{fail: &Failure{URI: it.URI, Index: it.Index, Error: err.Error()}}
 	}
 	if id := img.Meta.Identity; it.Study == "" && it.Series == "" {
 		it.Study, it.Series = id.StudyInstanceUID, id.SeriesInstanceUID
 	}
-	emit(Decoded{Item: it, Image: img, Mask: mask})
+	return output{d: Decoded{Item: it, Image: img, Mask: mask}}
 }
 
 // decode reads and decodes one file.
@@ -198,20 +195,7 @@ func (f *expandFn) mask(ctx context.Context, it Item, img *pixels.Image) ([]uint
 	case EmptyMask:
 		return make([]uint8, img.Rows*img.Cols), nil
 	}
-	var e *maskEntry
-	for i := range f.masks {
-		if f.masks[i].uri == it.MaskURI {
-			e = &f.masks[i]
-		}
-	}
-	if e == nil {
-		images, err := f.decode(ctx, it.MaskURI)
-		if len(f.masks) == maskCacheSize {
-			f.masks = f.masks[1:]
-		}
-		f.masks = append(f.masks, maskEntry{uri: it.MaskURI, images: images, err: err})
-		e = &f.masks[len(f.masks)-1]
-	}
+	e := f.masks.get(it.MaskURI, func() ([]*pixels.Image, error) { return f.decode(ctx, it.MaskURI) })
 	if e.err != nil {
 		return nil, fmt.Errorf("read: mask: %w", e.err)
 	}
@@ -245,4 +229,46 @@ func (f *expandFn) mask(ctx context.Context, it Item, img *pixels.Image) ([]uint
 		}
 	}
 	return out, nil
+}
+
+// maskCache keeps the maskCacheSize mask files used last. The files
+// decoded ahead share it, and a mask file is decoded once even when two
+// of them ask for it at the same time.
+type maskCache struct {
+	mu      sync.Mutex
+	entries []*maskEntry // most recent last
+}
+
+type maskEntry struct {
+	uri    string
+	done   chan struct{} // closed when images and err are set
+	images []*pixels.Image
+	err    error
+}
+
+// get returns the entry of uri, decoding it with decode when the cache
+// does not hold it.
+func (c *maskCache) get(uri string, decode func() ([]*pixels.Image, error)) *maskEntry {
+	c.mu.Lock()
+	for _, e := range c.entries {
+		if e.uri == uri {
+			c.mu.Unlock()
+			<-e.done
+			return e
+		}
+	}
+	e := &maskEntry{uri: uri, done: make(chan struct{})}
+	if len(c.entries) == maskCacheSize {
+		c.entries = append(c.entries[:0], c.entries[1:]...)
+	}
+	c.entries = append(c.entries, e)
+	c.mu.Unlock()
+	defer close(e.done)
+	defer func() {
+		if r := recover(); r != nil { // as a decoding error, for every item that asks
+			e.images, e.err = nil, fmt.Errorf("read: %s: decoder panic: %v", uri, r)
+		}
+	}()
+	e.images, e.err = decode()
+	return e
 }

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"testing/iotest"
 	"time"
@@ -426,4 +427,98 @@ func TestParseManifestReadError(t *testing.T) {
 	if !errors.Is(err, boom) {
 		t.Errorf("parseManifest after a read error: %v (%d files), want %v", err, n, boom)
 	}
+}
+
+// maskDecoder decodes images and masks as slowDecoder does, counting the
+// decodes of each URI and reporting each start; a mask (mask*) has its
+// second pixel set.
+type maskDecoder struct {
+	mu      sync.Mutex
+	count   map[string]int
+	started chan string
+}
+
+func (d *maskDecoder) decode(ctx context.Context, uri string, l pixels.Limits) ([]*pixels.Image, error) {
+	d.mu.Lock()
+	d.count[uri]++
+	d.mu.Unlock()
+	if d.started != nil {
+		d.started <- uri
+	}
+	imgs, err := slowDecoder{}.decode(ctx, uri, l)
+	if err == nil && strings.HasPrefix(uri, "mask") {
+		imgs[0].Set(1, 255)
+	}
+	return imgs, err
+}
+
+// TestExpandMasksAhead checks that with Prefetch a file's masks are decoded
+// with it, ahead of the images before it being emitted; that the outputs,
+// masks included, are those of decoding in turn; and that a mask file
+// shared by files decoded at the same time is decoded once (each file's
+// goroutine asks the cache for it).
+func TestExpandMasksAhead(t *testing.T) {
+	var files []File
+	for i := range 12 {
+		uri := fmt.Sprintf("good%02d.png", i)
+		mask := "mask-a.png"
+		switch i % 4 {
+		case 1:
+			mask = "mask-shared.png"
+		case 2:
+			mask = "badmask.png"
+		case 3:
+			mask = EmptyMask
+		}
+		files = append(files, File{URI: uri, Items: []Item{{URI: uri, Index: -1, MaskURI: mask, MaskIndex: -1}}})
+	}
+	run := func(prefetch int, d *maskDecoder) []string {
+		var got []string
+		f := &expandFn{Prefetch: prefetch, decodeURI: d.decode}
+		emit := func(dd Decoded) { got = append(got, fmt.Sprintf("image %s mask %v", dd.Item.URI, dd.Mask)) }
+		fail := func(fl Failure) { got = append(got, "failure "+fl.URI+": "+fl.Error) }
+		for _, file := range files {
+			f.ProcessElement(context.Background(), file, emit, fail)
+		}
+		f.FinishBundle(context.Background(), emit, fail)
+		return got
+	}
+	want := run(0, &maskDecoder{count: map[string]int{}})
+	if len(want) != len(files) || want[0] != "image good00.png mask [0 1 0 0]" || !strings.HasPrefix(want[2], "failure good02.png: read: mask: read: badmask.png") {
+		t.Fatalf("in turn: %q", want)
+	}
+	for _, k := range []int{1, 3, 12} {
+		d := &maskDecoder{count: map[string]int{}}
+		if got := run(k, d); strings.Join(got, "\n") != strings.Join(want, "\n") {
+			t.Errorf("prefetch %d emitted\n%s\nwant\n%s", k, strings.Join(got, "\n"), strings.Join(want, "\n"))
+		}
+		// Three mask files, which the cache holds all along.
+		for _, m := range []string{"mask-a.png", "mask-shared.png", "badmask.png"} {
+			if n := d.count[m]; n != 1 {
+				t.Errorf("prefetch %d: %s was decoded %d times, want once", k, m, n)
+			}
+		}
+	}
+
+	// Ahead: when good00's image is emitted, good01's mask has been read.
+	d := &maskDecoder{count: map[string]int{}, started: make(chan string, 64)}
+	f := &expandFn{Prefetch: 1, decodeURI: d.decode}
+	seen := map[string]bool{}
+	emit := func(dd Decoded) {
+		if dd.Item.URI != "good00.png" {
+			return
+		}
+		for !seen["mask-shared.png"] {
+			select {
+			case u := <-d.started:
+				seen[u] = true
+			case <-time.After(2 * time.Second):
+				t.Fatal("good00.png was emitted before good01.png's mask started decoding")
+			}
+		}
+	}
+	for _, file := range files[:3] {
+		f.ProcessElement(context.Background(), file, emit, func(Failure) {})
+	}
+	f.FinishBundle(context.Background(), emit, func(Failure) {})
 }
