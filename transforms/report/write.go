@@ -108,7 +108,12 @@ type lineFn struct {
 	Opt Options
 
 	spill  *shard.Spiller[Line]
-	writes errgroup.Group
+	writes *pictureWriters // this bundle's
+}
+
+// pictureWriters are the goroutines that write one bundle's pictures.
+type pictureWriters struct {
+	g      errgroup.Group
 	failed atomic.Pointer[error] // the first write that failed
 }
 
@@ -119,23 +124,23 @@ func imageWriters() int { return min(runtime.NumCPU(), runtime.GOMAXPROCS(0)) }
 
 func (f *lineFn) StartBundle(context.Context, func(string)) {
 	f.spill = scoresShards().NewSpiller(f.Opt.Dir)
-	f.writes = errgroup.Group{}
-	f.writes.SetLimit(imageWriters())
-	f.failed.Store(nil)
+	f.writes = &pictureWriters{}
+	f.writes.g.SetLimit(imageWriters())
 }
 
 func (f *lineFn) ProcessElement(ctx context.Context, r score.Result, emit func(string)) error {
-	if err := f.failed.Load(); err != nil {
+	w := f.writes
+	if err := w.failed.Load(); err != nil {
 		return *err // a write failed: the bundle stops here
 	}
 	rec := imageNames(r, f.Opt)
 	if rec.Heatmap != "" {
 		heatmapCount.Inc(ctx, 1)
 		// Go waits while imageWriters results are being written.
-		f.writes.Go(func() error {
+		w.g.Go(func() error {
 			err := writeImages(ctx, r, f.Opt, rec)
 			if err != nil {
-				f.failed.CompareAndSwap(nil, &err)
+				w.failed.CompareAndSwap(nil, &err)
 			}
 			return err
 		})
@@ -148,7 +153,7 @@ func (f *lineFn) ProcessElement(ctx context.Context, r score.Result, emit func(s
 }
 
 func (f *lineFn) FinishBundle(ctx context.Context, emit func(string)) error {
-	if err := f.writes.Wait(); err != nil {
+	if err := f.writes.g.Wait(); err != nil {
 		return err
 	}
 	return f.spill.Flush(ctx, emit)

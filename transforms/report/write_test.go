@@ -96,7 +96,7 @@ func TestLineFnWriteFails(t *testing.T) {
 	if err := f.ProcessElement(ctx, testResult("a.png", 16, 0.9), emit); err != nil {
 		t.Fatalf("first element: %v (the write runs on its own goroutine)", err)
 	}
-	f.writes.Wait() //nolint:errcheck // the error is checked below, as the bundle sees it
+	f.writes.g.Wait() //nolint:errcheck // the error is checked below, as the bundle sees it
 	err := f.ProcessElement(ctx, testResult("b.png", 16, 0.9), emit)
 	if err == nil || !strings.Contains(err.Error(), "writing heatmaps/a_") {
 		t.Errorf("element after a failed write: %v, want the write's error", err)
