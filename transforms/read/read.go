@@ -90,13 +90,14 @@ type Options struct {
 	// until listing ends, memory that grows with the input.
 	NoReshuffle bool
 	// Prefetch is how many files ReadFiles decodes ahead, each on its own
-	// goroutine, while the images of the file before them go down the
-	// pipeline (0: each file is decoded when its turn comes). On a runner
-	// that runs the whole pipeline in one bundle (Prism with NoReshuffle),
-	// decoding then leaves the goroutine that also preprocesses, emits and
-	// writes every image. Images and failures still come out in listing
-	// order. A multi-image file (a volume) is held whole while it waits, so
-	// memory grows with Prefetch times the largest file.
+	// goroutine and with its masks, while the images of the file before
+	// them go down the pipeline (0: each file is decoded when its turn
+	// comes). On a runner that runs the whole pipeline in one bundle (Prism
+	// with NoReshuffle), decoding then leaves the goroutine that also
+	// preprocesses, emits and writes every image. Images and failures still
+	// come out in listing order. A multi-image file (a volume) is held
+	// whole, with its masks, while it waits, so memory grows with Prefetch
+	// times the largest file.
 	Prefetch int
 }
 
