@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"log/slog"
 	"os"
 	"strconv"
 	"strings"
@@ -158,7 +159,13 @@ func runScore(ctx context.Context, args []string) int {
 	if err := sf.opt.Validate(); err != nil {
 		return usageError("score", strings.TrimPrefix(err.Error(), "score: "))
 	}
-	// The session builds while the preflight runs.
+	// The session builds while the preflight runs. Until beam.Init sets up
+	// Beam's log handler, its lines (the model load, the session's device)
+	// go through log/slog's default handler: at the run's level, as after.
+	var level slog.Level
+	if level.UnmarshalText([]byte(plan.logLevel)) == nil {
+		slog.SetLogLoggerLevel(level)
+	}
 	scoring.Preload(ctx, *sf.opt)
 	// Preflight: the checks that would otherwise fail inside the
 	// pipeline, after Beam's plan dump.
