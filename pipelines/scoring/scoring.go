@@ -570,13 +570,8 @@ func runName(t time.Time) string { return t.UTC().Format("20060102T150405.000Z")
 // runs (unless the GOMAXPROCS environment variable is set), then sets it
 // back.
 func Run(ctx context.Context, opt Options) (*Summary, error) {
-	local := LocalRunner(*runners.Runner)
-	if local {
-		// The session builds while the checks run and Prism starts the
-		// job. A model that does not load is reported by check or by the
-		// scoring step, as without it.
-		score.Preload(ctx, scoreOptions(opt))
-	}
+	// The session builds while the checks run and Prism starts the job.
+	Preload(ctx, opt)
 	info, err := check(ctx, &opt)
 	if err != nil {
 		return nil, err
@@ -595,6 +590,7 @@ func Run(ctx context.Context, opt Options) (*Summary, error) {
 	} else {
 		opt.stage = storage.Join(opt.Output, ".tmp-"+start.UTC().Format("20060102T150405")+"-"+hex.EncodeToString(id))
 	}
+	local := LocalRunner(*runners.Runner)
 	p, s := beam.NewPipelineWithRoot()
 	build(s, opt, info)
 

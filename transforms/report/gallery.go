@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"runtime"
 	"slices"
 	"sort"
 
@@ -105,8 +104,7 @@ func (f *galleryFn) ProcessElement(_ context.Context, r score.Result, _ func(gal
 
 func (f *galleryFn) FinishBundle(_ context.Context, emit func(galleryItem)) error {
 	var g errgroup.Group
-	// The cores, not GOMAXPROCS: scoring.Run raises that for Prism.
-	g.SetLimit(min(runtime.NumCPU(), runtime.GOMAXPROCS(0)))
+	g.SetLimit(pictureGoroutines())
 	for i := range f.best {
 		c := &f.best[i]
 		g.Go(func() error {

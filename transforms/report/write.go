@@ -101,7 +101,7 @@ func sortKey(uri string, index int) string { return fmt.Sprintf("%s\x00%012d", u
 // lineFn writes a result's heatmap (when the mode asks for it), formats its
 // scores.jsonl line and spills the lines in sorted shards, emitting each
 // shard's URI. The pictures are drawn, encoded and written on up to
-// imageWriters goroutines while the bundle goes on (a line names its
+// pictureGoroutines goroutines while the bundle goes on (a line names its
 // pictures before they exist); FinishBundle waits for them, and the
 // first that fails fails the bundle.
 type lineFn struct {
@@ -117,15 +117,16 @@ type pictureWriters struct {
 	failed atomic.Pointer[error] // the first write that failed
 }
 
-// imageWriters is how many results' pictures lineFn writes at once: the
-// worker's cores, not GOMAXPROCS (scoring.Run raises that for Prism). Each
-// holds one result until its pictures are written.
-func imageWriters() int { return min(runtime.NumCPU(), runtime.GOMAXPROCS(0)) }
+// pictureGoroutines is how many goroutines draw pictures at once, in
+// lineFn and in the gallery: the worker's cores, not GOMAXPROCS
+// (scoring.Run raises that for Prism). Each of lineFn's holds one result
+// until its pictures are written.
+func pictureGoroutines() int { return min(runtime.NumCPU(), runtime.GOMAXPROCS(0)) }
 
 func (f *lineFn) StartBundle(context.Context, func(string)) {
 	f.spill = scoresShards().NewSpiller(f.Opt.Dir)
 	f.writes = &pictureWriters{}
-	f.writes.g.SetLimit(imageWriters())
+	f.writes.g.SetLimit(pictureGoroutines())
 }
 
 func (f *lineFn) ProcessElement(ctx context.Context, r score.Result, emit func(string)) error {
@@ -136,7 +137,7 @@ func (f *lineFn) ProcessElement(ctx context.Context, r score.Result, emit func(s
 	rec := imageNames(r, f.Opt)
 	if rec.Heatmap != "" {
 		heatmapCount.Inc(ctx, 1)
-		// Go waits while imageWriters results are being written.
+		// Go waits while pictureGoroutines results are being written.
 		w.g.Go(func() error {
 			err := writeImages(ctx, r, f.Opt, rec)
 			if err != nil {
