@@ -34,6 +34,13 @@ const (
 	DefaultFanIn      = 64
 )
 
+// readBuffer is each merged shard's read buffer. A merge holds up to FanIn
+// of them at once, at the end of the run, where the peak memory is: at 256
+// KiB, the 70 scores' and studies' shards of 100,000 images held about 18
+// MiB there; at 32 KiB a full fan-in of 64 holds 2 MiB. The records are read
+// in order, so the operating system's read-ahead does the rest.
+const readBuffer = 32 << 10
+
 // maxRecord bounds a record's length, so that a corrupt length field cannot
 // make the reader allocate more.
 const maxRecord = 1 << 30
@@ -176,7 +183,7 @@ func (f *Format[T]) open(ctx context.Context, uri string) (*reader[T], error) {
 	if err != nil {
 		return nil, fmt.Errorf("shard: %w", err)
 	}
-	return &reader[T]{uri: uri, rc: rc, br: bufio.NewReaderSize(rc, 256<<10)}, nil
+	return &reader[T]{uri: uri, rc: rc, br: bufio.NewReaderSize(rc, readBuffer)}, nil
 }
 
 // next reads the next record into r.cur; it returns io.EOF at a clean end.
