@@ -212,13 +212,20 @@ func (b *batcher) emitDone(ctx context.Context, wait bool, emit func(Result), em
 	}
 }
 
-// flush scores what is buffered and emits everything (FinishBundle). The
-// last images are split into InFlight batches, so that the bundle's end
-// uses every scoring slot instead of one.
+// flush scores what is buffered and emits everything (FinishBundle). With
+// several scoring slots the last images go out in small batches (an eighth
+// of the batch size, at least one image), each taken by the first slot to
+// free up. The slots' last full batches end up to a batch apart; the small
+// ones fill that gap, so the slots finish close together instead of one
+// scoring the last images alone. A batch of one costs a single-thread
+// session no more per image than a batch of 8 (bench/readings/scoring.md).
 func (b *batcher) flush(ctx context.Context, emit func(Result), emitPix func(evaluate.PixelResult), fail func(read.Failure)) error {
-	rest, parts := b.buf, min(len(b.buf), max(1, b.Opt.InFlight))
-	for i := range parts { // sizes differ by one at most
-		k := len(rest) / (parts - i)
+	rest, size := b.buf, len(b.buf)
+	if b.Opt.InFlight > 1 {
+		size = max(1, b.batchSize()/8)
+	}
+	for len(rest) > 0 {
+		k := min(size, len(rest))
 		b.buf, rest = rest[:k:k], rest[k:]
 		b.submit(ctx, emit, emitPix, fail)
 	}

@@ -343,22 +343,26 @@ func TestBatcherStartsBeforeEmitting(t *testing.T) {
 	}
 }
 
-// TestBatcherFlushSplits checks that the images left at FinishBundle are
-// split into InFlight batches, and that every image is scored once.
+// TestBatcherFlushSplits checks that with several scoring slots the
+// images left at FinishBundle go out in batches of an eighth of the batch
+// size (at least one), with one slot in one batch, and that every image is
+// scored once.
 func TestBatcherFlushSplits(t *testing.T) {
 	for _, c := range []struct {
-		inFlight, images int
-		want             []int // batch sizes, sorted
+		batch, inFlight, images int
+		want                    []int // batch sizes, sorted
 	}{
-		{1, 11, []int{3, 8}},
-		{2, 11, []int{1, 2, 8}},
-		{2, 16, []int{8, 8}},
-		{3, 12, []int{1, 1, 2, 8}},
-		{3, 13, []int{1, 2, 2, 8}},
-		{4, 3, []int{1, 1, 1}},
+		{8, 1, 11, []int{3, 8}},
+		{8, 0, 11, []int{3, 8}},
+		{8, 2, 11, []int{1, 1, 1, 8}},
+		{8, 2, 16, []int{8, 8}},
+		{8, 3, 13, []int{1, 1, 1, 1, 1, 8}},
+		{8, 4, 3, []int{1, 1, 1}},
+		{32, 2, 42, []int{2, 4, 4, 32}},
+		{4, 2, 7, []int{1, 1, 1, 4}},
 	} {
 		f := &fake{}
-		b := &batcher{Opt: Options{BatchSize: 8, InFlight: c.inFlight}, m: f}
+		b := &batcher{Opt: Options{BatchSize: c.batch, InFlight: c.inFlight}, m: f}
 		var got int
 		emit := func(Result) { got++ }
 		fail := func(f read.Failure) { t.Errorf("failure %v", f) }
@@ -373,7 +377,63 @@ func TestBatcherFlushSplits(t *testing.T) {
 		}
 		sizes := slices.Sorted(slices.Values(f.batches))
 		if !slices.Equal(sizes, c.want) || got != c.images {
-			t.Errorf("in-flight %d, %d images: batches %v and %d results, want %v and %d", c.inFlight, c.images, sizes, got, c.want, c.images)
+			t.Errorf("batch %d, in-flight %d, %d images: batches %v and %d results, want %v and %d", c.batch, c.inFlight, c.images, sizes, got, c.want, c.images)
+		}
+	}
+}
+
+// slowFirst scores its first batch only when released, and every other
+// batch at once.
+type slowFirst struct {
+	fake
+	calls   atomic.Int32
+	release chan struct{}
+	others  chan int
+}
+
+func (s *slowFirst) Score(batch [][]float32) ([][]float32, []float32, error) {
+	if s.calls.Add(1) == 1 {
+		<-s.release
+	} else {
+		s.others <- len(batch)
+	}
+	return s.fake.Score(batch)
+}
+
+// TestBatcherFlushFillsFreeSlot checks that while one slot is still
+// scoring a full batch, the other scores every image left at FinishBundle,
+// and that the results still come out in input order.
+func TestBatcherFlushFillsFreeSlot(t *testing.T) {
+	s := &slowFirst{release: make(chan struct{}), others: make(chan int, 16)}
+	b := &batcher{Opt: Options{BatchSize: 8, InFlight: 2}, m: s}
+	in := decoded(12)
+	var got []string
+	emit := func(r Result) { got = append(got, r.Item.URI) }
+	fail := func(f read.Failure) { t.Errorf("failure %v", f) }
+	ctx := context.Background()
+	for _, d := range in {
+		if err := b.add(ctx, d, emit, func(evaluate.PixelResult) {}, fail); err != nil {
+			t.Fatal(err)
+		}
+	}
+	done := make(chan error)
+	go func() { done <- b.flush(ctx, emit, func(evaluate.PixelResult) {}, fail) }()
+	scored := 0
+	for scored < 4 {
+		select {
+		case n := <-s.others:
+			scored += n
+		case <-time.After(5 * time.Second):
+			t.Fatalf("%d of the 4 last images scored while the first batch was held", scored)
+		}
+	}
+	close(s.release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	for i, d := range in {
+		if i >= len(got) || got[i] != d.Item.URI {
+			t.Fatalf("results %v, want the inputs' order", got)
 		}
 	}
 }
