@@ -141,7 +141,8 @@ func (b *batcher) batchSize() int {
 	return 8
 }
 
-// add preprocesses one image and submits the batch when it is full.
+// add preprocesses one image and submits a full batch when the next image
+// arrives.
 func (b *batcher) add(ctx context.Context, d read.Decoded, emit func(Result), emitPix func(evaluate.PixelResult), fail func(read.Failure)) error {
 	t, err := b.m.Preprocess(d.Image)
 	if err != nil {
@@ -151,8 +152,15 @@ func (b *batcher) add(ctx context.Context, d read.Decoded, emit func(Result), em
 		return nil
 	}
 	b.buf = append(b.buf, pending{d: d, tensor: t})
-	if len(b.buf) >= b.batchSize() {
+	// A full batch goes out when the image after it arrives, so that the
+	// bundle's last images always reach flush, which shares them among the
+	// slots (an input of one batch, or of whole batches, would otherwise
+	// end on one slot).
+	if n := b.batchSize(); len(b.buf) > n {
+		next := b.buf[n]
+		b.buf = b.buf[:n:n]
 		b.submit(ctx, emit, emitPix, fail)
+		b.buf = append(make([]pending, 0, n+1), next)
 	}
 	return nil
 }

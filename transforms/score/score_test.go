@@ -182,19 +182,21 @@ func TestGroupsOf(t *testing.T) {
 	}
 }
 
-// gated scores a batch only once the next image has been preprocessed, so
-// it deadlocks unless scoring overlaps preprocessing.
+// gated scores a batch of one image only once the image two after it has
+// been preprocessed (a full batch is submitted when the next image arrives,
+// so scoring overlaps preprocessing when the one after that is
+// preprocessed while the batch is scored); it deadlocks otherwise.
 type gated struct {
 	fake
-	next  chan struct{} // one token per image preprocessed after the first
-	first bool
+	next chan struct{} // one token per image preprocessed after the second
+	seen int
 }
 
 func (g *gated) Preprocess(img *pixels.Image) ([]float32, error) {
-	if g.first {
+	if g.seen >= 2 {
 		g.next <- struct{}{}
 	}
-	g.first = true
+	g.seen++
 	return g.fake.Preprocess(img)
 }
 
@@ -224,11 +226,14 @@ func TestBatcherOverlap(t *testing.T) {
 		if err := b.add(ctx, d, emit, emitPix, fail); err != nil {
 			t.Fatal(err)
 		}
-		if len(got) != i { // image i is in flight; the ones before it are out
+		// image i waits for the next; image i-1 is in flight; the ones
+		// before it are out
+		if len(got) != max(0, i-1) {
 			t.Fatalf("after %d images, %d results", i+1, len(got))
 		}
 	}
-	g.next <- struct{}{} // the last batch has no next image
+	g.next <- struct{}{} // the last two batches have no image two after them
+	g.next <- struct{}{}
 	if err := b.flush(ctx, emit, emitPix, fail); err != nil {
 		t.Fatal(err)
 	}
@@ -334,7 +339,8 @@ func TestBatcherStartsBeforeEmitting(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	a.next <- struct{}{} // the last batch has no next image
+	a.next <- struct{}{} // the last two batches have no image two after them
+	a.next <- struct{}{}
 	if err := b.flush(ctx, emit, func(evaluate.PixelResult) {}, fail); err != nil {
 		t.Fatal(err)
 	}
@@ -344,9 +350,9 @@ func TestBatcherStartsBeforeEmitting(t *testing.T) {
 }
 
 // TestBatcherFlushSplits checks that with several scoring slots the
-// images left at FinishBundle go out in batches of an eighth of the batch
-// size (at least one), with one slot in one batch, and that every image is
-// scored once.
+// images left at FinishBundle (the last full batch included) go out in
+// batches of an eighth of the batch size (at least one), with one slot in
+// one batch, and that every image is scored once.
 func TestBatcherFlushSplits(t *testing.T) {
 	for _, c := range []struct {
 		batch, inFlight, images int
@@ -355,7 +361,9 @@ func TestBatcherFlushSplits(t *testing.T) {
 		{8, 1, 11, []int{3, 8}},
 		{8, 0, 11, []int{3, 8}},
 		{8, 2, 11, []int{1, 1, 1, 8}},
-		{8, 2, 16, []int{8, 8}},
+		{8, 1, 16, []int{8, 8}},
+		{8, 2, 16, []int{1, 1, 1, 1, 1, 1, 1, 1, 8}}, // the last full batch too
+		{8, 2, 8, []int{1, 1, 1, 1, 1, 1, 1, 1}},
 		{8, 3, 13, []int{1, 1, 1, 1, 1, 8}},
 		{8, 4, 3, []int{1, 1, 1}},
 		{32, 2, 42, []int{2, 4, 4, 32}},
