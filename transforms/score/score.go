@@ -1,7 +1,8 @@
 // Package score scores decoded images with a model bundle in a Beam
 // pipeline. Each worker process holds one model per bundle (a process-wide
 // cache shared by all DoFn instances and bundles); elements are batched
-// within a bundle and the last partial batch is flushed in FinishBundle.
+// within a bundle, and the bundle's last images are scored at FinishBundle
+// in small batches shared among the scoring slots.
 package score
 
 import (
