@@ -60,7 +60,7 @@ func registerScoreFlags(fs *flag.FlagSet) *scoreFlags {
 	f := &scoreFlags{opt: scoring.RegisterFlags(fs)}
 	// The command picks the batch size from the device (prepareScore).
 	if b := fs.Lookup("batch-size"); b != nil {
-		b.Usage = fmt.Sprintf("images per model call (default %d on CPU, %d with --device=cuda or --gpu)", cpuBatchSize, cudaBatchSize)
+		b.Usage = fmt.Sprintf("images per model call (default %d on CPU, %d with --device=cuda or --gpu; the last images of a run go in smaller calls, shared by the --in-flight slots)", cpuBatchSize, cudaBatchSize)
 		b.DefValue = "0" // zero: PrintDefaults shows no "(default 8)"
 	}
 	f.gpu = fs.String("gpu", "", "Dataflow: GPUs for each worker, added to --dataflow_service_options as worker_accelerator: "+

@@ -183,7 +183,9 @@ const ThreadsAuto = -1
 type Options struct {
 	// Bundle is the model bundle URI (directory, .tar, local or gs://).
 	Bundle string
-	// BatchSize is the number of images per model call (default 8).
+	// BatchSize is the number of images per model call (default 8). With
+	// InFlight above one, a bundle's last images go in calls of an eighth
+	// of it (at least one), each to the first slot free.
 	BatchSize int
 	// Device is auto, cpu or cuda; Threads is ONNX Runtime's intra-op
 	// thread count (0: its default; ThreadsAuto: the worker's cores ÷
