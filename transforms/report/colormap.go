@@ -1,9 +1,6 @@
 package report
 
-import (
-	"image/color"
-	"math"
-)
+import "image/color"
 
 // viridisAnchors are entries (index, r, g, b) of the 256-entry viridis
 // table that matplotlib ships
@@ -53,6 +50,10 @@ func Viridis(t float64) color.RGBA {
 	}
 	a, b := viridisAnchors[i], viridisAnchors[i+1]
 	f := (x - a[0]) / (b[0] - a[0])
-	ch := func(k int) uint8 { return uint8(math.Round(255 * (a[k] + (b[k]-a[k])*f))) }
+	// Every channel value lies between 1.2 and 253.3, where adding 0.5
+	// and truncating rounds exactly as math.Round does (half away from
+	// zero), at a fraction of its cost: Viridis colours every pixel of a
+	// heatmap. TestViridisRounding compares the two.
+	ch := func(k int) uint8 { return uint8(255*(a[k]+(b[k]-a[k])*f) + 0.5) }
 	return color.RGBA{R: ch(1), G: ch(2), B: ch(3), A: 255}
 }

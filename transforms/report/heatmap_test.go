@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"image"
+	"image/color"
 	"image/png"
 	"math"
 	"os"
@@ -45,6 +46,54 @@ func TestViridis(t *testing.T) {
 	if Viridis(-1) != Viridis(0) || Viridis(2) != Viridis(1) || Viridis(math.NaN()) != Viridis(0) {
 		t.Error("Viridis does not clip")
 	}
+}
+
+// TestViridisRounding checks Viridis against the same interpolation
+// rounded with math.Round, at every anchor, just below and above each, and
+// at 200,001 points between: the cheaper rounding must give the same
+// colours everywhere.
+func TestViridisRounding(t *testing.T) {
+	ref := func(t float64) color.RGBA {
+		if !(t > 0) {
+			t = 0
+		} else if t > 1 {
+			t = 1
+		}
+		x := t * 255
+		i := 0
+		for i < len(viridisAnchors)-2 && viridisAnchors[i+1][0] <= x {
+			i++
+		}
+		a, b := viridisAnchors[i], viridisAnchors[i+1]
+		f := (x - a[0]) / (b[0] - a[0])
+		ch := func(k int) uint8 { return uint8(math.Round(255 * (a[k] + (b[k]-a[k])*f))) }
+		return color.RGBA{R: ch(1), G: ch(2), B: ch(3), A: 255}
+	}
+	var ts []float64
+	for _, a := range viridisAnchors {
+		x := a[0] / 255
+		ts = append(ts, x, math.Nextafter(x, -1), math.Nextafter(x, 2))
+	}
+	for i := 0; i <= 200000; i++ {
+		ts = append(ts, float64(i)/200000)
+	}
+	ts = append(ts, -1, 2, math.NaN(), math.Inf(1), math.Inf(-1))
+	for _, x := range ts {
+		if got, want := Viridis(x), ref(x); got != want {
+			t.Fatalf("Viridis(%v) = %v, rounded with math.Round %v", x, got, want)
+		}
+	}
+}
+
+// BenchmarkViridis colours 65,536 values spread over [0, 1].
+func BenchmarkViridis(b *testing.B) {
+	var sum int
+	for b.Loop() {
+		for i := range 1 << 16 {
+			sum += int(Viridis(float64(i) / (1 << 16)).G)
+		}
+	}
+	_ = sum
 }
 
 // pilUpsample is the independent reference for FullMap: Pillow's
