@@ -52,10 +52,8 @@ func (f *expandFn) ProcessElement(ctx context.Context, file File, emit func(Deco
 	go func() {
 		var outs []output
 		defer func() {
-			// A decoder's panic fails this file, as a decoding error
-			// would, instead of the process.
 			if r := recover(); r != nil {
-				outs = failAll(file, fmt.Sprintf("read: %s: decoder panic: %v", file.URI, r))
+				outs = failAll(file, decoderPanic(file.URI, r).Error())
 			}
 			done <- outs
 		}()
@@ -174,6 +172,11 @@ func (f *expandFn) decode(ctx context.Context, uri string) ([]*pixels.Image, err
 	return images, nil
 }
 
+// decoderPanic is the error of a decoder that panicked (r) on uri, read
+// ahead: it fails the items that need the file, as a decoding error would,
+// instead of the process.
+func decoderPanic(uri string, r any) error { return fmt.Errorf("read: %s: decoder panic: %v", uri, r) }
+
 // pick returns the image with the given slice or frame index.
 func pick(images []*pixels.Image, index int) *pixels.Image {
 	for _, img := range images {
@@ -265,8 +268,8 @@ func (c *maskCache) get(uri string, decode func() ([]*pixels.Image, error)) *mas
 	c.mu.Unlock()
 	defer close(e.done)
 	defer func() {
-		if r := recover(); r != nil { // as a decoding error, for every item that asks
-			e.images, e.err = nil, fmt.Errorf("read: %s: decoder panic: %v", uri, r)
+		if r := recover(); r != nil { // for every item that asks
+			e.images, e.err = nil, decoderPanic(uri, r)
 		}
 	}()
 	e.images, e.err = decode()
