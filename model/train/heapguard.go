@@ -16,7 +16,7 @@ const heapHeadroom = 1 << 30
 // maps the heap 4 MiB at a time, so when a buffer ends exactly where the
 // mapped heap ends, that read faults ("unexpected fault address" in
 // LoadFloat32x16Part; it crashed model/export's and cmd/multiad's training
-// tests in CI, and 1 run in 60 of TestParityMobileNetV2 alone here).
+// tests in CI, and 1 run in 20 of TestParityMobileNetV2 here).
 //
 // It allocates heapHeadroom bytes once and drops them. The runtime maps
 // that much more heap and keeps it mapped after the collector frees it
