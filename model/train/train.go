@@ -106,8 +106,6 @@ type Result struct {
 // configuration says otherwise: running independent ops in parallel
 // deadlocked in gomlx/compute v0.1.2 (two MatMuls each waiting in
 // workerspool.Saturate for the other's worker), and it was no faster.
-// Before the Go backend's first use it grows the heap's mapping
-// (reserveHeap).
 func NewBackend(config string) (b compute.Backend, err error) {
 	if config == "" {
 		config = os.Getenv(compute.ConfigEnvVar)
@@ -115,15 +113,11 @@ func NewBackend(config string) (b compute.Backend, err error) {
 	if config == "" {
 		config = "go"
 	}
-	name, opts, _ := strings.Cut(config, ":")
-	if name == "go" {
-		reserveHeap()
-		if !strings.Contains(opts, "ops_") {
-			if opts != "" {
-				opts += ","
-			}
-			config = "go:" + opts + "ops_sequential"
+	if name, opts, _ := strings.Cut(config, ":"); name == "go" && !strings.Contains(opts, "ops_") {
+		if opts != "" {
+			opts += ","
 		}
+		config = "go:" + opts + "ops_sequential"
 	}
 	defer func() {
 		if r := recover(); r != nil {
