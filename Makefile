@@ -2,10 +2,18 @@
 #   make demo   train a small model on ../shared magnetic tiles, score the test set on Prism, write reports
 #   make test   run the test suite (make test-short: unit tests only, without ../shared or Python)
 SHELL := /bin/bash
-# The Go toolchain go.mod's toolchain line names (GoMLX's fast kernels need
-# Go 1.27): the go command fetches it from the module proxy the first time,
-# whatever Go is installed, since machines here set GOTOOLCHAIN=local.
-export GOTOOLCHAIN := $(shell sed -n 's/^toolchain //p' go.mod)
+# The Go toolchain: the one go.mod's toolchain line names (GoMLX's fast kernels
+# need Go 1.27), fetched from the module proxy by the go command the first time,
+# whatever Go is installed, then copied into .cache/toolchain/ with the patches
+# in scripts/toolchain/ applied (a fix for Go 1.27.3's SIMD tail loads, which
+# crashed GoMLX training: see scripts/toolchain.sh). Its bin/ goes first on
+# PATH, and GOTOOLCHAIN=local keeps the go command from switching away from it.
+GOROOT_PATCHED := $(shell ./scripts/toolchain.sh)
+ifeq ($(GOROOT_PATCHED),)
+$(error scripts/toolchain.sh could not make the project's Go toolchain (its message is above))
+endif
+export PATH := $(GOROOT_PATCHED)/bin:$(PATH)
+export GOTOOLCHAIN := local
 export GOEXPERIMENT := simd
 export GOMLX_NO_AUTO_INSTALL := 1
 export GOFLAGS := -buildvcs=false
@@ -19,10 +27,10 @@ GO_TEST_FLAGS ?= -timeout 45m
 .PHONY: setup build lint test test-short demo eval ablation bench fuzz template clean
 
 # The linter, pinned; installed from the Go module proxy into .cache/ the first
-# time and built by the project's toolchain (the path names both, so a new pin
-# or toolchain installs again). Config: .golangci.yml.
+# time and built by the project's toolchain (the path names both, so a new pin,
+# toolchain or patch installs again). Config: .golangci.yml.
 GOLANGCI_LINT_VERSION := v2.15.0
-GOLANGCI_LINT := $(CURDIR)/.cache/golangci-lint/$(GOLANGCI_LINT_VERSION)-$(GOTOOLCHAIN)/golangci-lint
+GOLANGCI_LINT := $(CURDIR)/.cache/golangci-lint/$(GOLANGCI_LINT_VERSION)-$(notdir $(GOROOT_PATCHED))/golangci-lint
 
 ## setup: install the C codec libraries (Debian) and fetch + verify the ONNX Runtime 1.24.1 library into .cache/ (idempotent)
 setup: $(MULTIAD_ORT_LIB)

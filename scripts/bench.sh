@@ -18,7 +18,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 export GOEXPERIMENT=simd GOMLX_NO_AUTO_INSTALL=1 GOFLAGS=${GOFLAGS:--buildvcs=false}
-export GOTOOLCHAIN=$(sed -n 's/^toolchain //p' go.mod)
+# The project's Go toolchain, patched (scripts/toolchain.sh), first on PATH.
+goenv=$(scripts/toolchain.sh --env)
+eval "$goenv"
 export MULTIAD_SHARED=${MULTIAD_SHARED:-$(cd .. && pwd)/shared}
 shared=$MULTIAD_SHARED
 runs=${BENCH_RUNS:-3}

@@ -32,8 +32,10 @@ set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
-# The Go toolchain go.mod names, fetched by the go command if missing.
-export GOTOOLCHAIN=$(sed -n 's/^toolchain //p' go.mod)
+# The Go toolchain go.mod names, fetched by the go command if missing and
+# patched by scripts/toolchain.sh, first on PATH.
+goenv=$(scripts/toolchain.sh --env)
+eval "$goenv"
 
 dry=0
 case "${1:-}" in

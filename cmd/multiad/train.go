@@ -7,6 +7,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/multiad/multiad/internal/tailload"
 	"github.com/multiad/multiad/model/export"
 	"github.com/multiad/multiad/model/preprocess"
 	"github.com/multiad/multiad/model/teacher"
@@ -86,6 +87,9 @@ func runTrain(ctx context.Context, args []string) int {
 			fmt.Fprintf(os.Stderr, "multiad train: --head %q: want student, bank, fused or auto\n", *head)
 			return 2
 		}
+	}
+	if err := tailload.Check(); err != nil {
+		fmt.Fprintf(os.Stderr, "multiad train: warning: %v. Training can die with \"unexpected fault address\" (README: Toolchain)\n", err)
 	}
 	cfg := train.DefaultConfig(*size)
 	cfg.Epochs, cfg.MaxSteps, cfg.BatchSize, cfg.LR, cfg.DiscLR, cfg.Schedule = *epochs, *maxSteps, *batch, *lr, *discLR, *schedule
