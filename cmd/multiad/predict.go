@@ -141,7 +141,9 @@ func runPredict(ctx context.Context, args []string) int {
 // map into dir (none when dir is ""), named from the whole input path and
 // index (report.FileName), so that a/x.png and b/x.png never collide.
 func predictOne(m *inference.Model, cal bundle.Scores, uri string, img *pixels.Image, l *predictLine, dir string, masks, rawMaps bool) error {
-	x, err := m.Preprocess(img)
+	// The view for the heatmap comes from the same normalisation as the
+	// model input; none is needed without an output folder.
+	x, view, err := score.Preprocess(m, img, score.Options{KeepMaps: dir != ""})
 	if err != nil {
 		return err
 	}
@@ -157,10 +159,7 @@ func predictOne(m *inference.Model, cal bundle.Scores, uri string, img *pixels.I
 		return nil
 	}
 	r := score.Result{Item: read.Item{URI: uri, Index: img.Index}, Score: sc, Anomalous: anom, Normalized: norm,
-		Size: m.Size(), Map: maps[0], Gray: score.Gray(x, m.Size()), Rows: img.Rows, Cols: img.Cols}
-	if v, _, err := m.View(img); err == nil {
-		r.View = v
-	}
+		Size: m.Size(), Map: maps[0], Gray: score.Gray(x, m.Size()), Rows: img.Rows, Cols: img.Cols, View: view}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}

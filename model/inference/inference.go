@@ -58,6 +58,13 @@ func (m *Model) View(img *pixels.Image) ([]uint8, int, error) {
 	return preprocess.View(img, m.Bundle.Manifest.Preprocess)
 }
 
+// PreprocessView returns Preprocess(img) and View(img)'s pixels, normalising
+// img once (preprocess.TensorView).
+func (m *Model) PreprocessView(img *pixels.Image) ([]float32, []uint8, error) {
+	t, v, _, err := preprocess.TensorView(img, m.Bundle.Manifest.Preprocess)
+	return t, v, err
+}
+
 // Device reports where the session runs.
 func (m *Model) Device() ort.Device { return m.sess.Device() }
 

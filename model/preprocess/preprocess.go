@@ -152,18 +152,15 @@ func Normalize(img *pixels.Image, c Config) ([]float32, string, error) {
 		}
 		normalizeRange(img, max, out)
 	case ModePercentile:
-		vals := img.Rescaled()
-		lo, hi, ok := countedPercentiles(img, c.Low, c.High)
-		if !ok {
-			lo, hi = percentiles(vals, c.Low, c.High)
+		if lo, hi, ok := countedPercentiles(img, c.Low, c.High); ok {
+			normalizeInts(img, lo, hi, out)
+			break
 		}
+		vals := img.Rescaled()
+		lo, hi := percentiles(vals, c.Low, c.High)
 		scale := hi - lo
 		for i, v := range vals {
-			if scale <= 0 || math.IsNaN(v) {
-				out[i] = 0
-				continue
-			}
-			out[i] = float32(clamp01((v - lo) / scale))
+			out[i] = scaled(v, lo, scale)
 		}
 	case ModeWindow:
 		vals := img.Rescaled()
@@ -180,6 +177,48 @@ func Normalize(img *pixels.Image, c Config) ([]float32, string, error) {
 		}
 	}
 	return out, mode, nil
+}
+
+// scaled is a percentile-mode value: v's place between lo and lo+scale,
+// clamped to [0, 1]; 0 for NaN or an empty range.
+func scaled(v, lo, scale float64) float32 {
+	if scale <= 0 || math.IsNaN(v) {
+		return 0
+	}
+	return float32(clamp01((v - lo) / scale))
+}
+
+// normalizeInts sets out[i] to scaled(img.Rescaled()[i], lo, hi-lo) for the
+// integer images countedPercentiles counts, reading the stored values in
+// place instead of making the rescaled copy (8-bit images look up their
+// 256 possible values, computed by the same expression).
+func normalizeInts(img *pixels.Image, lo, hi float64, out []float32) {
+	scale := hi - lo
+	d := img.Data
+	switch img.DType {
+	case pixels.Uint8, pixels.Int8:
+		var lut [256]float32
+		for b := range lut {
+			v := float64(b)
+			if img.DType == pixels.Int8 {
+				v = float64(int8(b))
+			}
+			lut[b] = scaled(img.Rescale(v), lo, scale)
+		}
+		for i, b := range d[:len(out)] {
+			out[i] = lut[b]
+		}
+	case pixels.Uint16:
+		for i := range out {
+			out[i] = scaled(img.Rescale(float64(binary.LittleEndian.Uint16(d[2*i:]))), lo, scale)
+		}
+	case pixels.Int16:
+		for i := range out {
+			out[i] = scaled(img.Rescale(float64(int16(binary.LittleEndian.Uint16(d[2*i:])))), lo, scale)
+		}
+	default:
+		panic("preprocess: normalizeInts of " + img.DType.String())
+	}
 }
 
 // normalizeRange sets out[i] to element i of img (8- or 16-bit unsigned)
@@ -210,21 +249,51 @@ func Tensor(img *pixels.Image, c Config) ([]float32, error) {
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
+	img, norm, err := normalized(img, c)
+	if err != nil {
+		return nil, err
+	}
+	return tensorOf(img, norm, c), nil
+}
+
+// TensorView returns Tensor(img, c) and View(img, c), normalising img once:
+// what scoring needs of an image whose heatmap it may draw.
+func TensorView(img *pixels.Image, c Config) (tensor []float32, view []uint8, channels int, err error) {
+	if err := c.Validate(); err != nil {
+		return nil, nil, 0, err
+	}
+	img, norm, err := normalized(img, c)
+	if err != nil {
+		return nil, nil, 0, err
+	}
+	view, channels = viewOf(img, norm)
+	return tensorOf(img, norm, c), view, channels, nil
+}
+
+// normalized returns img, converted to RGB when it is YBR, and its
+// normalised values (Normalize). It refuses images with other than 1, 3 or
+// 4 channels.
+func normalized(img *pixels.Image, c Config) (*pixels.Image, []float32, error) {
 	if strings.HasPrefix(img.Meta.Photometric, "YBR") {
 		rgb, err := pixels.YBRToRGB(img)
 		if err != nil {
-			return nil, fmt.Errorf("preprocess: %w", err)
+			return nil, nil, fmt.Errorf("preprocess: %w", err)
 		}
 		img = rgb
 	}
 	norm, _, err := Normalize(img, c)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
+	if ch := img.Channels; ch != 1 && ch != 3 && ch != 4 {
+		return nil, nil, fmt.Errorf("preprocess: %d channels not supported (want 1, 3 or 4)", ch)
+	}
+	return img, norm, nil
+}
+
+// tensorOf is Tensor of img, whose normalised values are norm.
+func tensorOf(img *pixels.Image, norm []float32, c Config) []float32 {
 	ch := img.Channels
-	if ch != 1 && ch != 3 && ch != 4 {
-		return nil, fmt.Errorf("preprocess: %d channels not supported (want 1, 3 or 4)", ch)
-	}
 	s := c.Size
 	out := make([]float32, 3*s*s)
 	plane := make([]float32, img.Rows*img.Cols)
@@ -246,7 +315,7 @@ func Tensor(img *pixels.Image, c Config) ([]float32, error) {
 			Resize(plane, img.Rows, img.Cols, out[k*s*s:(k+1)*s*s], s, s)
 		}
 	}
-	return out, nil
+	return out
 }
 
 // Resize resamples a row-major plane of h×w to oh×ow bilinearly with
@@ -254,6 +323,29 @@ func Tensor(img *pixels.Image, c Config) ([]float32, error) {
 // footprint when shrinking by more than 2× (area pre-filter), and writes
 // into dst.
 func Resize(src []float32, h, w int, dst []float32, oh, ow int) {
+	if h == oh && w == ow && copyFinite(dst, src[:h*w]) {
+		return
+	}
+	resize(src, h, w, dst, oh, ow)
+}
+
+// copyFinite copies src into dst and reports true when src holds no NaN
+// or infinity; it copies nothing and reports false otherwise. Resizing to
+// the same size weighs each pixel by 1 and its neighbour by 0, which gives
+// the pixel back exactly unless the neighbour is NaN or infinite (0 × ±Inf
+// is NaN).
+func copyFinite(dst, src []float32) bool {
+	for _, v := range src {
+		if v-v != 0 { // NaN or ±Inf
+			return false
+		}
+	}
+	copy(dst, src)
+	return true
+}
+
+// resize is Resize without the same-size copy.
+func resize(src []float32, h, w int, dst []float32, oh, ow int) {
 	// Box pre-filter for large reductions so that thin defects are not
 	// aliased away: reduce by an integer factor first.
 	fy, fx := h/(2*oh), w/(2*ow)
@@ -436,16 +528,8 @@ func percentile(n int, p float64, kth, next func(int) float64) float64 {
 // value is the rescale of the k-th smallest stored value (of the k-th
 // largest for a negative slope), and it rescales only those.
 func countedPercentiles(img *pixels.Image, lo, hi float64) (float64, float64, bool) {
-	var offset, bins int
 	switch img.DType {
-	case pixels.Uint8:
-		bins = 1 << 8
-	case pixels.Int8:
-		offset, bins = 1<<7, 1<<8
-	case pixels.Uint16:
-		bins = 1 << 16
-	case pixels.Int16:
-		offset, bins = 1<<15, 1<<16
+	case pixels.Uint8, pixels.Int8, pixels.Uint16, pixels.Int16:
 	default:
 		return 0, 0, false
 	}
@@ -457,27 +541,20 @@ func countedPercentiles(img *pixels.Image, lo, hi float64) (float64, float64, bo
 	if n == 0 {
 		return 0, 0, true
 	}
-	// below[v] counts the stored values under v-offset, for v in [0, bins].
-	below := make([]int, bins+1)
-	d := img.Data
-	switch img.DType {
+	// below[b] counts the stored values under base+b, for b in [0, bins].
+	var below []int
+	var base int
+	switch d := img.Data; img.DType {
 	case pixels.Uint8:
-		for _, b := range d[:n] {
-			below[int(b)+1]++
-		}
+		below, base = count8[uint8](d[:n])
 	case pixels.Int8:
-		for _, b := range d[:n] {
-			below[int(int8(b))+offset+1]++
-		}
+		below, base = count8[int8](d[:n])
 	case pixels.Uint16:
-		for i := range n {
-			below[int(binary.LittleEndian.Uint16(d[2*i:]))+1]++
-		}
+		below, base = count16[uint16](d, n)
 	default: // Int16
-		for i := range n {
-			below[int(int16(binary.LittleEndian.Uint16(d[2*i:])))+offset+1]++
-		}
+		below, base = count16[int16](d, n)
 	}
+	bins := len(below) - 1
 	for v := 1; v <= bins; v++ {
 		below[v] += below[v-1]
 	}
@@ -486,11 +563,44 @@ func countedPercentiles(img *pixels.Image, lo, hi float64) (float64, float64, bo
 		if slope < 0 {
 			k = n - 1 - k
 		}
-		v := sort.Search(bins, func(v int) bool { return below[v+1] > k })
-		return img.Rescale(float64(v - offset))
+		b := sort.Search(bins, func(b int) bool { return below[b+1] > k })
+		return img.Rescale(float64(base + b))
 	}
 	next := func(i int) float64 { return kth(i + 1) }
 	return percentile(n, lo, kth, next), percentile(n, hi, kth, next), true
+}
+
+// count8 counts the 8-bit stored values d (T) over their 256 possible
+// values, from the smallest, base: below[b] is the number under base+b, for
+// b in [0, 256].
+func count8[T uint8 | int8](d []byte) (below []int, base int) {
+	var x T
+	x-- // 255 for uint8, -1 for int8
+	if x < 0 {
+		base = -128
+	}
+	below = make([]int, 257)
+	for _, b := range d {
+		below[int(T(b))-base+1]++
+	}
+	return below, base
+}
+
+// count16 counts the n 16-bit stored values of d (little-endian T) over
+// the values they span, from the smallest, base (12-bit MR spans a
+// sixteenth of the 65,536): below[b] is the number under base+b, for b in
+// [0, bins].
+func count16[T uint16 | int16](d []byte, n int) (below []int, base int) {
+	lo, hi := math.MaxInt, math.MinInt
+	for i := range n {
+		v := int(T(binary.LittleEndian.Uint16(d[2*i:])))
+		lo, hi = min(lo, v), max(hi, v)
+	}
+	below = make([]int, hi-lo+2)
+	for i := range n {
+		below[int(T(binary.LittleEndian.Uint16(d[2*i:])))-lo+1]++
+	}
+	return below, lo
 }
 
 // nthElement reorders s so that s[k] is the value a sort would put there,
@@ -551,21 +661,17 @@ func clamp01(v float64) float64 {
 // normalises it (same mode, MONOCHROME1 inverted, YBR as RGB): 8-bit
 // values, row-major, gray (channels 1) or RGB interleaved (channels 3).
 func View(img *pixels.Image, c Config) (pix []uint8, channels int, err error) {
-	if strings.HasPrefix(img.Meta.Photometric, "YBR") {
-		rgb, err := pixels.YBRToRGB(img)
-		if err != nil {
-			return nil, 0, fmt.Errorf("preprocess: %w", err)
-		}
-		img = rgb
-	}
-	norm, _, err := Normalize(img, c)
+	img, norm, err := normalized(img, c)
 	if err != nil {
 		return nil, 0, err
 	}
+	pix, channels = viewOf(img, norm)
+	return pix, channels, nil
+}
+
+// viewOf is View of img, whose normalised values are norm.
+func viewOf(img *pixels.Image, norm []float32) (pix []uint8, channels int) {
 	ch := img.Channels
-	if ch != 1 && ch != 3 && ch != 4 {
-		return nil, 0, fmt.Errorf("preprocess: %d channels not supported (want 1, 3 or 4)", ch)
-	}
 	channels = 1
 	if ch > 1 {
 		channels = 3
@@ -576,12 +682,12 @@ func View(img *pixels.Image, c Config) (pix []uint8, channels int, err error) {
 		for i, v := range norm[:len(pix)] {
 			pix[i] = uint8(v*255 + 0.5)
 		}
-		return pix, channels, nil
+		return pix, channels
 	}
 	for i := 0; i < n; i++ {
 		for k := 0; k < channels; k++ {
 			pix[i*channels+k] = uint8(norm[i*ch+k]*255 + 0.5)
 		}
 	}
-	return pix, channels, nil
+	return pix, channels
 }

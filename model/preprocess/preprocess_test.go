@@ -350,3 +350,166 @@ func BenchmarkView(b *testing.B) {
 		})
 	}
 }
+
+// TestTensorView checks that TensorView returns what Tensor and View
+// return separately, to the bit, for gray 16-bit slices in percentile
+// mode, MONOCHROME1, 8-bit RGB, RGBA, YBR and a non-square image; and that
+// it fails where they fail.
+func TestTensorView(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	random := func(rows, cols, ch int, dt pixels.DType) *pixels.Image {
+		m := pixels.New(rows, cols, ch, dt)
+		for i := range m.Len() {
+			m.Set(i, float64(rng.IntN(4096)%256))
+		}
+		return m
+	}
+	slice := gray16(70, 90, func(r, c int) float64 { return float64((r*131 + c*17) % 3000) })
+	mono1 := gray16(64, 64, func(r, c int) float64 { return float64(r * c) })
+	mono1.Meta.Photometric = "MONOCHROME1"
+	ybr := random(40, 48, 3, pixels.Uint8)
+	ybr.Meta.Photometric = "YBR_FULL"
+	imgs := []*pixels.Image{slice, mono1, random(64, 64, 3, pixels.Uint8), random(33, 65, 4, pixels.Uint8), ybr, random(300, 20, 1, pixels.Uint16)}
+	for k, img := range imgs {
+		other := Default(64)
+		other.Resize = ResizeBilinear
+		if img.DType == pixels.Uint8 {
+			other.Mode = ModePercentile
+		}
+		for _, cfg := range []Config{Default(32), other} {
+			tensor, view, channels, err := TensorView(img, cfg)
+			if err != nil {
+				t.Fatalf("image %d: %v", k, err)
+			}
+			wantT, err := Tensor(img, cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			wantV, wantCh, err := View(img, cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if channels != wantCh || len(view) != len(wantV) || len(tensor) != len(wantT) {
+				t.Fatalf("image %d: %d channels, %d view bytes, %d tensor values; want %d, %d, %d", k, channels, len(view), len(tensor), wantCh, len(wantV), len(wantT))
+			}
+			for i := range wantT {
+				if math.Float32bits(tensor[i]) != math.Float32bits(wantT[i]) {
+					t.Fatalf("image %d: tensor[%d] = %v, Tensor's %v", k, i, tensor[i], wantT[i])
+				}
+			}
+			for i := range wantV {
+				if view[i] != wantV[i] {
+					t.Fatalf("image %d: view[%d] = %d, View's %d", k, i, view[i], wantV[i])
+				}
+			}
+		}
+	}
+	two := random(4, 4, 2, pixels.Uint8)
+	bad := &pixels.Image{Rows: 2, Cols: 2, Channels: 1, DType: pixels.Uint8, Data: []byte{1}}
+	for _, c := range []struct {
+		img *pixels.Image
+		cfg Config
+	}{{two, Default(32)}, {bad, Default(32)}, {slice, Config{Size: 30}}} {
+		if _, _, _, err := TensorView(c.img, c.cfg); err == nil {
+			t.Errorf("%d×%d×%d image, config %+v: no error", c.img.Rows, c.img.Cols, c.img.Channels, c.cfg)
+		}
+	}
+}
+
+// BenchmarkTensorView is scoring's preprocessing of a 256×256 16-bit MR
+// slice (percentile mode) that keeps its view: Tensor and View, each
+// normalising, against TensorView, normalising once.
+func BenchmarkTensorView(b *testing.B) {
+	img := gray16(256, 256, func(r, c int) float64 { return float64((r*131 + c*17) % 3000) })
+	cfg := Default(256)
+	b.Run("separate", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := Tensor(img, cfg); err != nil {
+				b.Fatal(err)
+			}
+			if _, _, err := View(img, cfg); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("together", func(b *testing.B) {
+		for b.Loop() {
+			if _, _, _, err := TensorView(img, cfg); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+// TestPercentileNormalizeInts checks percentile mode on integer images,
+// which reads the stored values in place, against the rescaled copy it
+// replaced: (rescaled - lo) / (hi - lo), clamped, from the percentiles of
+// img.Rescaled(), to the bit, for each integer type and rescale.
+func TestPercentileNormalizeInts(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 8))
+	types := []struct {
+		dt       pixels.DType
+		min, max int
+	}{{pixels.Uint8, 0, 255}, {pixels.Int8, -128, 127}, {pixels.Uint16, 0, 65535}, {pixels.Int16, -32768, 32767}}
+	cfg := Default(32)
+	cfg.Mode = ModePercentile
+	for trial := range 200 {
+		ty := types[trial%len(types)]
+		m := pixels.New(1+r.IntN(20), 1+r.IntN(20), 1, ty.dt)
+		base, levels := ty.min+r.IntN(ty.max-ty.min+1), 1+r.IntN(3000)
+		for i := range m.Len() {
+			m.Set(i, float64(min(base+r.IntN(levels), ty.max)))
+		}
+		m.Slope, m.Intercept = []float64{0, 1, -2, 0.25}[trial%4], []float64{0, -1024, 7.5}[r.IntN(3)]
+		got, _, err := Normalize(m, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		vals := m.Rescaled()
+		lo, hi := percentiles(vals, cfg.Low, cfg.High)
+		for i, v := range vals {
+			want := float32(0)
+			if hi > lo {
+				want = float32(clamp01((v - lo) / (hi - lo)))
+			}
+			if math.Float32bits(got[i]) != math.Float32bits(want) {
+				t.Fatalf("trial %d (%v, slope %g, intercept %g): element %d is %v, want %v", trial, ty.dt, m.Slope, m.Intercept, i, got[i], want)
+			}
+		}
+	}
+}
+
+// TestResizeSameSize checks Resize's copy at the same size against the
+// bilinear arithmetic it skips (resize), to the bit, and that a plane with
+// a NaN or an infinity still goes through that arithmetic.
+func TestResizeSameSize(t *testing.T) {
+	r := rand.New(rand.NewPCG(9, 10))
+	for _, sz := range [][2]int{{1, 1}, {7, 5}, {64, 64}, {3, 200}} {
+		h, w := sz[0], sz[1]
+		src := make([]float32, h*w)
+		for i := range src {
+			src[i] = r.Float32()
+			if i%17 == 0 {
+				src[i] = float32(i % 2) // exact 0s and 1s
+			}
+		}
+		got, want := make([]float32, h*w), make([]float32, h*w)
+		Resize(src, h, w, got, h, w)
+		resize(src, h, w, want, h, w)
+		for i := range want {
+			if math.Float32bits(got[i]) != math.Float32bits(want[i]) || got[i] != src[i] {
+				t.Fatalf("%d×%d: element %d is %v, the bilinear arithmetic gives %v, the source %v", h, w, i, got[i], want[i], src[i])
+			}
+		}
+		for _, bad := range []float32{float32(math.NaN()), float32(math.Inf(1))} {
+			src[len(src)/2] = bad
+			Resize(src, h, w, got, h, w)
+			resize(src, h, w, want, h, w)
+			for i := range want {
+				if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
+					t.Fatalf("%d×%d with %v: element %d is %v, the bilinear arithmetic gives %v", h, w, bad, i, got[i], want[i])
+				}
+			}
+		}
+	}
+}

@@ -11,6 +11,7 @@ import (
 	"github.com/apache/beam/sdks/v2/go/pkg/beam"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/log"
 
+	"github.com/multiad/multiad/io/pixels"
 	"github.com/multiad/multiad/model/bundle"
 	"github.com/multiad/multiad/model/ort"
 	"github.com/multiad/multiad/transforms/evaluate"
@@ -89,6 +90,7 @@ type batcher struct {
 type pending struct {
 	d      read.Decoded
 	tensor []float32
+	view   []uint8 // Viewer's view of d, for the heatmap; nil without
 }
 
 // outcome is one scored (or failed) image of a batch: its result, built
@@ -144,14 +146,14 @@ func (b *batcher) batchSize() int {
 // add preprocesses one image and submits a full batch when the next image
 // arrives.
 func (b *batcher) add(ctx context.Context, d read.Decoded, emit func(Result), emitPix func(evaluate.PixelResult), fail func(read.Failure)) error {
-	t, err := b.m.Preprocess(d.Image)
+	t, view, err := Preprocess(b.m, d.Image, b.Opt)
 	if err != nil {
 		failedCount.Inc(ctx, 1)
 		noteProgress(ctx, 0, 1)
 		fail(read.Failure{URI: d.Item.URI, Index: d.Item.Index, Error: fmt.Sprintf("score: preprocessing %s: %v", d.Item.URI, err)})
 		return nil
 	}
-	b.buf = append(b.buf, pending{d: d, tensor: t})
+	b.buf = append(b.buf, pending{d: d, tensor: t, view: view})
 	// A full batch goes out when the image after it arrives, so that the
 	// bundle's last images always reach flush, which shares them among the
 	// slots (an input of one batch, or of whole batches, would otherwise
@@ -290,17 +292,29 @@ func (b *batcher) results(ctx context.Context, ss []scored) []outcome {
 	for i, sc := range ss {
 		outs[i] = outcome{item: sc.p.d.Item, err: sc.err}
 		if sc.err == nil {
-			outs[i].r, outs[i].pix = NewResult(ctx, b.m, sc.p.d, sc.p.tensor, sc.amap, sc.score, b.Opt)
+			outs[i].r, outs[i].pix = NewResult(b.m, sc.p.d, sc.p.tensor, sc.p.view, sc.amap, sc.score, b.Opt)
 		}
 	}
 	return outs
 }
 
+// Preprocess is what Score does to a decoded image before scoring it: the
+// model input (m.Preprocess) and, when opt.KeepMaps is set and m is a
+// Viewer, the view for its heatmap, both from one normalisation.
+func Preprocess(m Scorer, img *pixels.Image, opt Options) (tensor []float32, view []uint8, err error) {
+	if v, ok := m.(Viewer); ok && opt.KeepMaps {
+		return v.PreprocessView(img)
+	}
+	t, err := m.Preprocess(img)
+	return t, nil, err
+}
+
 // NewResult is what Score emits for one scored image: d decoded, tensor
-// its model input (m.Preprocess), amap and score m's output for it. The
-// pixel result, for the pixel metrics, is nil unless d has a mask. The
-// outputs own their slices (amap and tensor may be reused).
-func NewResult(ctx context.Context, m Scorer, d read.Decoded, tensor, amap []float32, score float32, opt Options) (Result, *evaluate.PixelResult) {
+// and view its model input and view (Preprocess), amap and score m's
+// output for it. The pixel result, for the pixel metrics, is nil unless d
+// has a mask. The outputs own their slices (amap and tensor may be reused;
+// view is kept).
+func NewResult(m Scorer, d read.Decoded, tensor []float32, view []uint8, amap []float32, score float32, opt Options) (Result, *evaluate.PixelResult) {
 	s := m.Size()
 	img := d.Image
 	r := Result{Item: d.Item, Score: float64(score), Anomalous: float64(score) > m.Threshold(),
@@ -312,13 +326,7 @@ func NewResult(ctx context.Context, m Scorer, d read.Decoded, tensor, amap []flo
 		for i := range r.Gray {
 			r.Gray[i] = uint8(clamp01(tensor[i])*255 + 0.5)
 		}
-		if v, ok := m.(Viewer); ok {
-			if pix, _, err := v.View(img); err == nil {
-				r.View = pix
-			} else {
-				log.Warnf(ctx, "score: %s: no view for the heatmap (%v); drawing over the model input", d.Item.URI, err)
-			}
-		}
+		r.View = view
 		if mk := d.Mask; len(mk) == img.Rows*img.Cols && slices.ContainsFunc(mk, func(v uint8) bool { return v != 0 }) {
 			r.Truth = mk
 		}

@@ -66,11 +66,13 @@ type Scorer interface {
 	Close() error
 }
 
-// Viewer is implemented by Scorers that render an image at its own size
-// as the model normalises it (*inference.Model does); results of other
-// Scorers carry no View.
+// Viewer is implemented by Scorers that also render an image at its own
+// size as the model normalises it (*inference.Model does): PreprocessView
+// returns Preprocess's tensor and that view (8-bit gray or RGB
+// interleaved, Rows×Cols), normalising the image once. Score uses it when
+// it keeps maps; results of other Scorers carry no View.
 type Viewer interface {
-	View(img *pixels.Image) (pix []uint8, channels int, err error)
+	PreprocessView(img *pixels.Image) (tensor []float32, view []uint8, err error)
 }
 
 // ViewChannels returns the number of channels of r.View (1 or 3), or 0

@@ -492,3 +492,73 @@ func TestPreload(t *testing.T) {
 		t.Errorf("model loaded %d times, want once (the preload)", n)
 	}
 }
+
+// viewFake is fake with a Viewer: its view of an image is every pixel's
+// value plus one. It counts the calls to Preprocess and PreprocessView.
+type viewFake struct {
+	fake
+	plain, viewed atomic.Int64
+}
+
+func (f *viewFake) Preprocess(img *pixels.Image) ([]float32, error) {
+	f.plain.Add(1)
+	return f.fake.Preprocess(img)
+}
+
+func (f *viewFake) PreprocessView(img *pixels.Image) ([]float32, []uint8, error) {
+	f.viewed.Add(1)
+	t, err := f.fake.Preprocess(img)
+	if err != nil {
+		return nil, nil, err
+	}
+	v := make([]uint8, img.Rows*img.Cols)
+	for i := range v {
+		v[i] = uint8(img.At(i*img.Channels)) + 1
+	}
+	return t, v, nil
+}
+
+var viewModel = &viewFake{}
+
+func init() {
+	RegisterLoader("fake-view", func(ctx context.Context, uri string, opt ort.Options) (Scorer, error) {
+		return viewModel, nil
+	})
+	register.Function1x1[Result, string](viewKey)
+}
+
+func viewKey(r Result) string { return fmt.Sprintf("%s %v", r.Item.URI, r.View) }
+
+// TestScoreView checks that a Viewer's results carry the view it returned
+// with the model input, from one PreprocessView call an image and no
+// Preprocess call, when maps are kept; and that without KeepMaps scoring
+// calls Preprocess alone and the results carry no view.
+func TestScoreView(t *testing.T) {
+	for _, keep := range []bool{true, false} {
+		viewModel.plain.Store(0)
+		viewModel.viewed.Store(0)
+		in := decoded(5)
+		var want []any
+		for _, d := range in {
+			var v []uint8
+			if keep {
+				v = make([]uint8, 6)
+				for i := range v {
+					v[i] = d.Image.Data[i] + 1
+				}
+			}
+			want = append(want, fmt.Sprintf("%s %v", d.Item.URI, v))
+		}
+		p, s := beam.NewPipelineWithRoot()
+		res, _, _ := Score(s, beam.CreateList(s, in), Options{Bundle: "v", BatchSize: 2, KeepMaps: keep, Loader: "fake-view"})
+		passert.Equals(s, beam.ParDo(s, viewKey, res), want...)
+		ptest.RunAndValidate(t, p)
+		plain, viewed := viewModel.plain.Load(), viewModel.viewed.Load()
+		if keep && (plain != 0 || viewed != int64(len(in))) {
+			t.Errorf("KeepMaps: %d Preprocess and %d PreprocessView calls for %d images, want 0 and %d", plain, viewed, len(in), len(in))
+		}
+		if !keep && (plain != int64(len(in)) || viewed != 0) {
+			t.Errorf("no KeepMaps: %d Preprocess and %d PreprocessView calls for %d images, want %d and 0", plain, viewed, len(in), len(in))
+		}
+	}
+}

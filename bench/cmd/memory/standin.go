@@ -60,8 +60,13 @@ func (s *standIn) Preprocess(img *pixels.Image) ([]float32, error) {
 	return t, nil
 }
 
-func (s *standIn) View(img *pixels.Image) ([]uint8, int, error) {
-	return preprocess.View(img, s.m.Preprocess)
+func (s *standIn) PreprocessView(img *pixels.Image) ([]float32, []uint8, error) {
+	t, err := s.Preprocess(img)
+	if err != nil {
+		return nil, nil, err
+	}
+	v, _, err := preprocess.View(img, s.m.Preprocess)
+	return t, v, err
 }
 
 func (s *standIn) Score(batch [][]float32) (maps [][]float32, scores []float32, err error) {

@@ -70,6 +70,7 @@ func Stages(ctx context.Context, m *inference.Model, files []read.File, b int, d
 	n := 0
 	var pend []read.Decoded
 	var tensors [][]float32
+	var views [][]uint8
 	flush := func() error {
 		if len(pend) == 0 {
 			return nil
@@ -81,7 +82,7 @@ func Stages(ctx context.Context, m *inference.Model, files []read.File, b int, d
 		lap(2)
 		results := make([]score.Result, len(pend))
 		for i, d := range pend {
-			r, pix := score.NewResult(ctx, m, d, tensors[i], amaps[i], scores[i], scoreOpt)
+			r, pix := score.NewResult(m, d, tensors[i], views[i], amaps[i], scores[i], scoreOpt)
 			if pix != nil {
 				if acc, err = pixels.AddInput(acc, *pix); err != nil {
 					return err
@@ -101,7 +102,7 @@ func Stages(ctx context.Context, m *inference.Model, files []read.File, b int, d
 		}
 		lap(4)
 		n += len(pend)
-		pend, tensors = pend[:0], tensors[:0]
+		pend, tensors, views = pend[:0], tensors[:0], views[:0]
 		return nil
 	}
 	for _, f := range files {
@@ -114,12 +115,12 @@ func Stages(ctx context.Context, m *inference.Model, files []read.File, b int, d
 		}
 		lap(0)
 		for _, d := range decoded {
-			t, err := m.Preprocess(d.Image)
+			t, v, err := score.Preprocess(m, d.Image, scoreOpt)
 			if err != nil {
 				return nil, 0, err
 			}
 			lap(1)
-			pend, tensors = append(pend, d), append(tensors, t)
+			pend, tensors, views = append(pend, d), append(tensors, t), append(views, v)
 			if len(pend) >= b {
 				if err := flush(); err != nil {
 					return nil, 0, err
