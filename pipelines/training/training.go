@@ -233,8 +233,9 @@ func loadSamples(ctx context.Context, opt Options, pcfg preprocess.Config, seed 
 	}
 	var samples []sample
 	var failed []string
+	x := read.NewExpander(read.Options{})
 	for _, f := range files {
-		read.ExpandFile(ctx, f, read.Options{}, func(d read.Decoded) {
+		x.Expand(ctx, f, func(d read.Decoded) {
 			t, err := preprocess.Tensor(d.Image, pcfg)
 			if err != nil {
 				failed = append(failed, fmt.Sprintf("%s[%d]: %v", d.Item.URI, d.Item.Index, err))

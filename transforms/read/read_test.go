@@ -522,3 +522,37 @@ func TestExpandMasksAhead(t *testing.T) {
 	}
 	f.FinishBundle(context.Background(), emit, func(Failure) {})
 }
+
+// TestExpanderSharesMasks checks that one Expander decodes a mask file
+// shared by several Files once, with the same outputs as ExpandFile, which
+// decodes it for each File.
+func TestExpanderSharesMasks(t *testing.T) {
+	var files []File
+	for i := range 6 {
+		uri := fmt.Sprintf("good%02d.png", i)
+		files = append(files, File{URI: uri, Items: []Item{{URI: uri, Index: -1, MaskURI: "mask-vol.png", MaskIndex: -1}}})
+	}
+	var got, want []string
+	emit := func(out *[]string) func(Decoded) {
+		return func(d Decoded) { *out = append(*out, fmt.Sprintf("image %s mask %v", d.Item.URI, d.Mask)) }
+	}
+	fail := func(fl Failure) { t.Errorf("failure %s: %s", fl.URI, fl.Error) }
+	shared, each := &maskDecoder{count: map[string]int{}}, &maskDecoder{count: map[string]int{}}
+	x := NewExpander(Options{})
+	x.f.decodeURI = shared.decode
+	for _, f := range files {
+		x.Expand(context.Background(), f, emit(&got), fail)
+		one := NewExpander(Options{}) // what ExpandFile does
+		one.f.decodeURI = each.decode
+		one.Expand(context.Background(), f, emit(&want), fail)
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") || len(got) != len(files) {
+		t.Errorf("one Expander emitted\n%s\none per file\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	if n := shared.count["mask-vol.png"]; n != 1 {
+		t.Errorf("one Expander decoded the shared mask %d times, want once", n)
+	}
+	if n := each.count["mask-vol.png"]; n != len(files) {
+		t.Errorf("an Expander per file decoded the mask %d times, want %d", n, len(files))
+	}
+}

@@ -3,7 +3,8 @@
 // process and one goroutine, the functions the scoring pipeline calls for
 // each image, timing each stage:
 //
-//   - decode: read.ExpandFile (file read, format decode, mask);
+//   - decode: a read.Expander (file read, format decode, mask: a mask
+//     volume shared by several files is decoded once, as in the pipeline);
 //   - preprocess: inference.Model.Preprocess (normalise, resize to S×S);
 //   - inference: inference.Model.Score (ONNX Runtime);
 //   - post-processing: what the score transform does with a map

@@ -21,7 +21,7 @@ import (
 var StageNames = []string{"decode", "preprocess", "inference", "post-processing", "writing"}
 
 // Stages runs, in one goroutine, the functions the scoring pipeline calls
-// for each image over files at batch size b: decode (read.ExpandFile),
+// for each image over files at batch size b: decode (a read.Expander),
 // preprocess, inference (inference.Model.Score), post-processing
 // (score.NewResult: map and gray copies, the view at the image's size, the
 // resized mask; the pixel metrics' evaluate.PixelCombineFn.AddInput) and
@@ -105,10 +105,11 @@ func Stages(ctx context.Context, m *inference.Model, files []read.File, b int, d
 		pend, tensors, views = pend[:0], tensors[:0], views[:0]
 		return nil
 	}
+	x := read.NewExpander(read.Options{})
 	for _, f := range files {
 		var decoded []read.Decoded
 		var ferr error
-		read.ExpandFile(ctx, f, read.Options{}, func(d read.Decoded) { decoded = append(decoded, d) },
+		x.Expand(ctx, f, func(d read.Decoded) { decoded = append(decoded, d) },
 			func(fl read.Failure) { ferr = fmt.Errorf("%s: %s", fl.URI, fl.Error) })
 		if ferr != nil {
 			return nil, 0, ferr

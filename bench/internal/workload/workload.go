@@ -16,7 +16,7 @@ import (
 )
 
 // Decode lists input (a directory, MVTec layout or manifest CSV) with
-// read.List and decodes its files with read.ExpandFile, as the pipeline's
+// read.List and decodes its files with a read.Expander, as the pipeline's
 // ReadImages does. max > 0 keeps at most max images. It fails on the first
 // image that cannot be read.
 func Decode(ctx context.Context, input string, max int) ([]read.Decoded, error) {
@@ -26,8 +26,9 @@ func Decode(ctx context.Context, input string, max int) ([]read.Decoded, error) 
 	}
 	var out []read.Decoded
 	var ferr error
+	x := read.NewExpander(read.Options{})
 	for _, f := range files {
-		read.ExpandFile(ctx, f, read.Options{}, func(d read.Decoded) { out = append(out, d) },
+		x.Expand(ctx, f, func(d read.Decoded) { out = append(out, d) },
 			func(fl read.Failure) {
 				if ferr == nil {
 					ferr = fmt.Errorf("workload: %s: %s", fl.URI, fl.Error)
