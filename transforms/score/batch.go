@@ -153,6 +153,12 @@ func (b *batcher) add(ctx context.Context, d read.Decoded, emit func(Result), em
 		fail(read.Failure{URI: d.Item.URI, Index: d.Item.Index, Error: fmt.Sprintf("score: preprocessing %s: %v", d.Item.URI, err)})
 		return nil
 	}
+	// Nothing after preprocessing reads the pixels (the view and the
+	// tensor hold what the result needs): the image waits for its batch
+	// without them, on a copy, so the caller's image is left as it was.
+	img := *d.Image
+	img.Data = nil
+	d.Image = &img
 	b.buf = append(b.buf, pending{d: d, tensor: t, view: view})
 	// A full batch goes out when the image after it arrives, so that the
 	// bundle's last images always reach flush, which shares them among the

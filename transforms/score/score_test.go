@@ -562,3 +562,34 @@ func TestScoreView(t *testing.T) {
 		}
 	}
 }
+
+// TestAddDropsPixels checks that an image waiting for its batch no longer
+// holds its decoded pixels, that the caller's image keeps them, and that
+// the result still has the image's size and domain.
+func TestAddDropsPixels(t *testing.T) {
+	b := &batcher{Opt: Options{BatchSize: 4, KeepMaps: true}, m: viewModel}
+	in := decoded(2)
+	var got []Result
+	emit := func(r Result) { got = append(got, r) }
+	fail := func(f read.Failure) { t.Errorf("failure %v", f) }
+	ctx := context.Background()
+	for _, d := range in {
+		if err := b.add(ctx, d, emit, func(evaluate.PixelResult) {}, fail); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, p := range b.buf {
+		if p.d.Image.Data != nil {
+			t.Errorf("pending image %d holds %d bytes of pixels", i, len(p.d.Image.Data))
+		}
+		if in[i].Image.Data == nil || p.d.Image.Rows != in[i].Image.Rows {
+			t.Errorf("image %d: the caller's image lost its pixels, or the pending one its size", i)
+		}
+	}
+	if err := b.flush(ctx, emit, func(evaluate.PixelResult) {}, fail); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || got[0].Rows != 2 || got[0].Cols != 3 || got[0].Domain != "picture 1ch 8-bit" || len(got[0].View) != 6 {
+		t.Errorf("results %+v", got)
+	}
+}
