@@ -329,14 +329,14 @@ func Resize(src []float32, h, w int, dst []float32, oh, ow int) {
 	resize(src, h, w, dst, oh, ow)
 }
 
-// copyFinite copies src into dst and reports true when src holds no NaN
-// or infinity; it copies nothing and reports false otherwise. Resizing to
-// the same size weighs each pixel by 1 and its neighbour by 0, which gives
-// the pixel back exactly unless the neighbour is NaN or infinite (0 × ±Inf
-// is NaN).
+// copyFinite copies src into dst and reports true when src holds no NaN,
+// infinity or -0; it copies nothing and reports false otherwise. Resizing
+// to the same size weighs each pixel by 1 and its neighbour by 0, which
+// gives the pixel back exactly unless the neighbour is NaN or infinite
+// (0 × ±Inf is NaN) or the pixel is -0 (-0 + 0 is +0).
 func copyFinite(dst, src []float32) bool {
 	for _, v := range src {
-		if v-v != 0 { // NaN or ±Inf
+		if v-v != 0 || math.Float32bits(v) == 1<<31 { // NaN, ±Inf or -0
 			return false
 		}
 	}

@@ -481,7 +481,7 @@ func TestPercentileNormalizeInts(t *testing.T) {
 
 // TestResizeSameSize checks Resize's copy at the same size against the
 // bilinear arithmetic it skips (resize), to the bit, and that a plane with
-// a NaN or an infinity still goes through that arithmetic.
+// a NaN, an infinity or a -0 still goes through that arithmetic.
 func TestResizeSameSize(t *testing.T) {
 	r := rand.New(rand.NewPCG(9, 10))
 	for _, sz := range [][2]int{{1, 1}, {7, 5}, {64, 64}, {3, 200}} {
@@ -501,7 +501,7 @@ func TestResizeSameSize(t *testing.T) {
 				t.Fatalf("%d×%d: element %d is %v, the bilinear arithmetic gives %v, the source %v", h, w, i, got[i], want[i], src[i])
 			}
 		}
-		for _, bad := range []float32{float32(math.NaN()), float32(math.Inf(1))} {
+		for _, bad := range []float32{float32(math.NaN()), float32(math.Inf(1)), float32(math.Copysign(0, -1))} {
 			src[len(src)/2] = bad
 			Resize(src, h, w, got, h, w)
 			resize(src, h, w, want, h, w)
