@@ -13,6 +13,8 @@ ifeq ($(GOROOT_PATCHED),)
 $(error scripts/toolchain.sh could not make the project's Go toolchain (its message is above))
 endif
 export PATH := $(GOROOT_PATCHED)/bin:$(PATH)
+# GOROOT too: one set in the environment would otherwise win over the copy.
+export GOROOT := $(GOROOT_PATCHED)
 export GOTOOLCHAIN := local
 export GOEXPERIMENT := simd
 export GOMLX_NO_AUTO_INSTALL := 1

@@ -17,13 +17,15 @@
 # the go.mod toolchain loads tails with masked loads.
 #
 #   scripts/toolchain.sh          print the patched GOROOT (make it if missing)
-#   eval "$(scripts/toolchain.sh --env)"   put it first on PATH, GOTOOLCHAIN=local, in this shell
+#   eval "$(scripts/toolchain.sh --env)"   put it first on PATH, with GOROOT and GOTOOLCHAIN=local, in this shell
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 want=$(sed -n 's/^toolchain //p' "$root/go.mod")
 [ -n "$want" ] || { echo "toolchain.sh: go.mod has no toolchain line" >&2; exit 1; }
+shopt -s nullglob
 patches=("$root"/scripts/toolchain/*.patch)
-sum=$(cat "${patches[@]}" | sha256sum | cut -c1-12)
+command -v git >/dev/null || { echo "toolchain.sh: needs git (git apply) to patch the toolchain" >&2; exit 1; }
+sum=$(cat /dev/null "${patches[@]}" | sha256sum | cut -c1-12) # no patches: the empty input's sum
 dst=$root/.cache/toolchain/$want-$sum
 
 if [ ! -f "$dst/.multiad-patched" ]; then
@@ -60,7 +62,7 @@ if [ ! -f "$dst/.multiad-patched" ]; then
 fi
 
 if [ "${1:-}" = --env ]; then
-  printf 'export PATH=%q:"$PATH" GOTOOLCHAIN=local\n' "$dst/bin"
+  printf 'export PATH=%q:"$PATH" GOROOT=%q GOTOOLCHAIN=local\n' "$dst/bin" "$dst"
 else
   echo "$dst"
 fi
